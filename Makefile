@@ -1,0 +1,65 @@
+# lstm-edge: every step of the pipeline is a make target. Variables:
+#   MODEL=name[,name]   models from the config (default: all)
+#   DEVICE=name[,name]  device profiles (default: the config's)
+#   CONFIG=file.toml    pipeline config (default: the embedded reference zoo)
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EDGE := $(VENV)/bin/edge
+STAMP := $(VENV)/.installed
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium
+CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
+MODEL_ARG := $(if $(MODEL),--models $(MODEL))
+DEVICE_ARG := $(if $(DEVICE),--devices $(DEVICE))
+PYTEST_ARGS ?=
+
+.PHONY: help setup system-packages demo export quantize bench report check test test-fast clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: $(STAMP) system-packages  ## virtualenv with pinned dependencies + the emulator toolchain and Chromium
+
+$(STAMP): requirements.lock pyproject.toml
+	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	@# tf-keras's own dependency list pulls the full tensorflow package beside tensorflow-cpu.
+	$(PY) -m pip install --quiet --no-deps tf-keras==2.21.0
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . 2>/dev/null || $(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+system-packages:  ## Debian packages: arm-none-eabi GCC, newlib, QEMU (Cortex-M), Chromium (HTML report check)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  else echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; fi
+
+demo: setup  ## the main job on the embedded default: export, bench, report, check
+	$(EDGE) $(CONFIG_ARG) export $(MODEL_ARG)
+	@if $(EDGE) --help | grep -q ' bench '; then $(EDGE) $(CONFIG_ARG) bench $(MODEL_ARG) $(DEVICE_ARG); fi
+	@if $(EDGE) --help | grep -q ' report '; then $(EDGE) $(CONFIG_ARG) report $(MODEL_ARG); fi
+
+export: $(STAMP)  ## float32 / dynamic / int8 TFLite and ONNX artifacts + manifest (incremental)
+	$(EDGE) $(CONFIG_ARG) export $(MODEL_ARG)
+
+quantize: $(STAMP)  ## accuracy-budgeted int8 search
+	$(EDGE) $(CONFIG_ARG) quantize $(MODEL_ARG)
+
+bench: $(STAMP)  ## every artifact in the simulated runtime of each device profile
+	$(EDGE) $(CONFIG_ARG) bench $(MODEL_ARG) $(DEVICE_ARG)
+
+report: $(STAMP)  ## Markdown + HTML reports from manifests and bench results
+	$(EDGE) $(CONFIG_ARG) report $(MODEL_ARG)
+
+check: $(STAMP)  ## the CI gate: budgets from the config, JUnit XML, exit 1 when exceeded
+	$(EDGE) $(CONFIG_ARG) check $(MODEL_ARG) $(DEVICE_ARG)
+
+test: setup  ## the test suite (unit tests + end-to-end tests on the reference models)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## unit tests only, no reference-model end-to-end tests
+	$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+
+clean:  ## remove generated artifacts and reports (keeps the virtualenv)
+	rm -rf artifacts reports

@@ -1,0 +1,99 @@
+"""The `edge` command: lint, export, bench, report, check (and more) on models from the config.
+
+Exit codes: 0 ok, 1 a budget was exceeded (or a search met no budget), 2 bad input.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from edge.errors import BadInput
+
+
+def _progress(msg):
+    print(msg, flush=True)
+
+
+def _models(args):
+    from edge.config import load_config
+    cfg = load_config(args.config)
+    return cfg, cfg.select(args.models.split(",") if getattr(args, "models", None) else None)
+
+
+def cmd_lint(args):
+    from export.lint import lint_file
+    report = lint_file(args.model)
+    print(report.format_table())
+    if report.refused:
+        row = report.refused[0]
+        raise BadInput(args.model, f"layer '{row.name}' ({row.cls}) cannot be converted: {row.reason}")
+    return 0
+
+
+def cmd_export(args):
+    from export.pipeline import export_model
+    start = time.perf_counter()
+    if args.model:  # a user's own model, outside the config
+        if not args.data:
+            raise BadInput(args.model, "--data is required with --model")
+        name = args.name or Path(args.model).stem
+        out = Path(args.artifacts_dir or "artifacts") / name
+        manifests = [export_model(args.model, args.data, out, name=name, task=args.kind, progress=_progress)]
+    else:
+        from edge.reference import export_reference
+        cfg, entries = _models(args)
+        manifests = []
+        for m in entries:
+            out = Path(args.artifacts_dir or cfg.artifacts_dir) / m.name
+            if m.task:
+                manifests.append(export_reference(m.task, out, progress=_progress))
+            else:
+                manifests.append(export_model(m.path, m.data, out, name=m.name, task=m.kind, progress=_progress))
+    failed = [(mf["model"], n, a["error"]) for mf in manifests for n, a in mf["artifacts"].items()
+              if a["status"] != "ok"]
+    for model, name, err in failed:
+        print(f"warning: {model}/{name} was not built: {err}", file=sys.stderr)
+    print(f"export finished in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="edge", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="pipeline config (TOML); default: the embedded reference zoo")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("lint", help="pre-flight: how each layer will convert (fused, unrolled, refused)")
+    s.add_argument("model", help=".keras, .h5 or SavedModel directory")
+    s.set_defaults(func=cmd_lint)
+
+    s = sub.add_parser("export", help="float32, dynamic and int8 TFLite + ONNX artifacts and a manifest")
+    s.add_argument("--model", help="your own model (.keras, .h5, SavedModel dir) instead of the config's")
+    s.add_argument("--data", help="calibration/evaluation data for --model (.npz or .csv)")
+    s.add_argument("--name", help="artifact folder name for --model (default: the file's stem)")
+    s.add_argument("--kind", default="regression", choices=["regression", "classification"])
+    s.add_argument("--models", help="comma-separated model names from the config (default: all)")
+    s.add_argument("--artifacts-dir", help="where artifacts/<model>/ go (default: from the config)")
+    s.set_defaults(func=cmd_export)
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return p
+
+
+_EXTRA_COMMANDS = []  # later pipeline stages register their subcommands here
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BadInput as e:
+        print(f"edge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The pipeline config (TOML): models, devices, budgets. Unknown keys are errors, not
+silently ignored, so a typo in a budget never turns a CI gate off."""
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.errors import BadInput
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
+TOP_KEYS = {"artifacts_dir", "reports_dir", "devices", "models", "budgets"}
+MODEL_KEYS = {"task", "path", "data", "kind"}
+KINDS = {"regression", "classification"}
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    task: str | None = None
+    path: Path | None = None
+    data: Path | None = None
+    kind: str = "regression"
+
+
+@dataclass
+class Config:
+    path: Path
+    artifacts_dir: Path
+    reports_dir: Path
+    devices: list
+    models: dict
+    budgets: dict = field(default_factory=dict)
+
+    def model(self, name) -> ModelEntry:
+        if name not in self.models:
+            raise BadInput(self.path, f"no model '{name}' in the config; known: {', '.join(self.models)}")
+        return self.models[name]
+
+    def select(self, names=None):
+        if not names:
+            return list(self.models.values())
+        return [self.model(n) for n in names]
+
+
+def load_config(path=None) -> Config:
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInput(path, "config file not found")
+    except tomllib.TOMLDecodeError as e:
+        raise BadInput(path, f"invalid TOML: {e}")
+    unknown = set(raw) - TOP_KEYS
+    if unknown:
+        raise BadInput(path, f"unknown key '{sorted(unknown)[0]}' (allowed: {', '.join(sorted(TOP_KEYS))})")
+    base = path.parent if path != DEFAULT_CONFIG else Path.cwd()
+    models = {}
+    for name, entry in raw.get("models", {}).items():
+        if not isinstance(entry, dict):
+            raise BadInput(path, f"models.{name} must be a table")
+        bad = set(entry) - MODEL_KEYS
+        if bad:
+            raise BadInput(path, f"unknown key 'models.{name}.{sorted(bad)[0]}' (allowed: {', '.join(sorted(MODEL_KEYS))})")
+        if "task" in entry:
+            from edge.tasks import TASKS
+            if entry["task"] not in TASKS:
+                raise BadInput(path, f"models.{name}.task: unknown reference task '{entry['task']}'; known: {', '.join(TASKS)}")
+            models[name] = ModelEntry(name, task=entry["task"], kind=TASKS[entry["task"]].kind)
+        else:
+            for k in ("path", "data"):
+                if k not in entry:
+                    raise BadInput(path, f"models.{name} needs 'task', or both 'path' and 'data' (missing '{k}')")
+            kind = entry.get("kind", "regression")
+            if kind not in KINDS:
+                raise BadInput(path, f"models.{name}.kind must be one of {', '.join(sorted(KINDS))}, not '{kind}'")
+            models[name] = ModelEntry(name, path=base / entry["path"], data=base / entry["data"], kind=kind)
+    devices = raw.get("devices", [])
+    if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+        raise BadInput(path, "devices must be a list of profile names or profile file paths")
+    return Config(path=path, artifacts_dir=Path(raw.get("artifacts_dir", "artifacts")),
+                  reports_dir=Path(raw.get("reports_dir", "reports")), devices=devices, models=models,
+                  budgets=raw.get("budgets", {}))

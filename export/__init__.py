@@ -1,0 +1,1 @@
+"""Keras to TFLite/ONNX export, quantization, calibration and compatibility checks."""

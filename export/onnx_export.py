@@ -1,0 +1,69 @@
+"""Keras (tf-keras) to ONNX with tf2onnx, then onnxruntime's quantizers.
+
+tf2onnx emits a real ONNX `LSTM` op from a tf-keras fused LSTM (a Keras 3 model gives a
+`Loop`). Dynamic quantization turns it into com.microsoft `DynamicQuantizeLSTM`; static
+QDQ quantization never quantizes LSTM in onnxruntime, only the Gemm/MatMul around it.
+"""
+import time
+from pathlib import Path
+
+import numpy as np
+
+from export.fileio import temp_path_for, move_into_place
+
+OPSET = 17  # tf2onnx 1.17 supports up to 18; 17 is what onnxruntime's quantizer knows best
+
+
+def to_onnx(model_path: str, out_path: str, opset: int = OPSET) -> dict:
+    from export.tfenv import tf_and_keras2
+    tf, tf_keras = tf_and_keras2()
+    import tf2onnx
+    model = tf_keras.models.load_model(model_path, compile=False)
+    start = time.perf_counter()
+    spec = (tf.TensorSpec(model.inputs[0].shape, tf.float32, name="input"),)
+    tmp = temp_path_for(out_path)
+    tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset, output_path=str(tmp))
+    move_into_place(tmp, out_path)
+    return {"seconds": time.perf_counter() - start, "options": {"opset": opset, "converter": "tf2onnx"}}
+
+
+def quantize_dynamic_onnx(src: str, out_path: str) -> dict:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    start = time.perf_counter()
+    tmp = temp_path_for(out_path)
+    quantize_dynamic(src, str(tmp), weight_type=QuantType.QInt8)
+    move_into_place(tmp, out_path)
+    return {"seconds": time.perf_counter() - start,
+            "options": {"quantizer": "onnxruntime.quantize_dynamic", "weight_type": "QInt8"}}
+
+
+class _WindowReader:
+    """Feeds calibration windows one at a time (batch 1, as the model was exported)."""
+
+    def __init__(self, input_name, x):
+        self._it = iter([{input_name: w[None].astype(np.float32)} for w in x])
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def quantize_qdq_onnx(src: str, out_path: str, calib_path: str, calib_key: str = "x_calib",
+                      calib_samples: int | None = 100) -> dict:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    start = time.perf_counter()
+    x = np.load(calib_path)[calib_key]
+    if calib_samples:
+        x = x[:calib_samples]
+    input_name = onnx.load(src).graph.input[0].name
+    tmp = temp_path_for(out_path)
+    quantize_static(src, str(tmp), _WindowReader(input_name, x), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax, per_channel=False)
+    move_into_place(tmp, out_path)
+    # The calibrator leaves an augmented model next to the working directory on some versions.
+    Path("augmented_model.onnx").unlink(missing_ok=True)
+    return {"seconds": time.perf_counter() - start,
+            "options": {"quantizer": "onnxruntime.quantize_static", "format": "QDQ",
+                        "calibration": "MinMax", "calibration_windows": int(len(x)),
+                        "note": "onnxruntime does not statically quantize LSTM: the LSTM stays float, only the layers around it are int8"}}

@@ -1,0 +1,218 @@
+"""`edge export`: one model in, every artifact and a manifest out.
+
+    model + data -> lint -> tf-keras batch-1 rebuild (verified) -> source_tfkeras.h5, data.npz
+                 -> each artifact in ARTIFACTS, converted in a child process
+                 -> manifest.json
+
+Incremental: an artifact whose cache key (model hash, data hash, its options, tool
+versions) matches the manifest and whose file is intact is not rebuilt. The check runs
+before TensorFlow is imported, so an up-to-date export takes about a second.
+"""
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import BadInput
+from edge.isolate import run_isolated
+from export import inspect
+from export.fileio import read_json, sha256_file, sha256_json, write_json, write_npz
+from export.versions import tool_versions
+
+SOURCE_FILE = "source_tfkeras.h5"
+DATA_FILE = "data.npz"
+MANIFEST = "manifest.json"
+DEFAULT_CALIB_WINDOWS = 100  # the converter's usual representative-set size
+
+
+@dataclass
+class ArtifactSpec:
+    file: str
+    format: str
+    mode: str
+    target: str                     # "module:function" run in a child process
+    kwargs: dict = field(default_factory=dict)
+    source: str = SOURCE_FILE       # the file it is made from
+    calib: bool = False             # needs calibration windows
+    note: str = ""
+    timeout: float = 600.0
+
+
+# The registry of what `edge export` builds; later stages add entries here, not if-chains.
+ARTIFACTS = {
+    "tflite_float32": ArtifactSpec("model_float32.tflite", "tflite", "float32", "export.tflite:convert",
+                                   {"mode": "float32"}),
+    "tflite_dynamic": ArtifactSpec("model_dynamic.tflite", "tflite", "dynamic", "export.tflite:convert",
+                                   {"mode": "dynamic"}),
+    "tflite_int8": ArtifactSpec("model_int8.tflite", "tflite", "int8", "export.tflite:convert",
+                                {"mode": "int8", "calib_samples": DEFAULT_CALIB_WINDOWS}, calib=True),
+    "onnx_float32": ArtifactSpec("model_float32.onnx", "onnx", "float32", "export.onnx_export:to_onnx"),
+    "onnx_dynamic_int8": ArtifactSpec("model_dynamic_int8.onnx", "onnx", "dynamic_int8",
+                                      "export.onnx_export:quantize_dynamic_onnx",
+                                      source="model_float32.onnx"),
+    "onnx_qdq_int8": ArtifactSpec("model_qdq_int8.onnx", "onnx", "qdq_int8",
+                                  "export.onnx_export:quantize_qdq_onnx",
+                                  {"calib_samples": DEFAULT_CALIB_WINDOWS}, source="model_float32.onnx",
+                                  calib=True,
+                                  note="LSTM stays float: onnxruntime does not statically quantize LSTM"),
+}
+
+
+def export_model(model_path, data_path, out_dir, name=None, task="regression", only=None,
+                 extra_source_info=None, progress=print) -> dict:
+    """Export one model. Returns the manifest. Raises BadInput for bad input (nothing written)."""
+    model_path, data_path, out_dir = Path(model_path), Path(data_path), Path(out_dir)
+    for p, what in ((model_path, "model"), (data_path, "data")):
+        if not p.exists():
+            raise BadInput(p, f"{what} file not found")
+    name = name or model_path.stem
+    selected = {k: v for k, v in ARTIFACTS.items() if only is None or k in only}
+    versions = tool_versions()
+    inputs_key = {"model": sha256_file(model_path), "data": sha256_file(data_path), "task": task,
+                  "versions": versions}
+    old = _read_manifest(out_dir)
+    if old and old.get("inputs_key") == sha256_json(inputs_key) and _all_fresh(old, out_dir, selected):
+        progress(f"[{name}] up to date: {len(selected)} artifacts unchanged (cache hit)")
+        old["cache_hit"] = True
+        return old
+
+    progress(f"[{name}] loading {model_path}")
+    source = _prepare_source(model_path, data_path, out_dir, progress)
+    manifest = {
+        "schema": 1, "model": name, "task": task,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs_key": sha256_json(inputs_key), "tool_versions": versions,
+        "source": dict(source["info"], **(extra_source_info or {})),
+        "data": source["data_info"], "float_metric": source["float_metric"], "artifacts": {},
+    }
+    old_artifacts = (old or {}).get("artifacts", {})
+    for art_name, spec in selected.items():
+        manifest["artifacts"][art_name] = _build_artifact(art_name, spec, out_dir, manifest,
+                                                         old_artifacts.get(art_name), versions, progress)
+    write_json(out_dir / MANIFEST, manifest)
+    ok = sum(a["status"] == "ok" for a in manifest["artifacts"].values())
+    progress(f"[{name}] {ok}/{len(selected)} artifacts ok -> {out_dir / MANIFEST}")
+    manifest["cache_hit"] = False
+    return manifest
+
+
+def _read_manifest(out_dir):
+    try:
+        return read_json(out_dir / MANIFEST)
+    except (OSError, ValueError):
+        return None
+
+
+def _all_fresh(manifest, out_dir, selected):
+    arts = manifest.get("artifacts", {})
+    for name, spec in selected.items():
+        a = arts.get(name)
+        if not a or a.get("cache_key") != _artifact_key(name, spec, manifest["source"]["sha256"],
+                                                         manifest["data"]["sha256"], manifest["tool_versions"]):
+            return False
+        if a["status"] == "ok" and not _intact(out_dir / a["file"], a["sha256"]):
+            return False
+    return all((out_dir / f).exists() for f in (SOURCE_FILE, DATA_FILE))
+
+
+def _intact(path, sha):
+    return path.exists() and sha256_file(path) == sha
+
+
+def _artifact_key(name, spec, source_sha, data_sha, versions):
+    return sha256_json({"artifact": name, "file": spec.file, "target": spec.target, "kwargs": spec.kwargs,
+                        "source": spec.source, "model": source_sha, "data": data_sha, "versions": versions})
+
+
+def _prepare_source(model_path, data_path, out_dir, progress):
+    """Lint, load, rebuild in tf-keras with batch 1, verify, compute the float reference."""
+    from export import keras_bridge
+    from export.data import load_data
+    from export.lint import lint_model
+    model, fmt = keras_bridge.load_any(model_path)
+    report = lint_model(model)
+    if report.refused:
+        row = report.refused[0]
+        raise BadInput(model_path, f"layer '{row.name}' ({row.cls}) cannot be converted: {row.reason}")
+    input_shape = keras_bridge.input_shape_of(model)
+    data = load_data(data_path, input_shape)
+    rebuilt = keras_bridge.rebuild_batch1(model, unroll_layers=report.needs_unroll)
+    diff = keras_bridge.verify_same(model, rebuilt, data["x_eval"])
+    progress(f"  rebuilt in tf-keras with batch 1 (max abs difference {diff:.2g})"
+             + (f", unrolled: {', '.join(report.needs_unroll)}" if report.needs_unroll else ""))
+    y_float = _predict(rebuilt, data["x_eval"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from export.fileio import move_into_place, temp_path_for
+    tmp = temp_path_for(out_dir / SOURCE_FILE)
+    rebuilt.save(tmp, save_format="h5")
+    move_into_place(tmp, out_dir / SOURCE_FILE)
+    write_npz(out_dir / DATA_FILE, y_float=y_float, **data)
+    info = {"path": str(model_path), "sha256": sha256_file(model_path), "format": fmt,
+            "rebuilt_in_tf_keras": True, "rebuild_max_abs_diff": diff,
+            "rebuild_tolerance": keras_bridge.REBUILD_TOLERANCE,
+            "input_shape": [1, *input_shape], "output_shape": [1, *y_float.shape[1:]],
+            "params": int(rebuilt.count_params()), "lint": report.to_json(),
+            "unrolled_layers": list(report.needs_unroll)}
+    data_info = {"file": DATA_FILE, "source": str(data_path), "sha256": sha256_file(data_path),
+                 "calib_samples": int(len(data["x_calib"])), "eval_samples": int(len(data["x_eval"])),
+                 "has_ground_truth": "y_eval" in data}
+    return {"info": info, "data_info": data_info, "float_metric": _float_metric(data, y_float)}
+
+
+def _predict(model, x):
+    return np.concatenate([np.asarray(model(x[i:i + 1], training=False)) for i in range(len(x))]).astype(np.float32)
+
+
+def _float_metric(data, y_float):
+    if "y_eval" not in data:
+        return None
+    y = data["y_eval"]
+    if y_float.shape[-1] > 1 and y.ndim == 1:  # class labels vs probabilities
+        return {"name": "accuracy", "value": float(np.mean(np.argmax(y_float, -1) == y.astype(int)))}
+    return {"name": "rmse", "value": float(np.sqrt(np.mean((y_float.reshape(y.shape) - y) ** 2)))}
+
+
+def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
+    key = _artifact_key(name, spec, manifest["source"]["sha256"], manifest["data"]["sha256"], versions)
+    path = out_dir / spec.file
+    if old and old.get("cache_key") == key and old["status"] == "ok" and _intact(path, old["sha256"]):
+        progress(f"  {name}: unchanged")
+        return old
+    progress(f"  {name}: converting ...")
+    kwargs = dict(spec.kwargs)
+    src = out_dir / spec.source
+    if spec.target.startswith("export.tflite:"):
+        kwargs.update(model_path=str(src), out_path=str(path))
+    elif spec.target.endswith(":to_onnx"):
+        kwargs.update(model_path=str(src), out_path=str(path))
+    else:
+        kwargs.update(src=str(src), out_path=str(path))
+    if spec.calib:
+        kwargs["calib_path"] = str(out_dir / DATA_FILE)
+    record = {"file": spec.file, "format": spec.format, "mode": spec.mode, "streaming": False,
+              "cache_key": key, "tool_versions": versions, "notes": [spec.note] if spec.note else []}
+    if not src.exists():
+        result = None
+        record.update(status="failed", error=f"its source {spec.source} was not built")
+    else:
+        result = run_isolated(spec.target, kwargs, timeout=spec.timeout)
+        if not result.ok:
+            record.update(status="failed", error=result.error)
+    if result is None or not result.ok:
+        path.unlink(missing_ok=True)  # never leave a stale file beside a failed entry
+        progress(f"  {name}: FAILED ({record['error']})")
+        return record
+    info = inspect.summary(path)
+    record.update(status="ok", error="", bytes=path.stat().st_size, sha256=sha256_file(path),
+                  seconds=round(result.value["seconds"], 3), options=result.value["options"],
+                  ops=info["ops"], op_counts=info["op_counts"],
+                  weight_bytes_by_dtype=info["weight_bytes_by_dtype"], io=info["io"],
+                  quantized=inspect.is_quantized(info))
+    if spec.mode != "float32" and not record["quantized"]:
+        record["notes"].append("NOT QUANTIZED: the weights stayed float "
+                               f"({info['weight_bytes_by_dtype']}); this file is a float model")
+    progress(f"  {name}: {record['bytes']:,} B, {'int8 weights' if record['quantized'] else 'float weights'}"
+             f", {record['seconds']:.1f} s")
+    return record

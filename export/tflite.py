@@ -1,0 +1,49 @@
+"""Keras (tf-keras, batch 1) to TFLite: float32, dynamic-range and full-integer int8.
+
+Each conversion runs in a child process (`edge.isolate`): the TFLite calibrator can
+segfault instead of raising. `convert` is the child-side entry point.
+"""
+import time
+
+import numpy as np
+
+from export.fileio import write_bytes
+
+# Mode -> how the converter is set up. Full int8 keeps the fused LSTM's cell state in
+# int16 (the kernel's design); int8 input/output so a device feeds raw int8.
+MODES = {
+    "float32": {"optimize": False, "int8": False},
+    "dynamic": {"optimize": True, "int8": False},
+    "int8": {"optimize": True, "int8": True},
+}
+
+
+def convert(model_path: str, out_path: str, mode: str, calib_path: str | None = None,
+            calib_key: str = "x_calib", calib_samples: int | None = None) -> dict:
+    """Convert a saved tf-keras model; returns a small record (seconds, converter options)."""
+    from export.tfenv import tf_and_keras2
+    tf, tf_keras = tf_and_keras2()
+    spec = MODES[mode]
+    model = tf_keras.models.load_model(model_path, compile=False)
+    start = time.perf_counter()
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    options = {"mode": mode}
+    if spec["optimize"]:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if spec["int8"]:
+        x = np.load(calib_path)[calib_key].astype(np.float32)
+        if calib_samples:
+            x = x[:calib_samples]
+
+        def representative():
+            for window in x:
+                yield [window[None]]
+
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+        options.update(calibration_windows=int(len(x)), inference_io="int8")
+    data = conv.convert()
+    write_bytes(out_path, data)
+    return {"seconds": time.perf_counter() - start, "options": options}

@@ -1,0 +1,1 @@
+"""The simulated constrained runtime: device profiles, isolated runners, measurement."""
