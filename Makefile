@@ -26,7 +26,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.lock
 	@# tf-keras's own dependency list pulls the full tensorflow package beside tensorflow-cpu.
 	$(PY) -m pip install --quiet --no-deps tf-keras==2.21.0
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . 2>/dev/null || $(PY) -m pip install --quiet --no-deps -e .
+	@# compat mode: a plain path entry, so `edge` imports the same from any directory.
+	$(PY) -m pip install --quiet --no-deps -e . --config-settings editable_mode=compat
 	touch $(STAMP)
 
 system-packages:  ## Debian packages: arm-none-eabi GCC, newlib, QEMU (Cortex-M), Chromium (HTML report check)

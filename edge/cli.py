@@ -26,7 +26,7 @@ def cmd_lint(args):
     print(report.format_table())
     if report.refused:
         row = report.refused[0]
-        raise BadInput(args.model, f"layer '{row.name}' ({row.cls}) cannot be converted: {row.reason}")
+        raise BadInput(args.model, f"layer '{row.layer}' ({row.cls}) cannot be converted: {row.reason}")
     return 0
 
 
@@ -57,6 +57,31 @@ def cmd_export(args):
     return 0
 
 
+def cmd_bench(args):
+    from firmware_sim.bench import bench_model, summary_lines
+    from firmware_sim.runners import RunConfig
+    cfg, entries = _models(args)
+    devices = args.devices.split(",") if args.devices else cfg.devices
+    for m in entries:
+        art = Path(args.artifacts_dir or cfg.artifacts_dir) / m.name
+        out = Path(cfg.reports_dir) / m.name / "bench.json"
+        report = bench_model(art, devices, out, progress=_progress,
+                             config=RunConfig(warmup=args.warmup, runs=args.runs, timeout_s=args.timeout,
+                                              max_samples=args.max_samples))
+        print("\n".join(summary_lines(report)))
+        print(f"-> {out}")
+    return 0
+
+
+def cmd_devices(args):
+    from firmware_sim.profiles import builtin_names, load_profile
+    for name in builtin_names():
+        p = load_profile(name)
+        print(f"{name:12s} {p.core:16s} {p.clock_hz / 1e6:7.0f} MHz  SRAM {p.sram_bytes / 1024:9,.0f} KiB  "
+              f"flash {p.flash_bytes / 1024:9,.0f} KiB")
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="edge", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,6 +100,19 @@ def build_parser():
     s.add_argument("--models", help="comma-separated model names from the config (default: all)")
     s.add_argument("--artifacts-dir", help="where artifacts/<model>/ go (default: from the config)")
     s.set_defaults(func=cmd_export)
+    s = sub.add_parser("bench", help="run every artifact in the simulated runtime of each device profile")
+    s.add_argument("--models", help="comma-separated model names from the config (default: all)")
+    s.add_argument("--devices", help="comma-separated profile names or .toml files (default: the config's)")
+    s.add_argument("--artifacts-dir", help="where artifacts/<model>/ are (default: from the config)")
+    s.add_argument("--runs", type=int, default=200, help="timed single-window runs per artifact and runner")
+    s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
+    s.add_argument("--timeout", type=float, default=120.0, help="seconds before a runner is declared hung")
+    s.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N windows only")
+    s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("devices", help="list the built-in device profiles")
+    s.set_defaults(func=cmd_devices)
+
     for register in _EXTRA_COMMANDS:
         register(sub)
     return p

@@ -135,7 +135,7 @@ def _prepare_source(model_path, data_path, out_dir, progress):
     report = lint_model(model)
     if report.refused:
         row = report.refused[0]
-        raise BadInput(model_path, f"layer '{row.name}' ({row.cls}) cannot be converted: {row.reason}")
+        raise BadInput(model_path, f"layer '{row.layer}' ({row.cls}) cannot be converted: {row.reason}")
     input_shape = keras_bridge.input_shape_of(model)
     data = load_data(data_path, input_shape)
     rebuilt = keras_bridge.rebuild_batch1(model, unroll_layers=report.needs_unroll)

@@ -1,0 +1,170 @@
+"""Shared fixtures for the firmware_sim tests: a tiny tf-keras LSTM converted to float and int8
+TFLite, a float streaming twin (one step per call) and float ONNX, plus a fake artifacts dir
+whose manifest follows docs/CONTRACTS.md.
+
+The models are built once in a child Python process (TensorFlow stays out of the pytest
+process) and cached in pytest's cache directory, keyed by the build code's hash and the tool
+versions, so reruns take no conversion time. Import the fixtures in a test module with
+    from fixtures_models import tiny_models, tiny_artifacts  # noqa: F401
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+T, F, UNITS, N_EVAL, N_CALIB = 8, 2, 4, 24, 32
+FILES = ["float32.tflite", "int8.tflite", "stream_float32.tflite", "float32.onnx", "data.npz"]
+
+
+def build(out_dir):
+    """Build the models (run as a script in a child process)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    import tf_keras as K
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tf.random.set_seed(0)
+    rng = np.random.default_rng(0)
+    model = K.Sequential([K.layers.InputLayer(input_shape=(T, F), batch_size=1),
+                          K.layers.LSTM(UNITS), K.layers.Dense(1)])
+    # a strong forget-gate bias keeps the cell state alive, so state carried over from the
+    # previous sequence (no reset) visibly changes the outputs
+    kernel, recurrent, bias = model.layers[0].get_weights()
+    bias[UNITS:2 * UNITS] = 3.0
+    model.layers[0].set_weights([kernel, recurrent, bias])
+    x = rng.standard_normal((N_CALIB + N_EVAL, T, F)).astype(np.float32)
+    y_float = model.predict(x, batch_size=1, verbose=0).astype(np.float32)
+    stream = K.Sequential([K.layers.InputLayer(input_shape=(1, F), batch_size=1),
+                           K.layers.LSTM(UNITS, stateful=False), K.layers.Dense(1)])
+    stream.set_weights(model.get_weights())
+
+    def tflite(m, int8=False):
+        c = tf.lite.TFLiteConverter.from_keras_model(m)
+        if int8:
+            c.optimizations = [tf.lite.Optimize.DEFAULT]
+            c.representative_dataset = lambda: ([x[i:i + 1]] for i in range(N_CALIB))
+            c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            c.inference_input_type = tf.int8
+            c.inference_output_type = tf.int8
+        return c.convert()
+
+    (out / "float32.tflite").write_bytes(tflite(model))
+    (out / "int8.tflite").write_bytes(tflite(model, int8=True))
+    (out / "stream_float32.tflite").write_bytes(tflite(stream))
+    import tf2onnx
+    spec = (tf.TensorSpec((1, T, F), tf.float32, name="x"),)
+    tf2onnx.convert.from_keras(model, input_signature=spec, opset=13, output_path=str(out / "float32.onnx"))
+    y_eval = y_float[N_CALIB:] + 0.01 * rng.standard_normal(y_float[N_CALIB:].shape).astype(np.float32)
+    np.savez(out / "data.npz", x_calib=x[:N_CALIB], x_eval=x[N_CALIB:], y_eval=y_eval.astype(np.float32),
+             y_float=y_float[N_CALIB:])
+
+
+def _cache_key():
+    import inspect
+    src = (inspect.getsource(build) + repr((T, F, UNITS, N_EVAL, N_CALIB, FILES))).encode()
+    vers = [metadata.version(d) for d in ("tensorflow-cpu", "tf-keras", "tf2onnx")]
+    return hashlib.sha256(src + json.dumps(vers).encode()).hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(request):
+    """Directory with float32.tflite, int8.tflite, stream_float32.tflite, float32.onnx, data.npz."""
+    cache = Path(request.config.cache.mkdir(f"tiny_lstm_models_{_cache_key()}"))
+    if not all((cache / f).is_file() for f in FILES):
+        tmp = cache.with_name(cache.name + ".building")
+        shutil.rmtree(tmp, ignore_errors=True)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1",
+                   TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", CUDA_VISIBLE_DEVICES="")
+        proc = subprocess.run([sys.executable, __file__, str(tmp)], env=env, capture_output=True,
+                              text=True, timeout=600)
+        if proc.returncode != 0:
+            pytest.fail(f"building the fixture models failed:\n{proc.stderr[-3000:]}")
+        for f in FILES:
+            shutil.copy2(tmp / f, cache / f)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cache
+
+
+def make_artifacts_dir(models: Path, dest: Path, with_truncated=True) -> Path:
+    """artifacts/<model>/ as `edge export` writes it (docs/CONTRACTS.md), from the fixture models."""
+    from export.fileio import sha256_file, write_json
+    art = dest / "tiny"
+    art.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(models / "data.npz", art / "data.npz")
+    entries = {
+        "float32_tflite": ("model_float32.tflite", "float32.tflite", "tflite", "float32", False, False),
+        "int8_tflite": ("model_int8.tflite", "int8.tflite", "tflite", "int8", True, False),
+        "float32_onnx": ("model_float32.onnx", "float32.onnx", "onnx", "float32", False, False),
+        "stream_float32_tflite": ("model_stream_float32.tflite", "stream_float32.tflite", "tflite",
+                                  "float32", False, True),
+    }
+    artifacts = {}
+    for name, (fname, src, fmt, mode, quant, streaming) in entries.items():
+        shutil.copy2(models / src, art / fname)
+        artifacts[name] = _entry(art / fname, fmt, mode, quant, streaming, sha256_file)
+    if with_truncated:
+        data = (models / "int8.tflite").read_bytes()
+        (art / "model_truncated_int8.tflite").write_bytes(data[: len(data) // 2])
+        artifacts["truncated_int8_tflite"] = _entry(art / "model_truncated_int8.tflite", "tflite", "int8",
+                                                    True, False, sha256_file)
+        artifacts["truncated_int8_tflite"]["sha256"] = "0" * 64  # what export recorded before truncation
+    artifacts["failed_export"] = {"file": "model_16x8.tflite", "format": "tflite", "mode": "int16x8",
+                                  "quantized": True, "streaming": False, "status": "failed",
+                                  "error": "Quantization to 16x8-bit not yet supported"}
+    with np.load(art / "data.npz") as d:
+        n_eval = int(d["x_eval"].shape[0])
+    manifest = {
+        "schema": 1, "model": "tiny", "task": "regression",
+        "source": {"path": "source_tfkeras.h5", "sha256": None, "format": "h5", "rebuilt_in_tf_keras": False,
+                   "rebuild_max_abs_diff": 0.0, "input_shape": [1, T, F], "output_shape": [1, 1],
+                   "params": 4 * UNITS * (F + UNITS + 1) + UNITS + 1, "lint": []},
+        "data": {"file": "data.npz", "sha256": sha256_file(art / "data.npz"), "calib_samples": N_CALIB,
+                 "eval_samples": n_eval, "preprocessing": {}, "units": None},
+        "float_metric": {"name": "rmse", "value": 0.01},
+        "artifacts": artifacts,
+    }
+    write_json(art / "manifest.json", manifest)
+    return art
+
+
+def _entry(path, fmt, mode, quant, streaming, sha):
+    dtype = "int8" if mode == "int8" else "float32"
+    steps = 1 if streaming else T
+    return {"file": path.name, "format": fmt, "mode": mode, "quantized": quant, "streaming": streaming,
+            "status": "ok", "error": None, "bytes": path.stat().st_size, "sha256": sha(path), "ops": [],
+            "weight_bytes_by_dtype": {},
+            "io": {"inputs": [{"name": "x", "dtype": dtype, "shape": [1, steps, F], "scale": None, "zero_point": None}],
+                   "outputs": [{"name": "y", "dtype": dtype, "shape": [1, 1], "scale": None, "zero_point": None}]},
+            "options": {}, "tool_versions": {}, "seconds": 0.0, "cache_key": None, "notes": []}
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tiny_models, tmp_path_factory):
+    """artifacts/tiny/ with float, int8, ONNX, streaming, a truncated and a failed artifact."""
+    return make_artifacts_dir(tiny_models, tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture(scope="session")
+def x_eval_npz(tiny_models, tmp_path_factory):
+    """The evaluation windows as the runners read them: an .npz with `x`."""
+    p = tmp_path_factory.mktemp("x") / "x.npz"
+    with np.load(tiny_models / "data.npz") as d:
+        np.savez(p, x=d["x_eval"])
+    return p
+
+
+def child_hang(**kwargs):
+    """A runner child that never finishes (for the timeout test)."""
+    import time
+    time.sleep(3600)
+
+
+if __name__ == "__main__":
+    build(sys.argv[1])

@@ -1,0 +1,172 @@
+"""The export pipeline on a tiny Keras 3 model: artifacts, manifest, cache, bad input."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.cli import main
+from export import pipeline
+from export.inspect import dequantize_output, quantize_input, summary
+
+T, F = 12, 2
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    import keras
+    keras.utils.set_random_seed(0)
+    root = tmp_path_factory.mktemp("tiny")
+    model = keras.Sequential([keras.Input((T, F)), keras.layers.LSTM(8), keras.layers.Dense(1)])
+    model.save(root / "tiny.keras")
+    rng = np.random.RandomState(0)
+    x = rng.randn(60, T, F).astype(np.float32)
+    np.savez(root / "tiny.npz", x=x, y=rng.randn(60, 1).astype(np.float32))
+    out = root / "artifacts" / "tiny"
+    rc = main(["export", "--model", str(root / "tiny.keras"), "--data", str(root / "tiny.npz"),
+               "--artifacts-dir", str(root / "artifacts")])
+    assert rc == 0
+    return root, out
+
+
+def _manifest(out):
+    return json.loads((out / "manifest.json").read_text())
+
+
+def _run(path, x, art):
+    """Each window from a fresh state, in the artifact's own runtime."""
+    outs = []
+    if art["format"] == "tflite":
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        it = Interpreter(str(path), num_threads=1,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        it.allocate_tensors()
+        i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+        for w in x:
+            it.reset_all_variables()
+            it.set_tensor(i, quantize_input(w[None], art["io"]["inputs"][0]))
+            it.invoke()
+            outs.append(dequantize_output(it.get_tensor(o), art["io"]["outputs"][0]))
+    else:
+        import onnxruntime as ort
+        s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = s.get_inputs()[0].name
+        outs = [s.run(None, {name: w[None]})[0] for w in x]
+    return np.concatenate(outs)
+
+
+def test_every_artifact_is_built_and_recorded(tiny):
+    _, out = tiny
+    m = _manifest(out)
+    assert set(m["artifacts"]) == set(pipeline.ARTIFACTS)
+    for name, a in m["artifacts"].items():
+        assert a["status"] == "ok", (name, a["error"])
+        assert (out / a["file"]).stat().st_size == a["bytes"]
+        for key in ("sha256", "ops", "weight_bytes_by_dtype", "options", "tool_versions", "seconds", "io"):
+            assert key in a, (name, key)
+    assert m["source"]["format"] == "keras3" and m["source"]["rebuilt_in_tf_keras"]
+    assert m["source"]["rebuild_max_abs_diff"] <= 1e-5
+    assert m["source"]["input_shape"] == [1, T, F]
+
+
+def test_artifacts_match_the_float_model(tiny):
+    _, out = tiny
+    m = _manifest(out)
+    d = np.load(out / "data.npz")
+    x, y_float = d["x_eval"], d["y_float"]
+    for name, a in m["artifacts"].items():
+        y = _run(out / a["file"], x, a).reshape(y_float.shape)
+        err = np.abs(y - y_float)
+        if not a["quantized"] and a["mode"] in ("float32", "dynamic"):
+            assert err.max() <= 1e-5, (name, err.max())
+        else:
+            # 8-bit activations: one LSB is 1/256 of a range fixed at calibration, and this
+            # random model's 12 unseen windows may leave the 48 calibration windows' ranges
+            # (clipping). So: a few percent of the output's spread, not a few ulp.
+            spread = y_float.max() - y_float.min()
+            assert err.max() <= 0.15 * spread, (name, err.max() / spread)
+            assert np.sqrt(np.mean(err ** 2)) <= 0.05 * spread, (name, err.max() / spread)
+
+
+def test_int8_tflite_holds_the_fused_op_and_int8_weights(tiny):
+    _, out = tiny
+    m = _manifest(out)
+    info = summary(out / m["artifacts"]["tflite_int8"]["file"])
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in info["ops"] and "WHILE" not in info["ops"]
+    assert info["weight_bytes_by_dtype"]["int8"] > info["weight_bytes_by_dtype"].get("float32", 0)
+    assert info["io"]["inputs"][0]["dtype"] == "int8" and info["io"]["outputs"][0]["dtype"] == "int8"
+    assert m["artifacts"]["tflite_int8"]["quantized"]
+
+
+def test_onnx_ops(tiny):
+    _, out = tiny
+    m = _manifest(out)
+    assert "LSTM" in summary(out / m["artifacts"]["onnx_float32"]["file"])["ops"]
+    assert "Loop" not in summary(out / m["artifacts"]["onnx_float32"]["file"])["ops"]
+    assert "DynamicQuantizeLSTM" in summary(out / m["artifacts"]["onnx_dynamic_int8"]["file"])["ops"]
+    qdq = summary(out / m["artifacts"]["onnx_qdq_int8"]["file"])["ops"]
+    assert "LSTM" in qdq and "QuantizeLinear" in qdq  # the LSTM itself stays float
+
+
+def test_dynamic_range_tflite_is_not_presented_as_quantized(tiny):
+    _, out = tiny
+    a = _manifest(out)["artifacts"]["tflite_dynamic"]
+    assert a["quantized"] is False
+    assert any("NOT QUANTIZED" in n for n in a["notes"])
+
+
+def test_second_run_is_a_cache_hit(tiny, capsys):
+    root, out = tiny
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    rc = main(["export", "--model", str(root / "tiny.keras"), "--data", str(root / "tiny.npz"),
+               "--artifacts-dir", str(root / "artifacts")])
+    assert rc == 0 and "cache hit" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_a_crashing_conversion_costs_one_artifact(tiny, monkeypatch, tmp_path):
+    root, _ = tiny
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setitem(pipeline.ARTIFACTS, "crasher",
+                        pipeline.ArtifactSpec("crash.tflite", "tflite", "int8", "crash_helpers:segfault"))
+    m = pipeline.export_model(root / "tiny.keras", root / "tiny.npz", tmp_path / "a",
+                              only={"crasher", "tflite_float32"}, progress=lambda s: None)
+    assert m["artifacts"]["crasher"]["status"] == "failed"
+    assert "SIGSEGV" in m["artifacts"]["crasher"]["error"]
+    assert m["artifacts"]["tflite_float32"]["status"] == "ok"
+    assert not (tmp_path / "a" / "crash.tflite").exists()
+
+
+def _snapshot(d):
+    return {p.name: p.read_bytes() for p in Path(d).iterdir() if p.is_file()}
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("missing_model", "model file not found"),
+    ("corrupt_model", "cannot load model"),
+    ("wrong_shape", "but the model expects"),
+    ("nan", "NaN or inf"),
+    ("empty", "empty dataset"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_damaged(tiny, tmp_path, capsys, case, expected):
+    root, out = tiny
+    model, data = root / "tiny.keras", root / "tiny.npz"
+    if case == "missing_model":
+        model = tmp_path / "nope.keras"
+    elif case == "corrupt_model":
+        model = tmp_path / "tiny.keras"
+        model.write_bytes((root / "tiny.keras").read_bytes()[:300])
+    else:
+        x = {"wrong_shape": np.zeros((20, T + 1, F)), "nan": np.full((20, T, F), np.nan),
+             "empty": np.zeros((0, T, F))}[case]
+        data = tmp_path / "tiny.npz"
+        np.savez(data, x=x)
+    before = _snapshot(out)
+    # Same name and folder as the good export: a failure must not touch it.
+    rc = main(["export", "--model", str(model), "--data", str(data), "--name", "tiny",
+               "--artifacts-dir", str(root / "artifacts")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert len(err) == 1 and expected in err[0] and err[0].startswith("edge: error:")
+    assert _snapshot(out) == before
