@@ -1,0 +1,238 @@
+"""Integer arithmetic helpers shared by the numpy reference and the C code generator.
+
+Everything works on int64 numpy arrays holding int32 values, so products never overflow.
+The rounding rules are the ones TensorFlow Lite (Micro) uses for int8 models:
+- quantize_multiplier: frexp -> Q31 mantissa rounded half away from zero, with the 2^31 carry.
+- multiply_by_quantized_multiplier: "double rounding" (a rounding doubling high multiply,
+  then a rounding right shift with ties away from zero); see mbqm_single for the other mode.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """real ~= M * 2^(shift - 31) with M in [2^30, 2^31): (M, shift)."""
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = int(math.floor(abs(q) * (1 << 31) + 0.5)) * (1 if q >= 0 else -1)
+    if q_fixed == (1 << 31):
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        shift, q_fixed = 0, 0
+    if shift > 30:
+        shift, q_fixed = 30, (1 << 31) - 1
+    return int(q_fixed), int(shift)
+
+
+def _a(x):
+    return np.asarray(x, dtype=np.int64)
+
+
+def wrap32(x):
+    x = _a(x)
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def srdhm(a, b):
+    """Saturating rounding doubling high multiply of int32 values: floor((a*b + 2^30) / 2^31)."""
+    a, b = _a(a), _a(b)
+    ab = a * b
+    out = (ab + (1 << 30)) >> 31
+    sat = (a == INT32_MIN) & (b == INT32_MIN)
+    return np.where(sat, INT32_MAX, out)
+
+
+def rdbp(x, exponent):
+    """Rounding divide by 2^exponent, ties away from zero."""
+    x = _a(x)
+    exponent = _a(exponent)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def mbqm(x, multiplier, shift):
+    """MultiplyByQuantizedMultiplier (double rounding), x int32, shift in [-31, 30]."""
+    x = _a(x)
+    multiplier, shift = _a(multiplier), _a(shift)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    return rdbp(srdhm(wrap32(x * (np.int64(1) << left)), multiplier), right)
+
+
+def mbqm_single(x, multiplier, shift):
+    """The single-rounding variant (TFLITE_SINGLE_ROUNDING builds)."""
+    x = _a(x)
+    total = 31 - _a(shift)
+    return (x * _a(multiplier) + (np.int64(1) << (total - 1))) >> total
+
+
+def sat_lshift(x, e):
+    x = _a(x) * (1 << e)
+    return np.clip(x, INT32_MIN, INT32_MAX)
+
+
+def rounding_half_sum(a, b):
+    s = _a(a) + _a(b)
+    sign = np.where(s >= 0, 1, -1)
+    v = s + sign
+    # C division truncates toward zero
+    return np.where(v >= 0, v // 2, -((-v) // 2))
+
+
+# ---- sigmoid / tanh of int16 values through the 256-entry interpolated table ----
+
+def sigmoid_table() -> np.ndarray:
+    """sigmoid(i / 24) in unsigned 0.16 fixed point, i = 0..255 (last entry saturated)."""
+    i = np.arange(256, dtype=np.float64)
+    v = np.floor(65536.0 / (1.0 + np.exp(-i / 24.0)) + 0.5)
+    v[-1] = 65535.0
+    return np.minimum(v, 65535).astype(np.int64)
+
+
+SIGMOID_TABLE = sigmoid_table()
+
+
+def sigmoid_int16(x, input_multiplier=0, input_left_shift=0):
+    """int16 Q3.12 (by default) -> int16 Q0.15 logistic."""
+    x = _a(x)
+    if input_multiplier == 0:
+        input_multiplier = 3 << input_left_shift
+        input_left_shift = 0
+    rnd = (1 << (input_left_shift - 1)) if input_left_shift > 0 else 0
+    v = (x * input_multiplier + rnd) >> input_left_shift
+    a = np.abs(v)
+    uh = a >> 9
+    idx = np.minimum(uh, 254)
+    ua, ub = SIGMOID_TABLE[idx], SIGMOID_TABLE[idx + 1]
+    ut = a & 0x1FF
+    res = np.where(uh >= 255, 0x7FFF << 10, (ua << 9) + ut * (ub - ua))
+    res = np.where(v >= 0, res + (1 << 9), (1 << 25) - res + (1 << 9) - 1)
+    return (res & 0xFFFFFFFF) >> 10
+
+
+def tanh_int16(x, input_multiplier=0, input_left_shift=0):
+    x = _a(x)
+    if input_multiplier == 0:
+        input_multiplier = 3 << input_left_shift
+        input_left_shift = 0
+    rnd = (1 << (input_left_shift - 1)) if input_left_shift > 0 else 0
+    v = (x * input_multiplier + rnd) >> input_left_shift
+    a = np.abs(v)
+    uh = a >> 8
+    idx = np.minimum(uh, 254)
+    ua, ub = SIGMOID_TABLE[idx], SIGMOID_TABLE[idx + 1]
+    ut = a & 0xFF
+    res = np.where(uh >= 255, 0xFFFF << 8, (ua << 8) + ut * (ub - ua))
+    res = np.where(v >= 0, res - (1 << 23) + (1 << 7), -res + (1 << 23) + (1 << 7) - 1)
+    return res >> 8
+
+
+def tanh_params(cell_state_scale_power: int) -> tuple[int, int]:
+    """(input_multiplier, input_left_shift) for tanh of a value with scale 2^power."""
+    shift = (15 + cell_state_scale_power) - 3
+    mult = 0
+    if shift < 0:
+        shift, mult = -shift, 3
+    return mult, shift
+
+
+def tanh_pre(x, mult, shift):
+    """The rescaling step in front of the table (mult 0 means 3 << shift, no shift)."""
+    x = _a(x)
+    if mult == 0:
+        return x * (3 << shift)
+    rnd = (1 << (shift - 1)) if shift > 0 else 0
+    return (x * mult + rnd) >> shift
+
+
+# ---- softmax (int8 -> int8) helpers, gemmlowp-style Q-format arithmetic ----
+
+def exp_on_interval_m025_0(a):
+    a = _a(a)
+    constant_term = 1895147668
+    one_third = 715827883
+    x = a + (1 << 28)
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = rdbp(x4, 2)
+    t = rdbp(wrap32(srdhm(wrap32(x4_over_4 + x3), one_third) + x2), 1)
+    return wrap32(constant_term + srdhm(constant_term, wrap32(x + t)))
+
+
+EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
+              (2, 39332535), (3, 720401), (4, 242))
+
+
+def exp_on_negative_values(a, integer_bits=5):
+    a = _a(a)
+    frac = 31 - integer_bits
+    quarter = 1 << (frac - 2)
+    mask = quarter - 1
+    amq = (a & mask) - quarter
+    result = exp_on_interval_m025_0(sat_lshift(amq, integer_bits))
+    remainder = wrap32(amq - a)
+    for e, mult in EXP_BARREL:
+        if integer_bits > e:
+            bit = 1 << (frac + e)
+            result = np.where((remainder & bit) != 0, srdhm(result, mult), result)
+    if integer_bits > 5:
+        result = np.where(a < -(1 << (36 - integer_bits)), 0, result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def one_over_one_plus_x_for_x_in_0_1(a):
+    a = _a(a)
+    half_den = rounding_half_sum(a, INT32_MAX)
+    x = wrap32(1515870810 + srdhm(half_den, -1010580540))
+    for _ in range(3):
+        hdx = srdhm(half_den, x)
+        omh = wrap32((1 << 29) - hdx)
+        x = wrap32(x + sat_lshift(srdhm(x, omh), 2))
+    return sat_lshift(x, 1)
+
+
+def clz32(x: int) -> int:
+    x &= 0xFFFFFFFF
+    return 32 - x.bit_length()
+
+
+def softmax_params(beta: float, input_scale: float, integer_bits=5):
+    real = min(beta * input_scale * (1 << (31 - integer_bits)), (1 << 31) - 1.0)
+    m, shift = quantize_multiplier(real)
+    if shift < 0:
+        raise ValueError("softmax input multiplier below one")
+    radius = math.floor(((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << shift))
+    return m, shift, -radius
+
+
+def softmax_int8(x, multiplier, left_shift, diff_min):
+    """int8 logits (last axis) -> int8 probabilities (scale 1/256, zero point -128)."""
+    x = _a(x)
+    out = np.empty(x.shape, dtype=np.int64)
+    flat = x.reshape(-1, x.shape[-1])
+    oflat = out.reshape(-1, x.shape[-1])
+    for r in range(flat.shape[0]):
+        row = flat[r]
+        diff = row - row.max()
+        ok = diff >= diff_min
+        scaled = srdhm(wrap32(diff * (1 << left_shift)), multiplier)
+        e = exp_on_negative_values(scaled)
+        sum_exps = int(wrap32(np.sum(np.where(ok, rdbp(e, 12), 0))))
+        hp1 = clz32(sum_exps)
+        nbits = 12 - hp1
+        shifted = int(wrap32(((sum_exps & 0xFFFFFFFF) << hp1) - (1 << 31)))
+        scale = int(one_over_one_plus_x_for_x_in_0_1(shifted))
+        exponent = nbits + 31 - 8
+        unsat = rdbp(srdhm(scale, e), exponent)
+        oflat[r] = np.where(ok, np.clip(unsat - 128, -128, 127), -128)
+    return out

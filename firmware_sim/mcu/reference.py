@@ -1,0 +1,98 @@
+"""A pure-numpy integer reference of the lowered program (the arithmetic of TFLite Micro).
+
+run(program, x_int8) -> list of int8 output arrays. Used to check the lowering against
+TFLite Micro and the compiled firmware against the reference, layer by layer if needed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import fixedpoint as fp
+from .lower import CopyLayer, FcLayer, LstmLayer, Program, SoftmaxLayer
+
+
+def _clip16(v):
+    return np.clip(v, -32768, 32767)
+
+
+def _sigmoid(v, table):
+    saved = fp.SIGMOID_TABLE
+    fp.SIGMOID_TABLE = table
+    try:
+        return fp.sigmoid_int16(v)
+    finally:
+        fp.SIGMOID_TABLE = saved
+
+
+def _tanh(v, table, mult=0, shift=0):
+    saved = fp.SIGMOID_TABLE
+    fp.SIGMOID_TABLE = table
+    try:
+        return fp.tanh_int16(v, mult, shift)
+    finally:
+        fp.SIGMOID_TABLE = saved
+
+
+def lstm(L: LstmLayer, x, table, trace=None):
+    x = np.asarray(x, dtype=np.int64).reshape(L.T, L.I)
+    h = np.full(L.H, L.h_zp, dtype=np.int64)
+    c = np.zeros(L.H, dtype=np.int64)
+    out = np.zeros((L.T, L.H), dtype=np.int64)
+    w_in = L.w_in.astype(np.int64)
+    w_rec = L.w_rec.astype(np.int64)
+    for t in range(L.T):
+        gates = []
+        for k in range(4):
+            acc_in = w_in[k] @ (x[t] - L.x_zp) + L.bias[k]
+            acc_rec = w_rec[k] @ (h - L.h_zp)
+            a = _clip16(fp.mbqm(fp.wrap32(acc_in), L.m_in[k], L.s_in[k]))
+            b = _clip16(fp.mbqm(fp.wrap32(acc_rec), L.m_rec[k], L.s_rec[k]))
+            pre = _clip16(a + b)
+            if k == 2 and L.cell_act == "TANH":
+                gates.append(_tanh(pre, table, 0, 0))
+            else:
+                gates.append(_sigmoid(pre, table))
+        gi, gf, gg, go = gates
+        c = _clip16(fp.mbqm(gf * c, L.m_fc, L.s_fc))
+        ig = _clip16(fp.mbqm(gi * gg, L.m_ig, L.s_ig))
+        c = _clip16(c + ig)
+        if L.qclip > 0:
+            c = np.clip(c, -L.qclip, L.qclip)
+        th = _tanh(c, table, L.tanh_mult, L.tanh_shift)
+        h = np.clip(fp.mbqm(go * th, L.m_h, L.s_h) + L.h_zp, -128, 127)
+        out[t] = h
+        if trace is not None:
+            trace.append({"t": t, "gates": [g.copy() for g in gates], "c": c.copy(), "h": h.copy()})
+    return out.reshape(1, L.T, L.H)
+
+
+def fc(L: FcLayer, x):
+    x = np.asarray(x, dtype=np.int64).reshape(L.rows, L.K)
+    acc = (x - L.x_zp) @ L.w.astype(np.int64).T + L.bias.astype(np.int64)
+    y = fp.mbqm(fp.wrap32(acc), L.mult[None, :], L.shift[None, :]) + L.y_zp
+    return np.clip(y, L.act_min, L.act_max)
+
+
+def run(prog: Program, x_int8, return_all=False):
+    vals = {}
+    x_int8 = np.asarray(x_int8)
+    t_in = prog.tensor(prog.inputs[0])
+    vals[prog.inputs[0]] = x_int8.astype(np.int64).reshape(t_in.shape)
+    for L in prog.layers:
+        src = vals[L.x]
+        if isinstance(L, LstmLayer):
+            vals[L.out] = lstm(L, src, prog.sigmoid_table)
+        elif isinstance(L, FcLayer):
+            vals[L.out] = fc(L, src)
+        elif isinstance(L, SoftmaxLayer):
+            vals[L.out] = fp.softmax_int8(np.asarray(src).reshape(L.rows, L.depth), L.mult,
+                                          L.shift, L.diff_min)
+        elif isinstance(L, CopyLayer):
+            flat = np.asarray(src).reshape(-1)
+            out = np.zeros(prog.tensor(L.out).size, dtype=np.int64)
+            for s, d, n in L.runs:
+                out[d:d + n] = flat[s:s + n]
+            vals[L.out] = out
+        vals[L.out] = np.asarray(vals[L.out]).reshape(prog.tensor(L.out).shape)
+    outs = [np.asarray(vals[i]).astype(np.int8) for i in prog.outputs]
+    return (outs, vals) if return_all else outs
