@@ -82,6 +82,58 @@ def cmd_devices(args):
     return 0
 
 
+def _parse_budget(text):
+    if not text:
+        return None
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise BadInput(None, f"--budget must look like key=value (e.g. max_rmse_increase=0.02), not '{text}'")
+    try:
+        return {key.strip(): float(value)}
+    except ValueError:
+        raise BadInput(None, f"--budget {key.strip()} must be a number, not '{value}'")
+
+
+def cmd_quantize(args):
+    from export.budgeted import quantize_model
+    from export.quantize_search import format_table
+    from export.quantize_search import SearchResult
+    cfg, entries = _models(args)
+    budget = _parse_budget(args.budget)
+    all_met = True
+    for m in entries:
+        result = quantize_model(Path(args.artifacts_dir or cfg.artifacts_dir) / m.name, budget=budget,
+                                exhaustive=not args.first, progress=_progress)
+        print(format_table(SearchResult(**{k: result[k] for k in SearchResult.__dataclass_fields__})))
+        all_met &= bool(result["met"])
+    return 0 if all_met else 1
+
+
+def cmd_debug(args):
+    import numpy as np
+    from export.debug import debug, format_report
+    from export.fileio import write_json
+    cfg = None
+    art = Path(args.model)
+    if not (art / "manifest.json").exists():
+        from edge.config import load_config
+        cfg = load_config(args.config)
+        art = Path(args.artifacts_dir or cfg.artifacts_dir) / cfg.model(args.model).name
+    if not (art / "manifest.json").exists():
+        raise BadInput(art, "no manifest: run `edge export` for this model first")
+    target = art / (args.artifact or "model_int8.tflite")
+    if not target.exists():
+        raise BadInput(target, "int8 artifact not found")
+    d = np.load(art / "data.npz")
+    n = args.max_samples
+    report = debug(art / "source_tfkeras.h5", target, d["x_eval"][:n],
+                   y_eval=d["y_eval"][:n] if "y_eval" in d.files else None, y_float=d["y_float"][:n])
+    print(format_report(report))
+    write_json(art / "debug.json", {k: v for k, v in report.items() if k != "text"})
+    print(f"-> {art / 'debug.json'}")
+    return 0
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="edge", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -113,12 +165,31 @@ def build_parser():
     s = sub.add_parser("devices", help="list the built-in device profiles")
     s.set_defaults(func=cmd_devices)
 
+    s = sub.add_parser("quantize", help="accuracy-budgeted int8: the cheapest artifact within an accuracy budget")
+    s.add_argument("--models", help="comma-separated model names from the config (default: all)")
+    s.add_argument("--budget", help="e.g. max_rmse_increase=0.02 (relative) or max_accuracy_drop=0.5 "
+                                    "(points); default: 2%% RMSE / 0.5 points")
+    s.add_argument("--first", action="store_true", help="stop at the first candidate within budget "
+                                                        "(default: try all, for the side-by-side report)")
+    s.add_argument("--artifacts-dir", help="where artifacts/<model>/ are (default: from the config)")
+    s.set_defaults(func=cmd_quantize)
+
+    s = sub.add_parser("debug", help="per-layer drift debugger: where int8 error enters, what clips")
+    s.add_argument("model", help="a model name from the config, or an artifacts/<model> folder")
+    s.add_argument("--artifact", help="file in the folder to debug (default: model_int8.tflite)")
+    s.add_argument("--max-samples", type=int, default=300, help="evaluation windows to use")
+    s.add_argument("--artifacts-dir", help="where artifacts/<model>/ are (default: from the config)")
+    s.set_defaults(func=cmd_debug)
+
     for register in _EXTRA_COMMANDS:
         register(sub)
     return p
 
 
-_EXTRA_COMMANDS = []  # later pipeline stages register their subcommands here
+from edge.check import add_check_parser  # noqa: E402  (light imports: matplotlib loads lazily)
+from edge.report import add_report_parser  # noqa: E402
+
+_EXTRA_COMMANDS = [add_report_parser, add_check_parser]
 
 
 def main(argv=None):

@@ -18,15 +18,15 @@ Verdicts describe the tf-keras rebuild (batch 1) that `edge export` converts: a 
 model is never converted as such (every Keras 3 RNN is a WHILE loop whose int8
 calibration segfaults, FIELD_NOTES).
 
-The verdicts come from the measurements below (export/lint_probe.py; re-run it with
-`python -m export.lint_probe` when tensorflow / tf-keras / tf2onnx versions move).
+`report.overrides` maps layer names to the config changes the rebuild should make
+(unroll=True/False, stateful=False, recurrent_dropout=0.0); `needs_unroll` lists the layers
+to rebuild with unroll=True.
 
-MEASURED  2026-11-xx, tensorflow-cpu 2.21.0, tf-keras 2.21.0, tf2onnx 1.17.0 (opset 17),
-ai-edge-litert 2.3.0. tf-keras models, batch 1, input [1, 16, 3], LSTM/GRU/SimpleRNN(8) ->
-Dense(1), random weights; each conversion in a child process, run and compared with Keras on
-an input whose last 5 steps are zeros. "int8" = full int8 (representative dataset,
-TFLITE_BUILTINS_INT8, int8 in/out). "unroll" = the same model with unroll=True.
-(table filled in below, see MEASURED)
+The verdicts come from MEASURED below (export/lint_probe.py; re-run it with
+`python -m export.lint_probe` when tensorflow / tf-keras / tf2onnx versions move).
+None of the Keras RNN settings probed is refused: every one has a correct route (fused,
+or unrolled). Refused are layers whose ops have no TFLite builtin (traced custom layers,
+custom RNN cells, classes that cannot be imported, ConvLSTM).
 """
 from __future__ import annotations
 
@@ -39,22 +39,104 @@ from typing import Callable
 from edge.errors import BadInput
 
 # ------------------------------------------------------------------------------------------
-# Measured facts (python -m export.lint_probe). One entry per probe case:
-#   float / int8 / onnx: what the plain model (unroll=False) gives;
-#   unroll_float / unroll_int8: the same with unroll=True.
-# "fused" = UNIDIRECTIONAL_SEQUENCE_LSTM present; "WHILE" = loop subgraph; "flat" = neither
-# (unrolled straight-line graph); "SIGSEGV" = the converter killed the process;
-# "WRONG" = converted and ran, but the output differs from Keras.
-MEASURED_ON = {"date": "PENDING", "tensorflow": "2.21.0", "tf_keras": "2.21.0",
-               "tf2onnx": "1.17.0", "ai_edge_litert": "2.3.0"}
-MEASURED: dict[str, dict[str, str]] = {}
+# Measured facts, 2026-11-25 (python -m export.lint_probe): tensorflow-cpu 2.21.0,
+# tf-keras 2.21.0, tf2onnx 1.17.0 (opset 17), onnxruntime 1.31.1, ai-edge-litert 2.3.0,
+# tflite-micro 0.dev20261023182759. tf-keras models, batch 1, input [1, 16, 3],
+# LSTM/GRU/SimpleRNN(8) -> Dense(1), random weights. Each conversion ran in a child process,
+# then ran in LiteRT / onnxruntime and was compared with Keras on an input whose last 5 steps
+# are zeros. int8 = full int8 (representative dataset, TFLITE_BUILTINS_INT8, int8 in/out).
+# "fused" = UNIDIRECTIONAL_SEQUENCE_LSTM; "WHILE" = loop subgraph; "flat" = unrolled
+# straight-line graph; ops = operator count over all subgraphs; d = max |TFLite - Keras|.
+#
+# case               float32         int8 (full)        unroll=True float / int8     tf2onnx
+# LSTM               fused 3 ops     fused, d 9e-4      flat 221 / 225 ops, ok       LSTM
+# stacked (2x LSTM)  fused x2        fused x2           flat 441 / 445 ops, ok       LSTM x2
+# Bidirectional      fused x2+REV    fused (d 0.078 *)  flat 440 / 444 ops, ok       one bidi LSTM
+# go_backwards       fused+REVERSE   fused              flat 221, ok                 LSTM
+# GRU                WHILE           SIGSEGV            flat 234 / 234 ops, ok       GRU
+# SimpleRNN          WHILE           SIGSEGV            flat 65 / 65 ops, ok         Loop
+# RNN(LSTMCell)      WHILE           SIGSEGV            flat 221 / 225 ops, ok       LSTM
+# Masking + LSTM     WHILE (mask ok) SIGSEGV            flat 258 / 264 ops, mask ok  Loop
+#                    (unrolled int8 uses REDUCE_ANY: TFLite Micro "Didn't find op for
+#                    builtin opcode 'REDUCE_ANY'", fails to allocate; LiteRT runs it)
+# return_state=True  WHILE           SIGSEGV            flat 221 / 221 ops, ok       LSTM (Y_h, Y_c)
+# stateful=True      WHILE +VAR ops  SIGSEGV            flat 238 / 242 ops           LSTM
+#                    (state in VAR_HANDLE/ASSIGN_VARIABLE, but the initial state is the
+#                    Keras variables' value at conversion time: d 1.8e-4 after one call)
+# activation=relu    WHILE           SIGSEGV            flat 220 / 220 ops, ok       LSTM
+# hard_sigmoid       WHILE           SIGSEGV            flat 362 / 362 ops, ok       LSTM
+# use_bias=False     WHILE           SIGSEGV            flat 206 / 206 ops, ok       LSTM
+# recurrent_dropout  WHILE           SIGSEGV            flat 327 / 327 ops, ok       Loop
+# dropout=0.2        fused           fused              flat 221, ok                 LSTM
+# time_major=True    fused           fused              flat 220, ok                 LSTM
+# custom Layer, builtin ops (x*sigmoid(x))  fused + MUL/LOGISTIC, int8 ok            LSTM
+# custom Layer, tf.math.igamma   float and int8: "error: 'tf.Igamma' op is neither a custom
+#                    op nor a flex op"; tf2onnx: onnxruntime INVALID_GRAPH (Igamma)
+# Conv1D -> LSTM     fused (CONV_2D)  fused             -                            LSTM
+# Reshape/Dense/LSTM(seq)/Dropout/Flatten/Dense   fused, int8 fused                  LSTM
+# Follow-ups measured the same day (same versions):
+# - stateful=True rebuilt with stateful=False (same weights): fused; two invoke() calls without
+#   reset_all_variables() equal Keras stateful call 1 and call 2 exactly (float; int8 d 0.004).
+# - Bidirectional int8 (*): over 50 inputs RMSE 0.041 vs 0.014 for one LSTM (output std
+#   0.13-0.16, random weights): converts, but drifts about 3x more.
+# - No probe case was silently wrong: the masked WHILE / unrolled graphs honour the mask
+#   (d 3e-8 vs Keras, 0.055 vs the same model without the mask).
+MEASURED_ON = {"date": "2026-11-25", "tensorflow": "2.21.0", "tf_keras": "2.21.0",
+               "tf2onnx": "1.17.0", "onnxruntime": "1.31.1", "ai_edge_litert": "2.3.0",
+               "tflite_micro": "0.dev20261023182759"}
+MEASURED: dict[str, dict[str, str]] = {
+    # case: float32 / int8 / unroll_float / unroll_int8 / onnx, as the probe summarised them
+    "lstm": {"float32": "fused", "int8": "fused", "unroll_float32": "flat 221 ops",
+             "unroll_int8": "flat 225 ops", "onnx": "LSTM"},
+    "stacked": {"float32": "fused", "int8": "fused", "unroll_float32": "flat 441 ops",
+                "unroll_int8": "flat 445 ops", "onnx": "LSTM"},
+    "bidirectional": {"float32": "fused", "int8": "fused (drift 3x LSTM)",
+                      "unroll_float32": "flat 440 ops", "unroll_int8": "flat 444 ops", "onnx": "LSTM"},
+    "go_backwards": {"float32": "fused", "int8": "fused", "unroll_float32": "flat 221 ops",
+                     "unroll_int8": "flat 221 ops", "onnx": "LSTM"},
+    "gru": {"float32": "WHILE", "int8": "SIGSEGV", "unroll_float32": "flat 234 ops",
+            "unroll_int8": "flat 234 ops", "onnx": "GRU"},
+    "simple_rnn": {"float32": "WHILE", "int8": "SIGSEGV", "unroll_float32": "flat 65 ops",
+                   "unroll_int8": "flat 65 ops", "onnx": "Loop"},
+    "rnn_lstmcell": {"float32": "WHILE", "int8": "SIGSEGV", "unroll_float32": "flat 221 ops",
+                     "unroll_int8": "flat 225 ops", "onnx": "LSTM"},
+    "masking": {"float32": "WHILE (mask honoured)", "int8": "SIGSEGV",
+                "unroll_float32": "flat 258 ops (mask honoured)",
+                "unroll_int8": "flat 264 ops (mask honoured; REDUCE_ANY not in TFLite Micro)",
+                "onnx": "Loop"},
+    "return_state": {"float32": "WHILE", "int8": "SIGSEGV", "unroll_float32": "flat 221 ops",
+                     "unroll_int8": "flat 221 ops", "onnx": "LSTM"},
+    "stateful": {"float32": "WHILE + VAR_HANDLE (initial state baked at conversion)",
+                 "int8": "SIGSEGV", "unroll_float32": "flat 238 ops", "unroll_int8": "flat 242 ops",
+                 "onnx": "LSTM", "rebuilt_stateless": "fused, state carried across invoke()"},
+    "relu": {"float32": "WHILE", "int8": "SIGSEGV", "unroll_float32": "flat 220 ops",
+             "unroll_int8": "flat 220 ops", "onnx": "LSTM"},
+    "hard_sigmoid": {"float32": "WHILE", "int8": "SIGSEGV", "unroll_float32": "flat 362 ops",
+                     "unroll_int8": "flat 362 ops", "onnx": "LSTM"},
+    "no_bias": {"float32": "WHILE", "int8": "SIGSEGV", "unroll_float32": "flat 206 ops",
+                "unroll_int8": "flat 206 ops", "onnx": "LSTM"},
+    "recurrent_dropout": {"float32": "WHILE", "int8": "SIGSEGV", "unroll_float32": "flat 327 ops",
+                          "unroll_int8": "flat 327 ops", "onnx": "Loop"},
+    "dropout": {"float32": "fused", "int8": "fused", "unroll_float32": "flat 221 ops",
+                "unroll_int8": "flat 225 ops", "onnx": "LSTM"},
+    "time_major": {"float32": "fused", "int8": "fused", "unroll_float32": "flat 220 ops",
+                   "unroll_int8": "flat 220 ops", "onnx": "LSTM"},
+    "custom_swish": {"float32": "fused", "int8": "fused", "onnx": "LSTM"},
+    "custom_igamma": {"float32": "error: 'tf.Igamma' op is neither a custom op nor a flex op",
+                      "int8": "same error", "onnx": "onnxruntime INVALID_GRAPH"},
+    "conv1d": {"float32": "fused", "int8": "fused", "onnx": "LSTM"},
+    "around": {"float32": "fused", "int8": "fused", "onnx": "LSTM"},
+}
 
 # ------------------------------------------------------------------------------------------
 FUSED, UNROLLED, NATIVE, REFUSED = "fused", "unrolled", "native", "refused"
 _RANK = {NATIVE: 0, FUSED: 1, UNROLLED: 2, REFUSED: 3}
 
-UNROLL_COST = ("unroll=True: no fused op, every time step is copied into the graph "
-               "(500-1000 ops, TFLite Micro arena 137-245 KB instead of ~4 KB)")
+UNROLL_COST = ("Needs unroll=True: ~14 ops per step per layer (221 vs 3 fused at T=16; "
+               "500-1000 ops at T=32-48), TFLite Micro arena 137-245 KB instead of ~4 KB")
+RETURN_STATE_WHY = ("return_state=True: WHILE loop (int8 SIGSEGV), the fused op cannot "
+                    "output h/c")
+MASK_TFLM = "the mask needs REDUCE_ANY, which TFLite Micro lacks (LiteRT only)"
 
 
 @dataclass
@@ -172,26 +254,28 @@ def _settings(cfg, *keys):
 
 # ------------------------------------------------------------------------------------------
 # Rules. Each takes a LayerInfo and returns a Finding.
-def _rnn_common_refusals(info: LayerInfo, kind: str) -> Finding | None:
-    cfg = info.config
-    if cfg.get("stateful"):
-        return Finding(REFUSED, f"stateful=True: {kind} state lives in Keras variables; "
-                       "measured WHILE loop (int8 SIGSEGV). Export stateless and carry h/c in "
-                       "the program (the fused op keeps them between invoke() calls)")
+def _rnn_route(info: LayerInfo, kind: str) -> tuple[list[str], dict]:
+    """Settings of any Keras RNN that change its route; (why-not-fused, overrides)."""
+    cfg, why, ov = info.config, [], {}
     if info.masked:
-        return Finding(REFUSED, f"receives a mask (Masking/Embedding mask_zero): the fused "
-                       f"kernel has no mask input and the converted model ignores it "
-                       f"(measured: padded steps change the output); remove the mask and "
-                       f"trim or pre-pad sequences instead")
-    return None
+        why.append("masked input (Masking/Embedding mask_zero): no fused route, WHILE loop "
+                   "(int8 SIGSEGV); unrolled, SELECT_V2 applies the mask correctly, but "
+                   + MASK_TFLM)
+    if cfg.get("stateful"):
+        ov["stateful"] = False      # dropped again by the unrolled routes (see _STATEFUL_UNROLLED)
+    return why, ov
+
+
+_STATEFUL_UNROLLED = ("stateful: the unrolled graph keeps the state in VAR_HANDLE/ASSIGN_VARIABLE "
+                      "across invoke() (measured, LSTM), initial state = the Keras state at "
+                      "conversion: reset_states() first")
+_STATEFUL_NOTE = ("stateful: rebuild stateless; the fused op's variable tensors carry h/c "
+                  "across invoke() (matched Keras stateful); reset_all_variables() = reset_states()")
 
 
 def _rule_lstm(info: LayerInfo) -> Finding:
     cfg = info.config
-    bad = _rnn_common_refusals(info, "LSTM")
-    if bad:
-        return bad
-    overrides = {}
+    why, overrides = _rnn_route(info, "LSTM")
     if cfg.get("unroll"):
         overrides["unroll"] = False
     if float(cfg.get("recurrent_dropout") or 0) > 0:
@@ -205,51 +289,53 @@ def _rule_lstm(info: LayerInfo) -> Finding:
     if cfg.get("use_bias") is False:
         blockers.append("use_bias=False")
     if blockers:
-        return Finding(UNROLLED, f"fused kernel needs tanh/sigmoid with bias; "
-                       f"{', '.join(blockers)} gives a WHILE loop (int8 SIGSEGV). {UNROLL_COST}",
-                       {**overrides, "unroll": True})
-    extras = []
+        why.append(f"fused kernel is tanh/sigmoid with bias only: {', '.join(blockers)} "
+                   "gives a WHILE loop (int8 SIGSEGV)")
     if cfg.get("return_state"):
-        extras.append("return_state")
-    if cfg.get("time_major"):
-        extras.append("time_major")
-    if extras:
-        return Finding(UNROLLED, f"{'/'.join(extras)}: PENDING", {**overrides, "unroll": True})
-    why = ["UNIDIRECTIONAL_SEQUENCE_LSTM (tanh/sigmoid, bias, batch 1)"]
+        why.append(RETURN_STATE_WHY)
+    if why:
+        if overrides.get("unroll") is False:
+            del overrides["unroll"]
+        if overrides.pop("stateful", None) is False:
+            why.append(_STATEFUL_UNROLLED)
+        return Finding(UNROLLED, "; ".join(why) + f". {UNROLL_COST}", {**overrides, "unroll": True})
+    parts = ["UNIDIRECTIONAL_SEQUENCE_LSTM (tanh/sigmoid, bias, batch 1; int8 ok)"]
     if cfg.get("go_backwards"):
-        why.append("go_backwards adds a REVERSE_V2")
+        parts.append("go_backwards adds REVERSE_V2")
+    if cfg.get("time_major"):
+        parts.append("time_major input [T, 1, F] (the batch-1 pin is on axis 1)")
+    if "stateful" in overrides:
+        parts.append(_STATEFUL_NOTE)
     if "recurrent_dropout" in overrides:
-        why.append("recurrent_dropout is training-only: rebuild with 0")
+        parts.append("recurrent_dropout is training-only: rebuild with 0 (tf-keras would loop)")
     if overrides.get("unroll") is False:
-        why.append("model sets unroll=True: rebuild with unroll=False")
+        parts.append("model sets unroll=True: rebuild with unroll=False")
     if float(cfg.get("dropout") or 0) > 0:
-        why.append("dropout is training-only")
-    return Finding(FUSED, "; ".join(why), overrides)
+        parts.append("dropout is training-only")
+    return Finding(FUSED, "; ".join(parts), overrides)
 
 
-def _rule_gru(info: LayerInfo) -> Finding:
-    bad = _rnn_common_refusals(info, "GRU")
-    if bad:
-        return bad
-    return Finding(UNROLLED, f"no fused GRU op in TFLite: WHILE loop, int8 SIGSEGV. {UNROLL_COST}",
-                   {"unroll": True})
+def _rule_loop_only(kind: str, what: str):
+    def rule(info: LayerInfo) -> Finding:
+        why, ov = _rnn_route(info, kind)
+        if ov.pop("stateful", None) is False:
+            why.append(_STATEFUL_UNROLLED)
+        return Finding(UNROLLED, "; ".join([what] + why) + f". {UNROLL_COST}", {**ov, "unroll": True})
+    return rule
 
 
-def _rule_simple_rnn(info: LayerInfo) -> Finding:
-    bad = _rnn_common_refusals(info, "SimpleRNN")
-    if bad:
-        return bad
-    return Finding(UNROLLED, f"no fused RNN op from Keras: WHILE loop, int8 SIGSEGV. {UNROLL_COST}",
-                   {"unroll": True})
+_rule_gru = _rule_loop_only("GRU", "no fused GRU op in TFLite: WHILE loop, int8 SIGSEGV")
+_rule_simple_rnn = _rule_loop_only("SimpleRNN", "Keras SimpleRNN is never fused: WHILE loop, "
+                                   "int8 SIGSEGV")
 
 
 _KNOWN_CELLS = {"LSTMCell", "GRUCell", "SimpleRNNCell", "StackedRNNCells", "PeepholeLSTMCell"}
 
 
 def _rule_rnn(info: LayerInfo) -> Finding:
-    bad = _rnn_common_refusals(info, "RNN")
-    if bad:
-        return bad
+    why, ov = _rnn_route(info, "RNN")
+    if ov.pop("stateful", None) is False:
+        why.append(_STATEFUL_UNROLLED)
     cell = info.config.get("cell")
     cells = cell if isinstance(cell, list) else [cell]
     names = []
@@ -261,10 +347,12 @@ def _rule_rnn(info: LayerInfo) -> Finding:
             names.append(name)
     unknown = [n for n in names if n not in _KNOWN_CELLS]
     if unknown:
-        return Finding(REFUSED, f"RNN with custom cell {', '.join(unknown)}: ops unknown, "
-                       "a WHILE loop at best (int8 SIGSEGV)")
-    return Finding(UNROLLED, f"generic RNN({'/'.join(names)}) is never fused (only the LSTM layer "
-                   f"is): WHILE loop, int8 SIGSEGV. {UNROLL_COST}", {"unroll": True})
+        return Finding(REFUSED, f"RNN with custom cell {', '.join(unknown)}: never fused (WHILE, "
+                       "int8 SIGSEGV as for every non-LSTM RNN) and its ops are not checked; "
+                       "unroll=True may work: convert to find out")
+    head = (f"generic RNN({'/'.join(names)}) is never fused (only the LSTM layer is): "
+            "WHILE loop, int8 SIGSEGV")
+    return Finding(UNROLLED, "; ".join([head] + why) + f". {UNROLL_COST}", {**ov, "unroll": True})
 
 
 def _rule_bidirectional(info: LayerInfo) -> Finding:
@@ -280,10 +368,10 @@ def _rule_bidirectional(info: LayerInfo) -> Finding:
     ov = {}
     for _, _, f in findings:
         ov.update(f.overrides)
-    head = "two fused ops + REVERSE_V2" if worst.verdict == FUSED else worst.reason
     if worst.verdict == FUSED:
-        return Finding(FUSED, f"{head} ({findings[0][1]}: {findings[0][2].reason})", ov)
-    return Finding(worst.verdict, f"wraps {findings[0][1]}: {head}", ov)
+        return Finding(FUSED, "2x UNIDIRECTIONAL_SEQUENCE_LSTM + REVERSE_V2; int8 drift measured "
+                       "~3x a single LSTM's", ov)
+    return Finding(worst.verdict, f"wraps {findings[0][1]}: {worst.reason}", ov)
 
 
 def _rule_time_distributed(info: LayerInfo) -> Finding:

@@ -60,8 +60,16 @@ ARTIFACTS = {
 }
 
 
+# Streaming twins (one step per call, state carried between calls) are made together by
+# export/streaming.py; their file names map to these artifact names.
+STREAM_ARTIFACTS = {"stream_float32.tflite": "tflite_stream_float32",
+                    "stream_int8.tflite": "tflite_stream_int8",
+                    "stream_float32.onnx": "onnx_stream_float32",
+                    "stream_dynamic_int8.onnx": "onnx_stream_dynamic_int8"}
+
+
 def export_model(model_path, data_path, out_dir, name=None, task="regression", only=None,
-                 extra_source_info=None, progress=print) -> dict:
+                 extra_source_info=None, streaming=True, progress=print) -> dict:
     """Export one model. Returns the manifest. Raises BadInput for bad input (nothing written)."""
     model_path, data_path, out_dir = Path(model_path), Path(data_path), Path(out_dir)
     for p, what in ((model_path, "model"), (data_path, "data")):
@@ -73,7 +81,9 @@ def export_model(model_path, data_path, out_dir, name=None, task="regression", o
     inputs_key = {"model": sha256_file(model_path), "data": sha256_file(data_path), "task": task,
                   "versions": versions}
     old = _read_manifest(out_dir)
-    if old and old.get("inputs_key") == sha256_json(inputs_key) and _all_fresh(old, out_dir, selected):
+    streaming = streaming and only is None
+    if (old and old.get("inputs_key") == sha256_json(inputs_key) and _all_fresh(old, out_dir, selected)
+            and (not streaming or _stream_fresh(old, out_dir))):
         progress(f"[{name}] up to date: {len(selected)} artifacts unchanged (cache hit)")
         old["cache_hit"] = True
         return old
@@ -91,9 +101,12 @@ def export_model(model_path, data_path, out_dir, name=None, task="regression", o
     for art_name, spec in selected.items():
         manifest["artifacts"][art_name] = _build_artifact(art_name, spec, out_dir, manifest,
                                                          old_artifacts.get(art_name), versions, progress)
+    if streaming:
+        manifest["streaming"] = _build_streaming(out_dir, manifest, old, progress)
+        manifest["artifacts"].update(manifest["streaming"].pop("artifacts", {}))
     write_json(out_dir / MANIFEST, manifest)
     ok = sum(a["status"] == "ok" for a in manifest["artifacts"].values())
-    progress(f"[{name}] {ok}/{len(selected)} artifacts ok -> {out_dir / MANIFEST}")
+    progress(f"[{name}] {ok}/{len(manifest['artifacts'])} artifacts ok -> {out_dir / MANIFEST}")
     manifest["cache_hit"] = False
     return manifest
 
@@ -110,7 +123,8 @@ def _all_fresh(manifest, out_dir, selected):
     for name, spec in selected.items():
         a = arts.get(name)
         if not a or a.get("cache_key") != _artifact_key(name, spec, manifest["source"]["sha256"],
-                                                         manifest["data"]["sha256"], manifest["tool_versions"]):
+                                                         manifest["data"].get("source_sha256"),
+                                                         manifest["tool_versions"]):
             return False
         if a["status"] == "ok" and not _intact(out_dir / a["file"], a["sha256"]):
             return False
@@ -155,7 +169,8 @@ def _prepare_source(model_path, data_path, out_dir, progress):
             "input_shape": [1, *input_shape], "output_shape": [1, *y_float.shape[1:]],
             "params": int(rebuilt.count_params()), "lint": report.to_json(),
             "unrolled_layers": list(report.needs_unroll)}
-    data_info = {"file": DATA_FILE, "source": str(data_path), "sha256": sha256_file(data_path),
+    data_info = {"file": DATA_FILE, "sha256": sha256_file(out_dir / DATA_FILE),
+                 "source": str(data_path), "source_sha256": sha256_file(data_path),
                  "calib_samples": int(len(data["x_calib"])), "eval_samples": int(len(data["x_eval"])),
                  "has_ground_truth": "y_eval" in data}
     return {"info": info, "data_info": data_info, "float_metric": _float_metric(data, y_float)}
@@ -175,7 +190,7 @@ def _float_metric(data, y_float):
 
 
 def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
-    key = _artifact_key(name, spec, manifest["source"]["sha256"], manifest["data"]["sha256"], versions)
+    key = _artifact_key(name, spec, manifest["source"]["sha256"], manifest["data"]["source_sha256"], versions)
     path = out_dir / spec.file
     if old and old.get("cache_key") == key and old["status"] == "ok" and _intact(path, old["sha256"]):
         progress(f"  {name}: unchanged")
@@ -216,3 +231,49 @@ def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
     progress(f"  {name}: {record['bytes']:,} B, {'int8 weights' if record['quantized'] else 'float weights'}"
              f", {record['seconds']:.1f} s")
     return record
+
+
+def _stream_key(manifest, out_dir):
+    int8 = manifest["artifacts"].get("tflite_int8", {})
+    return sha256_json({"stage": "streaming", "model": manifest["source"]["sha256"],
+                        "data": manifest["data"].get("source_sha256"), "versions": manifest["tool_versions"],
+                        "int8": int8.get("sha256")})
+
+
+def _stream_fresh(manifest, out_dir):
+    st = manifest.get("streaming")
+    if not st or st.get("cache_key") != _stream_key(manifest, out_dir):
+        return False
+    return all(_intact(out_dir / a["file"], a["sha256"]) for a in manifest["artifacts"].values()
+               if a.get("streaming") and a["status"] == "ok")
+
+
+def _build_streaming(out_dir, manifest, old, progress):
+    """The streaming twins, or the reason the model cannot stream (e.g. Bidirectional)."""
+    from export.streaming import NotStreamable, export_streaming
+    key = _stream_key(manifest, out_dir)
+    if old and _stream_fresh(dict(old, artifacts=old.get("artifacts", {})), out_dir) \
+            and old["streaming"]["cache_key"] == key:
+        progress("  streaming: unchanged")
+        arts = {n: a for n, a in old["artifacts"].items() if a.get("streaming")}
+        return dict(old["streaming"], artifacts=arts)
+    progress("  streaming: building one-step models with carried state ...")
+    try:
+        records = export_streaming(out_dir / SOURCE_FILE, out_dir, out_dir / DATA_FILE,
+                                   whole_int8_path=out_dir / ARTIFACTS["tflite_int8"].file)
+    except NotStreamable as e:
+        progress(f"  streaming: not possible ({e.problem})")
+        return {"cache_key": key, "status": "not_streamable", "reason": e.problem}
+    except RuntimeError as e:
+        progress(f"  streaming: FAILED ({e})")
+        return {"cache_key": key, "status": "failed", "reason": str(e).splitlines()[0]}
+    arts = {}
+    for file_name, rec in records.items():
+        art_name = STREAM_ARTIFACTS.get(file_name, file_name)
+        rec["cache_key"] = key
+        arts[art_name] = rec
+        if rec["status"] == "ok":
+            progress(f"  {art_name}: {rec['bytes']:,} B")
+        else:
+            progress(f"  {art_name}: FAILED ({rec['error']})")
+    return {"cache_key": key, "status": "ok", "artifacts": arts}

@@ -1,0 +1,111 @@
+"""Accuracy-budgeted quantization search on a tiny LSTM whose evaluation data leaves the
+calibration range (the Seattle failure in miniature), plus budget validation and the
+flatbuffer range rewrite."""
+import json
+
+import numpy as np
+import pytest
+
+from edge.errors import BadInput
+from export import ranges
+from export.quantize_search import check_budget, default_candidates, search, within_budget
+
+T, F, U = 10, 1, 6
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from export.tfenv import seed_everything, tf_and_keras2
+    tf, K = tf_and_keras2()
+    seed_everything(0)
+    tmp = tmp_path_factory.mktemp("search")
+    inp = K.Input((T, F), batch_size=1)
+    out = K.layers.Dense(1)(K.layers.LSTM(U)(inp))
+    model = K.Model(inp, out)
+    model.save(tmp / "tiny.h5")
+    rng = np.random.default_rng(0)
+    x_calib = rng.uniform(0.0, 1.0, (40, T, F)).astype(np.float32)
+    # evaluation data is colder than anything in training: int8 inputs clip at 0
+    x_eval = rng.uniform(-1.5, 0.5, (60, T, F)).astype(np.float32)
+    y_float = model.predict(x_eval, batch_size=1, verbose=0)
+    y_eval = y_float + rng.normal(0, 0.01, y_float.shape).astype(np.float32)
+    return {"tmp": tmp, "h5": tmp / "tiny.h5", "x_calib": x_calib, "x_eval": x_eval,
+            "y_float": y_float, "y_eval": y_eval}
+
+
+def _int8_default():
+    c = default_candidates()[0]
+    c["calib"]["n"] = 40
+    return c
+
+
+def test_accuracy_budget_on_a_regressor_is_refused(tmp_path):
+    with pytest.raises(BadInput) as e:
+        search(tmp_path / "missing.h5", np.zeros((2, 3, 1)), np.zeros((2, 3, 1)), np.zeros((2, 1)),
+               task="regression", budget={"max_accuracy_drop": 0.005}, out_dir=tmp_path)
+    msg = str(e.value)
+    assert "max_accuracy_drop" in msg and "max_rmse_increase" in msg and "\n" not in msg
+    assert e.value.exit_code == 2
+    with pytest.raises(BadInput):
+        check_budget("classification", {"max_rmse_increase": 0.02})
+    with pytest.raises(BadInput):
+        check_budget("regression", {"max_rmse_increase": -0.1})
+    with pytest.raises(BadInput):
+        check_budget("regression", {"max_latency": 3})
+    assert check_budget("classification", {"max_accuracy_drop": 0.5}) == ("max_accuracy_drop", 0.005)  # points in
+
+
+def test_budget_arithmetic():
+    assert within_budget("regression", "max_rmse_increase", 0.02, 0.5, 0.509) == (True, pytest.approx(0.018))
+    assert not within_budget("regression", "max_rmse_increase", 0.02, 0.5, 0.511)[0]
+    assert within_budget("classification", "max_accuracy_drop", 0.005, 0.965, 0.962)[0]
+    assert not within_budget("classification", "max_accuracy_drop", 0.005, 0.965, 0.955)[0]
+
+
+def test_impossible_budget_falls_back_to_float(tiny):
+    out = tiny["tmp"] / "fallback"
+    lines = []
+    r = search(tiny["h5"], tiny["x_calib"], tiny["x_eval"], tiny["y_eval"], "regression",
+               {"max_rmse_increase": 0.0}, out, progress=lines.append,
+               candidates=[_int8_default(), default_candidates()[-1]], y_float=tiny["y_float"])
+    assert r.met and r.chosen["name"] == "float32"
+    int8, flt = r.candidates
+    assert int8["status"] == "ok" and int8["meets_budget"] is False and int8["change"] > 0.05
+    assert int8["quantized"] and not flt["quantized"]
+    assert int8["bytes"] > 0 and flt["bytes"] > 0 and int8["drift"]["rmse"] > 0
+    assert "first (cheapest) candidate within budget" in r.reason
+    saved = json.loads((out / "search.json").read_text())
+    assert saved["chosen"]["name"] == "float32" and len(saved["candidates"]) == 2
+    assert any("int8_default" in line for line in lines)
+
+    # the range fix is a flatbuffer rewrite: the same file with wider input/output ranges
+    # covering the evaluation data recovers most of the accuracy
+    from export.quantize_search import evaluate_artifact
+    np.savez(out / "d.npz", x_eval=tiny["x_eval"])
+    src = out / "int8_default.tflite"
+    ranges.rewrite_io_ranges(src, out / "wide.tflite", input_ranges={0: (-1.6, 1.1)},
+                             output_ranges={0: ranges.range_minmax(tiny["y_float"], 0.3)})
+    evaluate_artifact(str(out / "wide.tflite"), str(out / "d.npz"), str(out / "wide.npz"))
+    y = np.load(out / "wide.npz")["y"]
+    wide = float(np.sqrt(np.mean((y - tiny["y_float"]) ** 2)))
+    assert wide < 0.5 * int8["drift"]["rmse"]
+
+
+def test_impossible_budget_without_float_reports_the_best(tiny):
+    r = search(tiny["h5"], tiny["x_calib"], tiny["x_eval"], tiny["y_eval"], "regression",
+               {"max_rmse_increase": 0.0}, tiny["tmp"] / "nofloat", candidates=[_int8_default()],
+               y_float=tiny["y_float"])
+    assert r.met is False
+    assert r.chosen["name"] == "int8_default" and r.chosen["meets_budget"] is False
+    assert r.reason.startswith("no candidate within")
+
+
+def test_physical_range_windows_reach_the_declared_range():
+    x = np.random.default_rng(0).uniform(10, 20, (50, 8, 2)).astype(np.float32)
+    syn = ranges.physical_range_windows(x, margin=0.1, per_side=3)
+    lo, hi = x.min(axis=(0, 1)), x.max(axis=(0, 1))
+    for f in range(2):
+        assert syn[..., f].min() == pytest.approx(lo[f] - 0.1 * (hi[f] - lo[f]), abs=1e-4)
+        assert syn[..., f].max() == pytest.approx(hi[f] + 0.1 * (hi[f] - lo[f]), abs=1e-4)
+    cal = ranges.calibration_set(x, n=20, strategy="stratified", extremes=True, physical_margin=0.1, per_side=3)
+    assert len(cal) >= 20 + len(syn)
