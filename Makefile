@@ -13,7 +13,7 @@ MODEL_ARG := $(if $(MODEL),--models $(MODEL))
 DEVICE_ARG := $(if $(DEVICE),--devices $(DEVICE))
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages demo export quantize bench report check test test-fast clean
+.PHONY: help setup system-packages demo export lint quantize bench report check test test-fast clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -36,13 +36,19 @@ system-packages:  ## Debian packages: arm-none-eabi GCC, newlib, QEMU (Cortex-M)
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; fi
 
-demo: setup  ## the main job on the embedded default: export, bench, report, check
+demo: setup  ## the main job on the embedded default: export, quantize, bench, report, check
 	$(EDGE) $(CONFIG_ARG) export $(MODEL_ARG)
-	@if $(EDGE) --help | grep -q ' bench '; then $(EDGE) $(CONFIG_ARG) bench $(MODEL_ARG) $(DEVICE_ARG); fi
-	@if $(EDGE) --help | grep -q ' report '; then $(EDGE) $(CONFIG_ARG) report $(MODEL_ARG); fi
+	$(EDGE) $(CONFIG_ARG) quantize $(MODEL_ARG)
+	$(EDGE) $(CONFIG_ARG) bench $(MODEL_ARG) $(DEVICE_ARG)
+	$(EDGE) $(CONFIG_ARG) report $(MODEL_ARG)
+	$(EDGE) $(CONFIG_ARG) check $(MODEL_ARG) $(DEVICE_ARG)
+	@echo "reports: reports/summary.html and reports/<model>/report.html"
 
 export: $(STAMP)  ## float32 / dynamic / int8 TFLite and ONNX artifacts + manifest (incremental)
 	$(EDGE) $(CONFIG_ARG) export $(MODEL_ARG)
+
+lint: $(STAMP)  ## pre-flight check of a model file: make lint FILE=my_model.keras
+	$(EDGE) lint $(FILE)
 
 quantize: $(STAMP)  ## accuracy-budgeted int8 search
 	$(EDGE) $(CONFIG_ARG) quantize $(MODEL_ARG)

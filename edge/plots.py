@@ -268,3 +268,76 @@ def accuracy_vs_size(points: list[dict], metric: str, float_value, footer: str,
     ax.set_title(f"Task metric against size (measured on the host)", fontsize=9)
     ax.grid(alpha=0.3)
     return _finish(fig, footer)
+
+
+def cell_state_range(runs: dict, footer: str) -> bytes | None:
+    """runs: {signal name: long_stream_drift result}. Per window: the float model's max |c|
+    (numpy, no cell clip) and the int8 model's max |c| against the int16 cell-state range (the
+    saturation limit, dashed); the fraction of int8 cell values at that limit on a second axis."""
+    usable = {k: r for k, r in (runs or {}).items()
+              if isinstance(r, dict) and (r.get("per_window") or {}).get("float_max_abs_c")}
+    if not usable:
+        return None
+    fig = _new(11, 4.2)
+    ax = fig.add_subplot(111)
+    ranges = []
+    at_limit_any = False
+    for i, (name, r) in enumerate(usable.items()):
+        pw = r["per_window"]
+        x = pw.get("start") or list(range(len(pw["float_max_abs_c"])))
+        color = PALETTE[i % len(PALETTE)]
+        ax.plot(x, pw["float_max_abs_c"], lw=1.4, color=color, label=f"{name}: float max |c| (no clip)")
+        if pw.get("int8_max_abs_c"):
+            ax.plot(x, pw["int8_max_abs_c"], lw=1, ls=":", color=color, label=f"{name}: int8 max |c| (dequantized)")
+        for rg in r.get("int16_cell_range") or []:
+            if rg:
+                ranges.append(rg)
+        if any((v or 0) > 0 for v in pw.get("int8_cell_at_limit_fraction") or []):
+            at_limit_any = True
+            ax2 = ax.twinx()
+            ax2.plot(x, pw["int8_cell_at_limit_fraction"], color="#d62728", lw=0.8, alpha=0.6)
+            ax2.set_ylabel("fraction of int8 cell values at the int16 limit", fontsize=7, color="#d62728")
+    for k, rg in enumerate(sorted(set(round(v, 6) for v in ranges))):
+        ax.axhline(rg, color="black", ls="--", lw=1)
+        ax.annotate(f"int16 cell range ±{rg:.3g}", (1.0, rg), xycoords=("axes fraction", "data"), fontsize=7,
+                    ha="right", va="bottom", xytext=(-3, 2), textcoords="offset points")
+    top = max([max(r["per_window"]["float_max_abs_c"]) for r in usable.values()] + ranges)
+    ax.set_ylim(0, top * 1.15)
+    ax.set_xlabel("stream position (samples, window start)")
+    ax.set_ylabel("max |cell state| in the window")
+    ax.set_title("Cell state against the int8 model's int16 cell range (long stream, no reset)"
+                 + ("; red: share of int8 cell values at the limit" if at_limit_any else ""), fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(alpha=0.3)
+    return _finish(fig, footer)
+
+
+def emulated_instructions(rows: list[dict], footer: str) -> bytes | None:
+    """rows: [{"label", "split": {"matrix", "activations", "lstm_rest", "other_layers"}, "plain": n | None}]
+    (emulated instruction counts per inference). Stacked bars of the SIMD build's split; a diamond
+    at the plain-C build's total."""
+    rows = [r for r in rows if r.get("split")]
+    if not rows:
+        return None
+    parts = [("matrix", "gate matrix products"), ("activations", "sigmoid/tanh"),
+             ("lstm_rest", "cell update, requantization"), ("other_layers", "other layers")]
+    fig = _new(11, 1.6 + 0.45 * len(rows))
+    ax = fig.add_subplot(111)
+    for i, r in enumerate(rows):
+        y = len(rows) - 1 - i
+        left = 0.0
+        for k, (key, label) in enumerate(parts):
+            v = (r["split"].get(key) or 0) / 1e3
+            ax.barh(y, v, left=left, height=0.55, color=PALETTE[k], label=label if i == 0 else None)
+            left += v
+        ax.annotate(f"{left:,.0f}k", (left, y), fontsize=7, xytext=(3, 0), textcoords="offset points", va="center")
+        if r.get("plain"):
+            ax.plot([r["plain"] / 1e3], [y], marker="D", color="black", markersize=5,
+                    label="plain C build (total)" if i == 0 else None)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([r["label"] for r in reversed(rows)], fontsize=8)
+    ax.set_xlabel("instructions per inference (thousands), exact count in QEMU — SIMD (DSP extension) build")
+    ax.set_title("Emulated Cortex-M instructions per inference, by kernel (emulated)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    ax.grid(axis="x", alpha=0.3)
+    return _finish(fig, footer)

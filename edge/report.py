@@ -217,8 +217,14 @@ def _artifact_row(name, bart, mart, devices, task, float_truth):
         def line(x):
             return None if not x else {k: x.get(k) for k in ("need", "budget", "margin", "margin_pct", "fits",
                                                                "kind", "basis")}
+        cal = d.get("latency_calibrated") or {}
         row["devices"][dev] = {
             "latency_estimated_us": lat.get("value"), "latency_estimated_method": lat.get("method"),
+            "latency_estimated_per_step_us": lat.get("per_step"),
+            "latency_calibrated_us": cal.get("value"), "latency_calibrated_per_step_us": cal.get("per_step"),
+            "calibration": cal.get("calibration"),
+            "latency_vs_emulated": d.get("latency_vs_emulated"),
+            "emulated": d.get("emulated"),
             "latency_emulated_us": emu.get("value"),
             "latency_emulated": {k: v for k, v in emu.items() if k not in ("per_op",)} if emu else None,
             "flash": line(fit.get("flash")), "ram": line(fit.get("ram")),
@@ -352,6 +358,11 @@ def collect(config, model: str, budgets: Budgets | None = None) -> dict:
 
     tools = {k: v for k, v in (bench.get("tool_versions") or {}).items() if v}
     export_tools = (manifest or {}).get("tool_versions") or {}
+    extras = _extras(bench, manifest, mpath.parent if mpath else Path(config.artifacts_dir) / model)
+    streaming = bench.get("streaming") if isinstance(bench.get("streaming"), dict) and \
+        "per_step" in bench["streaming"] else None
+    if streaming is not None and (extras.get("streaming") or {}).get("source", "").startswith("bench.json"):
+        extras.pop("streaming")          # the bench's stream checks get their own section
     return {
         "schema": SCHEMA, "kind": "lstm-edge model report", "model": model, "task": task,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -380,7 +391,9 @@ def collect(config, model: str, budgets: Budgets | None = None) -> dict:
                     "model": _budget_summary(budgets.for_model(model)),
                     "config": str(getattr(config, "path", "")),
                     "gate": [g.as_dict() for g in gate]},
-        "extras": _extras(bench, manifest, mpath.parent if mpath else Path(config.artifacts_dir) / model),
+        "extras": extras,
+        "calibration": bench.get("calibration") or {},
+        "streaming": streaming,
         "warnings": warnings,
         "figures": [],
     }
@@ -467,6 +480,29 @@ def make_figures(data) -> list[dict]:
         f"{metric} against ground truth on the host runner of each format, against the file size; the dashed "
         f"line is the float Keras model.",
         plots.accuracy_vs_size(pts, metric, fval, foot, higher_is_better=metric == "accuracy"))
+    emu_rows = []
+    for r in rows:
+        for dev, d in r["devices"].items():
+            e = d.get("emulated") or {}
+            if e.get("status") == "ok" and (e.get("instructions") or {}).get("split"):
+                emu_rows.append({"label": f"{r['name']} @ {dev} ({e.get('core') or e.get('board')})",
+                                 "split": e["instructions"]["split"],
+                                 "plain": (e.get("plain_c") or {}).get("instructions_per_inference")})
+    add("emulated_instructions", "Emulated instructions per inference (emulated)",
+        "Exact instruction counts of the generated firmware in QEMU (SIMD build), split by kernel; the diamond is "
+        "the plain-C build of the same model.", plots.emulated_instructions(emu_rows, foot))
+    ls = ((data.get("streaming") or {}).get("long_stream") or {})
+    if ls.get("result"):
+        name = (ls.get("signal") or {}).get("name") or "stream"
+        add("stream_drift", "Long-stream drift per window (measured)",
+            f"int8 streaming model ({ls.get('int8_artifact')}) against the float streaming model "
+            f"({ls.get('float_artifact')}) over {ls['result']['steps']:,} consecutive steps of {name}, no state reset; "
+            f"RMSE per window of {ls['result']['window']} steps in LiteRT (solid) and TFLite Micro (dashed).",
+            plots.stream_drift({name: ls["result"]}, foot))
+        add("cell_state", "Cell state against the int16 cell range (measured)",
+            "Per window: the float model's largest |c| (numpy, no cell clip) and the int8 model's, against the int8 "
+            "model's int16 cell-state range; reaching the dashed line means the int8 state saturates.",
+            plots.cell_state_range({name: ls["result"]}, foot))
     st = (data["extras"].get("streaming") or {}).get("data")
     if isinstance(st, dict):
         runs = (st.get("drift") or {}).get("runs") if isinstance(st.get("drift"), dict) else st.get("runs")
@@ -539,22 +575,38 @@ def _sections(data, figures, for_md: bool):
         b.append(("table", _artifact_table(data, stream)))
         if any(r["devices"] for r in stream):
             b.append(("table", _device_table(data, stream, rank=False)))
+    if data.get("streaming"):
+        b += _streaming_blocks(data)
     st = data["extras"].get("streaming")
     if st:
         b.append(("h2", "Streaming checks"))
         b.append(("p", f"From {st['source']}."))
         for title, t in _streaming_tables(st["data"]):
             b.append(("table", t) if not title else ("details", (title, t)))
-    emu = _emulated_table(data)
-    if emu is not None:
-        b.append(("h2", "Emulated MCU results"))
-        b.append(("p", "Latency from an emulated device run (instruction counts x the profile's cycles per "
-                       "instruction / clock), beside the cost-model estimate."))
-        b.append(("table", emu))
+    emu_blocks = _emulated_blocks(data)
+    if emu_blocks:
+        b += emu_blocks
+    else:
+        emu = _emulated_table(data)
+        if emu is not None:
+            b.append(("h2", "Emulated MCU results"))
+            b.append(("p", "Latency from an emulated device run (instruction counts x the profile's cycles per "
+                           "instruction / clock), beside the cost-model estimate."))
+            b.append(("table", emu))
     qs = data["extras"].get("quant_search")
     if qs:
         b.append(("h2", "Quantization search"))
         b.append(("p", f"From {qs['source']}."))
+        qd = qs["data"] if isinstance(qs["data"], dict) else {}
+        ch = qd.get("chosen") if isinstance(qd.get("chosen"), dict) else None
+        if ch or qd.get("reason"):
+            b.append(("p", (f"Chosen: {ch.get('name')} ({ch.get('kind')}, {fmt_bytes(ch.get('bytes'))}); " if ch else
+                            "Chosen: none; ")
+                      + f"budget {'met' if qd.get('met') else 'NOT met'}"
+                      + (f" ({', '.join(f'{k} {v}' for k, v in (qd.get('budget') or {}).items())})" if qd.get("budget") else "")
+                      + f". Reason: {qd.get('reason') or 'not given'}. Candidates are tried cheapest first; the table "
+                        f"lists each one's size, task metric against ground truth, change against the float model, "
+                        f"drift against the float outputs and whether it meets the budget."))
         for title, t in _search_tables(qs["data"]):
             b.append(("table", t) if not title else ("details", (title, t)))
     # --- provenance
@@ -718,6 +770,188 @@ def _emulated_table(data):
             if rr.get("runner_kind") == "emulated" and rr["status"] != "ok" and rr["status"] != "not_applicable":
                 t.add([r["name"], rn, rr["status"], "", rr.get("reason", "")])
     return t if t.rows else None
+
+
+def _pct(v, digits=1):
+    return "n/a" if v is None else f"{v:.{digits}f} %"
+
+
+def _emulated_blocks(data):
+    """(a) Emulated MCU figures and the cost-model calibration, from bench.json
+    devices.<profile>.emulated and "calibration"."""
+    rows, skipped = [], []
+    for r in data["artifacts"]:
+        for dev, d in r["devices"].items():
+            e = d.get("emulated")
+            if not e:
+                continue
+            if e.get("status") == "ok":
+                rows.append((r, dev, d, e))
+            else:
+                skipped.append((r["name"], dev, e.get("status"), e.get("reason") or e.get("error") or ""))
+    cal = {k: v for k, v in (data.get("calibration") or {}).items() if isinstance(v, dict)}
+    if not rows and not skipped:
+        return []
+    b = [("h2", "Emulated MCU results"),
+         ("p", "The int8 whole-sequence .tflite is lowered to integer C (generated by firmware_sim/mcu), built with "
+               "arm-none-eabi-gcc for the device's core with the DSP extension (SIMD) and as plain C, linked against "
+               "the profile's flash and SRAM, and run in qemu-system-arm (Cortex-M4F profiles on mps2-an386, "
+               "Cortex-M7 on mps2-an500) on the first evaluation windows. Instruction counts are exact (a TCG "
+               "plugin counts every executed instruction per function); emulated latency = instructions x the "
+               "profile's cycles_per_instruction (an assumption: QEMU counts instructions, not cycles) / clock. "
+               "Flash is text+rodata of the firmware; RAM is data+bss plus the stack high-water mark; both are "
+               "the generated firmware alone, without the TFLite Micro interpreter, so the fit verdicts above stay "
+               "on the TFLite Micro basis. Outputs are checked bit for bit against TFLite Micro (LSB = one output "
+               "quantization step).")]
+    if rows:
+        t = Table(["artifact", "device (board)", "instructions / inference", "split: matrix / activations / cell+requant / other",
+                   "instr per MAC (gate matrices)", "SIMD / plain C", "flash (text+rodata)", "RAM (static + stack)",
+                   "TFLM arena", "RAM / arena", "LSB vs TFLM", "drift rmse vs float (windows)",
+                   "latency emulated", "latency estimated (gap)"])
+        for r, dev, d, e in rows:
+            ins = e.get("instructions") or {}
+            sp = ins.get("split_pct") or {}
+            ram = e.get("ram") or {}
+            tf = e.get("tflm") or {}
+            gap = (d.get("latency_vs_emulated") or {}).get("gap_pct")
+            if gap is None and d.get("latency_estimated_us") and d.get("latency_emulated_us"):
+                gap = 100.0 * (d["latency_estimated_us"] - d["latency_emulated_us"]) / d["latency_emulated_us"]
+            dr = e.get("drift") or {}
+            t.add([r["name"], f"{dev} ({e.get('board')}, {e.get('core')})",
+                   fmt_num(int(round(ins["per_inference"]))) if ins.get("per_inference") is not None else "n/a",
+                   " / ".join(_pct(sp.get(k)) for k in ("matrix", "activations", "lstm_rest", "other_layers")) if sp else "n/a",
+                   fmt_num(ins.get("matrix_instr_per_mac"), 3),
+                   fmt_num(e.get("simd_vs_plain"), 3) + (f" ({fmt_num(int((e.get('plain_c') or {}).get('instructions_per_inference') or 0))} plain)"
+                                                         if (e.get("plain_c") or {}).get("instructions_per_inference") else ""),
+                   fmt_bytes(e.get("flash_bytes")),
+                   f"{fmt_bytes(e.get('ram_bytes'))} ({fmt_bytes(ram.get('static_bytes'))} + {fmt_bytes(ram.get('stack_high_water_bytes'))})",
+                   fmt_bytes(e.get("tflm_arena_bytes")), fmt_num(e.get("ram_vs_tflm_arena"), 3),
+                   (f"max {tf.get('max_lsb_diff')} LSB, {fmt_num(100 * tf['bit_exact_fraction'], 4)} % bit-exact"
+                    if tf.get("max_lsb_diff") is not None else (tf.get("status") or "n/a")),
+                   f"{fmt_num(dr.get('rmse'), 3)} ({dr.get('n', e.get('windows'))})" if dr else "n/a",
+                   f"{fmt_us(d.get('latency_emulated_us'))} (CPI {e.get('cycles_per_instruction')})",
+                   f"{fmt_us(d.get('latency_estimated_us'))} ({fmt_pct(gap)})"])
+        t.caption = ("instr per MAC: instructions in the gate matrix-vector kernels / gate MACs. SIMD / plain C: "
+                     "instruction ratio of the two builds on the same inputs. RAM / arena: the emulated firmware's RAM "
+                     "against TFLite Micro's minimum arena for the same model. Gap: (estimated - emulated) / emulated.")
+        b.append(("table", t))
+    if skipped:
+        t = Table(["artifact", "device", "status", "why"])
+        for row in skipped:
+            t.add([row[0], row[1], (row[2] or "").replace("_", " "), row[3]])
+        b.append(("details", ("devices not emulated", t)))
+    if cal:
+        b.append(("h2", "Cost model calibration"))
+        b.append(("p", "The cost-model estimate (op counts x the profile's cycles per MAC, per activation, per "
+                       "elementwise op, plus per-op overhead) against the emulated figure of the same int8 model. "
+                       "The effective cycles per int8 MAC (emulated cycles / MACs, everything included) calibrates "
+                       "the estimates of the model's other int8 .tflite artifacts on that device; the uncalibrated "
+                       "estimate is kept beside it. Calibrated figures are still estimates."))
+        t = Table(["device", "from artifact", "estimated (uncalibrated)", "emulated", "gap", "cycles/MAC int8: profile",
+                   "effective (emulated)", "factor emulated / estimated"])
+        for dev, c in cal.items():
+            if c.get("status") != "ok":
+                t.add([dev, "—", "", "", "", "", "", c.get("reason") or c.get("status")])
+                continue
+            t.add([dev, c["source_artifact"], fmt_us(c["estimated_us"]), fmt_us(c["emulated_us"]), fmt_pct(c["gap_pct"]),
+                   fmt_num(c["profile_cycles_per_mac_int8"], 3), fmt_num(c["effective_cycles_per_mac_int8"], 4),
+                   f"x{fmt_num(c['factor'], 4)}"])
+        b.append(("table", t))
+        t = Table(["artifact", "device", "uncalibrated estimate", "calibrated estimate", "per step: uncalibrated → calibrated",
+                   "+ TFLM interpreter dispatch per window (estimated)", "emulated"])
+        for dev, c in cal.items():
+            for name, v in (c.get("calibrated") or {}).items():
+                ps = (f"{fmt_us(v.get('uncalibrated_per_step'))} → {fmt_us(v.get('per_step'))}"
+                      if v.get("per_step") is not None else "")
+                emu = next((r["devices"].get(dev, {}).get("latency_emulated_us") for r in data["artifacts"]
+                            if r["name"] == name), None)
+                t.add([name, dev, fmt_us(v.get("uncalibrated_us")), fmt_us(v.get("value")), ps,
+                       fmt_us(v.get("dispatch_overhead_us")), fmt_us(emu) if emu is not None else "not emulated"])
+        if t.rows:
+            t.caption = ("calibrated = int8 MACs x the effective cycles per MAC of the device (factor above). The "
+                         "emulated firmware has no interpreter: a TFLite Micro deployment adds per-invoke dispatch "
+                         "(the profile's op_overhead_cycles x ops x invokes), shown separately.")
+            b.append(("table", t))
+    return b
+
+
+def _streaming_blocks(data):
+    """(b) Streaming: per-step figures, stream vs whole agreement, long-stream drift and cell range."""
+    st = data["streaming"]
+    b = [("h2", "Streaming: per step, agreement, long stream")]
+    per = st.get("per_step") or {}
+    devs = list(data["devices"])
+    if per:
+        b.append(("p", "One new sample per invoke with the LSTM state carried between invokes (state reset only at "
+                       "the start of each evaluation window). Host latency per step is measured on this machine; "
+                       "device latency per step is the cost-model estimate (and, on emulated devices, the "
+                       "calibrated estimate)."))
+        t = Table(["artifact", "format / mode", "host per step p50 / p99 (measured)", "state bytes"]
+                  + [f"{d} per step: est. / calibrated" for d in devs] + ["drift rmse vs float"])
+        for name, row in per.items():
+            rn, rr = next(iter((row.get("runners") or {}).items()), (None, {}))
+            lat = rr.get("latency_host_step") or {}
+            cells = [name, f"{row.get('format')} / {row.get('mode')}",
+                     f"{fmt_us(lat.get('p50'))} / {fmt_us(lat.get('p99'))} ({rn})" if lat else "n/a",
+                     fmt_bytes(row.get("state_bytes"))]
+            for d in devs:
+                dv = (row.get("devices") or {}).get(d) or {}
+                est = fmt_us(dv.get("estimated_us_per_step"))
+                calv = dv.get("calibrated_us_per_step")
+                cells.append(est + (f" / {fmt_us(calv)}" if calv is not None else ""))
+            cells.append(fmt_num(rr.get("drift_rmse"), 3) if rr else "n/a")
+            t.add(cells)
+        b.append(("table", t))
+    ag = st.get("agreement") or {}
+    if ag.get("rows"):
+        ok = ag.get("ok")
+        b.append(("p", f"Stream vs whole-sequence agreement on {ag.get('windows')} evaluation windows: "
+                       f"{'all within bounds' if ok else 'OUT OF BOUNDS' if ok is False else 'no bound checked'} "
+                       f"(float within {ag.get('float_tolerance')}; int8 within {ag.get('int8_bound_lsb')} output "
+                       f"quantization step(s) of the whole-sequence int8 model)"
+                       + (" — cached result." if ag.get("cached") else ".")))
+        t = Table(["runner", "stream", "whole-sequence", "kind", "max |diff| (LSB)", "bound", "within", "vs Keras rmse"])
+        for r in ag["rows"]:
+            diff = fmt_num(r.get("max_abs"), 3) + (f" ({r['max_lsb']} LSB)" if r.get("max_lsb") is not None else "")
+            bound = (f"{r['bound_lsb']} LSB" if r.get("bound_lsb") is not None else
+                     fmt_num(r.get("bound")) if r.get("bound") is not None else "none (dynamic int8)")
+            t.add([r.get("runner"), r.get("stream"), r.get("whole") or "n/a", r.get("kind"), diff, bound,
+                   "n/a" if r.get("ok") is None else ("yes" if r["ok"] else "NO"),
+                   fmt_num((r.get("vs_keras") or {}).get("rmse"), 3)])
+        b.append(("table", t))
+    elif ag.get("status") and ag.get("status") != "ok":
+        b.append(("warn", f"stream agreement check {ag['status']}: {ag.get('error')}"))
+    ls = st.get("long_stream") or {}
+    if ls.get("summary"):
+        s_, sig = ls["summary"], ls.get("signal") or {}
+        b.append(("p", f"Long stream: {s_['steps']:,} consecutive steps of {sig.get('name')} "
+                       f"({sig.get('description') or ''}"
+                       + (f"; {sig.get('rows'):,} rows streamed {sig['passes']} times back to back" if (sig.get("passes") or 1) > 1 else "")
+                       + f"; {sig.get('standardized_with') or 'model units'}) through {ls.get('float_artifact')} and "
+                       f"{ls.get('int8_artifact')} without any state reset, in LiteRT and TFLite Micro. The int8 error "
+                       f"{s_['verdict']}; the float cell state reaches {fmt_num(s_.get('cell_range_used_pct'), 3)} % of "
+                       f"the int8 model's int16 cell range." + (" Cached result." if ls.get("cached") else "")))
+        t = Table(["figure", "value"])
+        for label, v in [
+            ("steps / window", f"{s_['steps']:,} / {s_['window']}"),
+            ("int8 vs float rmse (LiteRT / TFLite Micro)", f"{fmt_num(s_['rmse_litert'], 3)} / {fmt_num(s_.get('rmse_tflm'), 3)}"),
+            ("int8 vs float max |error| (LiteRT)", fmt_num(s_.get("max_abs_litert"), 3)),
+            ("rmse against the float model fed the same clipped input", fmt_num(s_.get("rmse_on_clipped_input"), 3)),
+            ("TFLite Micro vs LiteRT int8 (max LSB)", fmt_num(s_.get("tflm_vs_litert_max_lsb"))),
+            ("error over the stream (trend LiteRT / TFLM)", f"{s_['verdict']} (last/first quarter rmse "
+                                                           f"{fmt_num(s_.get('ratio_last_first'), 3)}; TFLM {s_.get('trend_tflm')})"),
+            ("float max |c| (per layer)", ", ".join(fmt_num(v, 3) for v in s_.get("float_max_abs_c_per_layer") or [s_["float_max_abs_c"]])),
+            ("int16 cell range (per layer)", ", ".join(f"±{fmt_num(v, 4)}" for v in s_.get("int16_cell_range") or [])),
+            ("share of the int16 cell range used (largest layer)", _pct(s_.get("cell_range_used_pct"), 2)),
+            ("int8 max |c| / share of int8 cell values at the limit",
+             f"{fmt_num(s_.get('int8_max_abs_c'), 3)} / {fmt_num(s_.get('int8_cell_at_limit_fraction'), 3)}"),
+            ("inputs outside the int8 input range (clipped)", _pct(100 * (s_.get("input_clipped_fraction") or 0), 2)),
+        ]:
+            t.add([label, v])
+        b.append(("table", t))
+    elif ls.get("status"):
+        b.append(("p", f"Long stream: {ls['status'].replace('_', ' ')} — {ls.get('reason') or ls.get('error') or ''}"))
+    return b
 
 
 def _scalar(v):

@@ -60,40 +60,43 @@ def input_shape_of(model):
     return tuple(int(d) for d in shape[1:])
 
 
-def rebuild_batch1(model, unroll_layers=()):
-    """A tf-keras copy of `model` with batch size 1 and the same weights."""
+def rebuild_batch1(model, overrides=None):
+    """A tf-keras copy of `model` with batch size 1 and the same weights.
+
+    overrides: {layer name: config changes} from the lint (LintReport.overrides), e.g.
+    {"gru": {"unroll": True}, "lstm": {"stateful": False}}; for Bidirectional and other
+    wrappers they apply to the wrapped recurrent layer."""
     from export.tfenv import tf_and_keras2
     tf, tf_keras = tf_and_keras2()
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise BadInput(None, "only single-input, single-output models are supported")
     if is_tf_keras(model):
-        rebuilt = _rebuild_tf_keras(tf_keras, model, set(unroll_layers))
+        rebuilt = _rebuild_tf_keras(tf_keras, model, overrides or {})
     else:
-        rebuilt = _rebuild_from_keras3(tf_keras, model, set(unroll_layers))
+        rebuilt = _rebuild_from_keras3(tf_keras, model, overrides or {})
     rebuilt.set_weights(model.get_weights())
     return rebuilt
 
 
-def _rebuild_tf_keras(tf_keras, model, unroll):
+def _rebuild_tf_keras(tf_keras, model, overrides):
     config = model.get_config()
     for layer in config["layers"]:
         cfg = layer["config"]
         if "batch_input_shape" in cfg:
             cfg["batch_input_shape"] = [1] + list(cfg["batch_input_shape"][1:])
-        if cfg.get("name") in unroll:
-            _set_unroll(cfg)
+        _apply_overrides(cfg, overrides.get(cfg.get("name")))
     if isinstance(model, tf_keras.Sequential):
         return tf_keras.Sequential.from_config(config)
     return tf_keras.Model.from_config(config)
 
 
-def _set_unroll(cfg):
-    if "layer" in cfg:  # Bidirectional / wrappers
-        cfg["layer"]["config"]["unroll"] = True
-        if cfg.get("backward_layer"):
-            cfg["backward_layer"]["config"]["unroll"] = True
-    else:
-        cfg["unroll"] = True
+def _apply_overrides(cfg, changes):
+    if not changes:
+        return
+    targets = [cfg] + [cfg[k]["config"] for k in ("layer", "backward_layer") if isinstance(cfg.get(k), dict)]
+    for t in targets:
+        if "units" in t:  # the recurrent layer itself, not its wrapper
+            t.update(changes)
 
 
 def _clean_keras3_config(obj):
@@ -111,15 +114,14 @@ def _clean_keras3_config(obj):
     return obj
 
 
-def _rebuild_from_keras3(tf_keras, model, unroll):
+def _rebuild_from_keras3(tf_keras, model, overrides):
     """Keras 3 -> tf-keras, layer by layer, for a linear chain (Sequential or functional).
     A branching graph rebuilt this way computes something else; verify_same catches it."""
     layers = [l for l in model.layers if type(l).__name__ != "InputLayer"]
     x = inp = tf_keras.Input(shape=input_shape_of(model), batch_size=1, name="input")
     for layer in layers:
         cfg = _clean_keras3_config(layer.get_config())
-        if cfg.get("name") in unroll:
-            _set_unroll(cfg)
+        _apply_overrides(cfg, overrides.get(cfg.get("name")))
         try:
             new = tf_keras.layers.deserialize({"class_name": type(layer).__name__, "config": cfg})
         except Exception as e:

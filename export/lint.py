@@ -248,10 +248,6 @@ def _sub(cfg_entry) -> tuple[str, dict]:
     return type(cfg_entry).__name__, getattr(cfg_entry, "get_config", dict)()
 
 
-def _settings(cfg, *keys):
-    return ", ".join(f"{k}={cfg.get(k)!r}" for k in keys if k in cfg)
-
-
 # ------------------------------------------------------------------------------------------
 # Rules. Each takes a LayerInfo and returns a Finding.
 def _rnn_route(info: LayerInfo, kind: str) -> tuple[list[str], dict]:

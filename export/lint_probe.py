@@ -214,26 +214,9 @@ def convert_case(name: str, unroll: bool, mode: str) -> dict:
 
 # ---------------------------------------------------------------- lint -> rebuild -> convert
 def rebuild_with_overrides(model, overrides: dict):
-    """tf-keras Sequential/Functional rebuilt with per-layer config overrides (as
-    LintReport.overrides gives them; Bidirectional/TimeDistributed apply them to the
-    wrapped layer) and the same weights."""
-    import tf_keras as k
-    cfg = model.get_config()
-    for entry in cfg["layers"]:
-        ov = overrides.get(entry["config"].get("name"))
-        if not ov:
-            continue
-        targets = [entry["config"]]
-        for key in ("layer", "backward_layer"):
-            if isinstance(entry["config"].get(key), dict):
-                targets.append(entry["config"][key]["config"])
-        for t in targets:
-            if "units" in t:          # the recurrent layer itself
-                t.update(ov)
-    clone = model.__class__.from_config(cfg) if isinstance(model, k.Sequential) \
-        else k.Model.from_config(cfg)
-    clone.set_weights(model.get_weights())
-    return clone
+    """The model rebuilt as `edge export` would (export.keras_bridge), lint overrides applied."""
+    from export.keras_bridge import rebuild_batch1
+    return rebuild_batch1(model, overrides=overrides)
 
 
 def lint_and_convert(names: list, mode: str = "int8") -> dict:

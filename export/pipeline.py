@@ -152,10 +152,10 @@ def _prepare_source(model_path, data_path, out_dir, progress):
         raise BadInput(model_path, f"layer '{row.layer}' ({row.cls}) cannot be converted: {row.reason}")
     input_shape = keras_bridge.input_shape_of(model)
     data = load_data(data_path, input_shape)
-    rebuilt = keras_bridge.rebuild_batch1(model, unroll_layers=report.needs_unroll)
+    rebuilt = keras_bridge.rebuild_batch1(model, overrides=report.overrides)
     diff = keras_bridge.verify_same(model, rebuilt, data["x_eval"])
     progress(f"  rebuilt in tf-keras with batch 1 (max abs difference {diff:.2g})"
-             + (f", unrolled: {', '.join(report.needs_unroll)}" if report.needs_unroll else ""))
+             + (f", changed for conversion: {report.overrides}" if report.overrides else ""))
     y_float = _predict(rebuilt, data["x_eval"])
     out_dir.mkdir(parents=True, exist_ok=True)
     from export.fileio import move_into_place, temp_path_for
@@ -168,7 +168,7 @@ def _prepare_source(model_path, data_path, out_dir, progress):
             "rebuild_tolerance": keras_bridge.REBUILD_TOLERANCE,
             "input_shape": [1, *input_shape], "output_shape": [1, *y_float.shape[1:]],
             "params": int(rebuilt.count_params()), "lint": report.to_json(),
-            "unrolled_layers": list(report.needs_unroll)}
+            "unrolled_layers": list(report.needs_unroll), "rebuild_overrides": report.overrides}
     data_info = {"file": DATA_FILE, "sha256": sha256_file(out_dir / DATA_FILE),
                  "source": str(data_path), "source_sha256": sha256_file(data_path),
                  "calib_samples": int(len(data["x_calib"])), "eval_samples": int(len(data["x_eval"])),

