@@ -67,7 +67,8 @@ def cmd_bench(args):
         out = Path(cfg.reports_dir) / m.name / "bench.json"
         report = bench_model(art, devices, out, progress=_progress,
                              config=RunConfig(warmup=args.warmup, runs=args.runs, timeout_s=args.timeout,
-                                              max_samples=args.max_samples))
+                                              max_samples=args.max_samples),
+                             long_stream=False if args.no_long_stream else None)
         print("\n".join(summary_lines(report)))
         print(f"-> {out}")
     return 0
@@ -160,6 +161,8 @@ def build_parser():
     s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
     s.add_argument("--timeout", type=float, default=120.0, help="seconds before a runner is declared hung")
     s.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N windows only")
+    s.add_argument("--no-long-stream", action="store_true",
+                   help="skip the >=10,000-step streaming drift run (cached after the first run)")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("devices", help="list the built-in device profiles")

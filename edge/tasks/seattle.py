@@ -12,7 +12,7 @@ class SeattleTemp(ReferenceTask):
                    "LSTM(32) -> Dense(1). Chronological split: the last 20% (late Oct - Dec, "
                    "colder than most of training) is the test set.")
     window = 48
-    epochs = 6
+    epochs = 15
 
     def load(self) -> Split:
         from vega_datasets import data

