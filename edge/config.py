@@ -31,9 +31,16 @@ class Config:
     budgets: dict = field(default_factory=dict)
 
     def model(self, name) -> ModelEntry:
-        if name not in self.models:
-            raise BadInput(self.path, f"no model '{name}' in the config; known: {', '.join(self.models)}")
-        return self.models[name]
+        if name in self.models:
+            return self.models[name]
+        # A model exported with `edge export --model ...` is usable by name without a config entry.
+        manifest = self.artifacts_dir / name / "manifest.json"
+        if manifest.exists():
+            import json
+            kind = json.loads(manifest.read_text()).get("task", "regression")
+            return ModelEntry(name, kind=kind)
+        raise BadInput(self.path, f"no model '{name}' in the config or in {self.artifacts_dir}/; "
+                                  f"known: {', '.join(self.models)}")
 
     def select(self, names=None):
         if not names:

@@ -1,11 +1,12 @@
 """The per-layer drift debugger on tiny LSTMs: clipping arithmetic, a deliberately
-mis-scaled layer, and the integer reference against the runtime."""
+mis-scaled layer, and the integer reference (firmware_sim.mcu.reference, with its
+intermediate capture) against TFLite Micro and LiteRT."""
 import numpy as np
 import pytest
 
 from edge.isolate import run_isolated
 from export import ranges
-from export.debug import debug, mbqm, quantize_multiplier
+from export.debug import debug
 
 T, F, U = 12, 2, 8
 
@@ -49,12 +50,26 @@ def models(tmp_path_factory):
     return {"tmp": tmp, "x_calib": x_calib, "x_eval": x_eval, "base": base, "bad": bad}
 
 
-def test_fixed_point_multiplier_matches_rounding():
-    x = np.array([0, 1, -1, 7, -7, 1000, -1000, 123456, -123456], np.int64)
-    for m in (0.5, 0.25, 0.0037, 1.7):
-        q, shift = quantize_multiplier(m)
-        assert abs(q / 2 ** 31 * 2.0 ** shift - m) < 1e-9
-        assert np.all(np.abs(mbqm(x, m) - np.round(x * m)) <= 1)
+def test_reference_capture_leaves_outputs_unchanged(models):
+    from firmware_sim.mcu import reference
+    from firmware_sim.mcu.lower import LstmLayer, lower
+    from export.debug import quantize_input, read_graph
+    graph = read_graph(models["base"][1])
+    prog = lower(graph)
+    L = next(layer for layer in prog.layers if isinstance(layer, LstmLayer))
+    for w in quantize_input(graph, models["x_eval"][:3]):
+        plain = reference.run(prog, w)
+        cap = {}
+        outs, vals = reference.run(prog, w, return_all=True, capture=cap)
+        assert all(np.array_equal(a, b) for a, b in zip(plain, outs))
+        c = cap[L.name]
+        assert np.array_equal(c["h"], vals[L.out].reshape(T, U))     # captured h is the output
+        for g in "ifgo":
+            assert c[g].shape == (T, U) and c[g].dtype == np.int16 and c[f"pre_{g}"].shape == (T, U)
+            assert c["scales"][g] == 2.0 ** -15 and c["scales"][f"pre_{g}"] == 2.0 ** -12
+        assert c["i"].min() >= 0 and c["f"].min() >= 0 and c["o"].min() >= 0     # sigmoids
+        assert c["c"].dtype == np.int16 and c["h"].dtype == np.int8
+        assert c["scales"]["h"] == graph.tensors[L.out].sc and c["zero_points"]["h"] == L.h_zp
 
 
 def test_clipping_report_matches_hand_count(models):
@@ -75,7 +90,7 @@ def test_clipping_report_matches_hand_count(models):
     y_eval = np.zeros((len(x), 1), np.float32)
     y_eval[:9] = 1.0       # 9 targets above the output range
     y_eval[9:12] = -1.0    # 3 below
-    rep = debug(tmp / "base.h5", fixed, x, y_eval=y_eval)
+    rep = debug(tmp / "base.h5", fixed, x, y_eval=y_eval, tflm=False)
     rows = {(r["tensor"], r["what"]): r for r in rep["clipping"]["rows"]}
     inp = rows[("input[0]", "input values")]
     assert inp["fraction_clipped"] == pytest.approx(30 / x.size)
@@ -89,8 +104,8 @@ def test_clipping_report_matches_hand_count(models):
 
 def test_debugger_finds_the_mis_scaled_forget_gate_weights(models):
     tmp, x = models["tmp"], models["x_eval"]
-    bad = debug(tmp / "bad.h5", models["bad"][1], x)
-    base = debug(tmp / "base.h5", models["base"][1], x)
+    bad = debug(tmp / "bad.h5", models["bad"][1], x, tflm=False)
+    base = debug(tmp / "base.h5", models["base"][1], x, tflm=False)
     att = sorted(bad["attribution"], key=lambda a: -a["drift_alone"])
     assert att[0]["point"] == "lstm.weights_f", bad["text"]
     rows = {t["point"]: t for t in bad["tensors"]}
@@ -107,13 +122,24 @@ def test_debugger_finds_the_mis_scaled_forget_gate_weights(models):
     assert bad["runtime"]["drift_rmse"] > 1.3 * base["runtime"]["drift_rmse"]
 
 
-def test_integer_reference_and_emulation_agree_with_runtime(models):
+def test_integer_reference_is_exact_and_emulation_agrees_with_runtime(models):
+    pytest.importorskip("tflite_micro")
     tmp, x = models["tmp"], models["x_eval"]
     rep = debug(tmp / "base.h5", models["base"][1], x)
-    checks = {c["tensor"]: c for c in rep["reference_check"]}
-    assert checks["hidden sequence"]["fraction_equal"] > 0.8
-    assert checks["hidden sequence"]["max_lsb_diff"] <= 8
-    assert checks["dense output"]["fraction_equal"] > 0.9
+    checks = {(c["runtime"], c["tensor"]): c for c in rep["reference_check"]}
+    # the reference is TFLite Micro's arithmetic: every hidden and output code equal
+    for tensor in ("hidden sequence", "dense output"):
+        c = checks[("TFLite Micro", tensor)]
+        assert c["fraction_equal"] == 1.0 and c["max_lsb_diff"] == 0 and c["compared"] == len(x)
+    ag = rep["agreement"]
+    assert ag["tflm"]["hidden"] == 1.0 and ag["tflm"]["output"] == 1.0
+    assert ag["tflm"]["hidden_codes"] == len(x) * T * U
+    assert "agreement of the integer reference with TFLite Micro: hidden 100.00%" in rep["text"]
+    # LiteRT's own int8 LSTM kernel: close, not identical
+    assert checks[("LiteRT", "hidden sequence")]["fraction_equal"] > 0.8
+    assert checks[("LiteRT", "hidden sequence")]["max_lsb_diff"] <= 8
+    assert checks[("LiteRT", "dense output")]["fraction_equal"] > 0.8
+    assert abs(rep["runtime"]["tflm_drift_rmse"] - rep["runtime"]["drift_rmse"]) < 0.5 * rep["runtime"]["drift_rmse"]
     assert 0.5 < rep["emulation"]["explained"] < 2.0
     import json
     json.dumps({k: v for k, v in rep.items()})   # JSON-able
