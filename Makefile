@@ -2,6 +2,7 @@
 #   MODEL=name[,name]   models from the config (default: all)
 #   DEVICE=name[,name]  device profiles (default: the config's)
 #   CONFIG=file.toml    pipeline config (default: the embedded reference zoo)
+#   make export MODEL=my_model.keras DATA=my_data.npz   exports your own model file
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -45,7 +46,11 @@ demo: setup  ## the main job on the embedded default: export, quantize, bench, r
 	@echo "reports: reports/summary.html and reports/<model>/report.html"
 
 export: $(STAMP)  ## float32 / dynamic / int8 TFLite and ONNX artifacts + manifest (incremental)
+ifneq ($(and $(MODEL),$(wildcard $(MODEL))),)
+	$(EDGE) export --model $(MODEL) --data $(DATA) $(if $(KIND),--kind $(KIND))
+else
 	$(EDGE) $(CONFIG_ARG) export $(MODEL_ARG)
+endif
 
 lint: $(STAMP)  ## pre-flight check of a model file: make lint FILE=my_model.keras
 	$(EDGE) lint $(FILE)

@@ -333,16 +333,20 @@ def measure(budget_key, art, bench, device=None):
         ref = ((bench.get("float_reference") or {}).get("truth") or {}).get("rmse")
         if not ref:
             return None, "no float reference RMSE (no ground truth)"
+        worst_pair = None
         for rn, rr in runners.items():
-            r = ((rr["metrics"] or {}).get("truth") or {}).get("rmse")
+            truth = (rr["metrics"] or {}).get("truth") or {}
+            r = truth.get("rmse")
             if r is None:
                 continue
-            v = (r - ref) / ref
+            base = truth.get("rmse_float") or ref  # the float model on the same windows
+            v = (r - base) / base
             if worst is None or v > worst:
-                worst, who = v, rn
+                worst, who, worst_pair = v, rn, (r, base)
         if worst is None:
             return None, "no ground truth"
-        return worst, f"worst runner: {who}; task RMSE {_fmt(ref * (1 + worst))} vs float {_fmt(ref)}"
+        return worst, (f"worst runner: {who}; task RMSE {_fmt(worst_pair[0])} vs float {_fmt(worst_pair[1])}"
+                       f" on the same windows")
     if budget_key.startswith("max_drift_"):
         metric = budget_key[len("max_drift_"):]
         for rn, rr in runners.items():

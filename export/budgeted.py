@@ -15,7 +15,7 @@ DEFAULT_BUDGETS = {"regression": {"max_rmse_increase": 0.02}, "classification": 
 
 
 def quantize_model(artifacts_dir, budget=None, exhaustive=True, progress=print) -> dict:
-    from export.quantize_search import check_budget, search
+    from export.quantize_search import check_budget, default_candidates, search
     artifacts_dir = Path(artifacts_dir)
     manifest_path = artifacts_dir / MANIFEST
     if not manifest_path.exists():
@@ -27,7 +27,8 @@ def quantize_model(artifacts_dir, budget=None, exhaustive=True, progress=print) 
     out = artifacts_dir / SEARCH_DIR
     key = sha256_json({"source": sha256_file(artifacts_dir / SOURCE_FILE),
                        "data": sha256_file(artifacts_dir / DATA_FILE), "budget": budget,
-                       "exhaustive": exhaustive, "versions": manifest["tool_versions"]})
+                       "exhaustive": exhaustive, "versions": manifest["tool_versions"],
+                       "candidates": default_candidates()})
     previous = _read(out / "search.json")
     if previous and previous.get("cache_key") == key and _chosen_intact(previous, out):
         progress(f"[{manifest['model']}] quantization search up to date (cache hit)")

@@ -98,7 +98,7 @@ def is_quantized(info: dict) -> bool:
 
 def quantize_input(x: np.ndarray, io: dict) -> np.ndarray:
     """Float values to the artifact's input dtype (int8 uses its scale and zero point)."""
-    if io["dtype"] in ("int8", "uint8") and io.get("scale"):
+    if io["dtype"] in ("int8", "uint8", "int16") and io.get("scale"):
         info = np.iinfo(io["dtype"])
         q = np.round(x / io["scale"]) + io["zero_point"]
         return np.clip(q, info.min, info.max).astype(io["dtype"])
@@ -106,6 +106,6 @@ def quantize_input(x: np.ndarray, io: dict) -> np.ndarray:
 
 
 def dequantize_output(y: np.ndarray, io: dict) -> np.ndarray:
-    if io["dtype"] in ("int8", "uint8") and io.get("scale"):
+    if io["dtype"] in ("int8", "uint8", "int16") and io.get("scale"):
         return (y.astype(np.float32) - io["zero_point"]) * io["scale"]
     return y.astype(np.float32)

@@ -34,8 +34,10 @@ class ArtifactSpec:
     mode: str
     target: str                     # "module:function" run in a child process
     kwargs: dict = field(default_factory=dict)
-    source: str = SOURCE_FILE       # the file it is made from
-    calib: bool = False             # needs calibration windows
+    source: str = SOURCE_FILE       # the file it is made from ...
+    source_arg: str = "model_path"  # ... passed to the builder under this name
+    with_model: bool = False        # also pass the tf-keras source model as model_path
+    calib: bool = False             # needs calibration windows (data.npz as calib_path)
     note: str = ""
     timeout: float = 600.0
 
@@ -48,14 +50,23 @@ ARTIFACTS = {
                                    {"mode": "dynamic"}),
     "tflite_int8": ArtifactSpec("model_int8.tflite", "tflite", "int8", "export.tflite:convert",
                                 {"mode": "int8", "calib_samples": DEFAULT_CALIB_WINDOWS}, calib=True),
+    "tflite_weight_int8": ArtifactSpec("model_weight_int8.tflite", "tflite", "weight_int8",
+                                       "export.tflite:convert", {"mode": "weight_int8"},
+                                       note="weight-only int8 needs the unrolled graph (the fused "
+                                            "LSTM keeps float weights in dynamic-range mode): int8 "
+                                            "weights, float activations, several times the ops and bytes"),
     "onnx_float32": ArtifactSpec("model_float32.onnx", "onnx", "float32", "export.onnx_export:to_onnx"),
+    "tflite_16x8": ArtifactSpec("model_16x8.tflite", "tflite", "16x8", "export.quant16x8:convert_artifact",
+                                source="model_int8.tflite", source_arg="src", with_model=True, calib=True,
+                                note="int16 activations, int8 weights: rewritten from the int8 model "
+                                     "(the converter refuses 16x8 LSTMs); runs in TFLite Micro only"),
     "onnx_dynamic_int8": ArtifactSpec("model_dynamic_int8.onnx", "onnx", "dynamic_int8",
                                       "export.onnx_export:quantize_dynamic_onnx",
-                                      source="model_float32.onnx"),
+                                      source="model_float32.onnx", source_arg="src"),
     "onnx_qdq_int8": ArtifactSpec("model_qdq_int8.onnx", "onnx", "qdq_int8",
                                   "export.onnx_export:quantize_qdq_onnx",
                                   {"calib_samples": DEFAULT_CALIB_WINDOWS}, source="model_float32.onnx",
-                                  calib=True,
+                                  source_arg="src", calib=True,
                                   note="LSTM stays float: onnxruntime does not statically quantize LSTM"),
 }
 
@@ -124,7 +135,7 @@ def _all_fresh(manifest, out_dir, selected):
         a = arts.get(name)
         if not a or a.get("cache_key") != _artifact_key(name, spec, manifest["source"]["sha256"],
                                                          manifest["data"].get("source_sha256"),
-                                                         manifest["tool_versions"]):
+                                                         manifest["tool_versions"], arts):
             return False
         if a["status"] == "ok" and not _intact(out_dir / a["file"], a["sha256"]):
             return False
@@ -135,9 +146,24 @@ def _intact(path, sha):
     return path.exists() and sha256_file(path) == sha
 
 
-def _artifact_key(name, spec, source_sha, data_sha, versions):
+def _artifact_key(name, spec, source_sha, data_sha, versions, artifacts):
     return sha256_json({"artifact": name, "file": spec.file, "target": spec.target, "kwargs": spec.kwargs,
-                        "source": spec.source, "model": source_sha, "data": data_sha, "versions": versions})
+                        "source": spec.source, "model": source_sha, "data": data_sha, "versions": versions,
+                        "code": _builder_code(spec.target), "made_from": _made_from_sha(spec, artifacts)})
+
+
+def _made_from_sha(spec, artifacts):
+    """An artifact made from another artifact is rebuilt when that one changes."""
+    if spec.source == SOURCE_FILE:
+        return None
+    return next((a.get("sha256") for a in artifacts.values() if a.get("file") == spec.source), None)
+
+
+def _builder_code(target):
+    """The builder module's source is part of the key: a fix to a converter rebuilds its files."""
+    from importlib.util import find_spec
+    origin = find_spec(target.split(":")[0]).origin
+    return sha256_file(origin) if origin else None
 
 
 def _prepare_source(model_path, data_path, out_dir, progress):
@@ -190,24 +216,23 @@ def _float_metric(data, y_float):
 
 
 def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
-    key = _artifact_key(name, spec, manifest["source"]["sha256"], manifest["data"]["source_sha256"], versions)
+    key = _artifact_key(name, spec, manifest["source"]["sha256"], manifest["data"]["source_sha256"], versions,
+                        manifest["artifacts"])
     path = out_dir / spec.file
     if old and old.get("cache_key") == key and old["status"] == "ok" and _intact(path, old["sha256"]):
         progress(f"  {name}: unchanged")
         return old
     progress(f"  {name}: converting ...")
-    kwargs = dict(spec.kwargs)
     src = out_dir / spec.source
-    if spec.target.startswith("export.tflite:"):
-        kwargs.update(model_path=str(src), out_path=str(path))
-    elif spec.target.endswith(":to_onnx"):
-        kwargs.update(model_path=str(src), out_path=str(path))
-    else:
-        kwargs.update(src=str(src), out_path=str(path))
+    kwargs = dict(spec.kwargs, out_path=str(path), **{spec.source_arg: str(src)})
+    if spec.with_model:
+        kwargs["model_path"] = str(out_dir / SOURCE_FILE)
     if spec.calib:
         kwargs["calib_path"] = str(out_dir / DATA_FILE)
     record = {"file": spec.file, "format": spec.format, "mode": spec.mode, "streaming": False,
               "cache_key": key, "tool_versions": versions, "notes": [spec.note] if spec.note else []}
+    if spec.source != SOURCE_FILE:
+        record["made_from"] = spec.source
     if not src.exists():
         result = None
         record.update(status="failed", error=f"its source {spec.source} was not built")
@@ -225,6 +250,7 @@ def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
                   ops=info["ops"], op_counts=info["op_counts"],
                   weight_bytes_by_dtype=info["weight_bytes_by_dtype"], io=info["io"],
                   quantized=inspect.is_quantized(info))
+    record["notes"] += result.value.get("notes", [])
     if spec.mode != "float32" and not record["quantized"]:
         record["notes"].append("NOT QUANTIZED: the weights stayed float "
                                f"({info['weight_bytes_by_dtype']}); this file is a float model")

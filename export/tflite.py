@@ -11,10 +11,14 @@ from export.fileio import write_bytes
 
 # Mode -> how the converter is set up. Full int8 keeps the fused LSTM's cell state in
 # int16 (the kernel's design); int8 input/output so a device feeds raw int8.
+# "weight_int8": the fused LSTM has no weight-only int8 route (dynamic-range mode leaves its
+# weights float), so the recurrent layers are unrolled first; the unrolled graph's
+# FULLY_CONNECTED ops then get int8 weights with float activations (hybrid kernels).
 MODES = {
-    "float32": {"optimize": False, "int8": False},
-    "dynamic": {"optimize": True, "int8": False},
-    "int8": {"optimize": True, "int8": True},
+    "float32": {"optimize": False, "int8": False, "unroll": False},
+    "dynamic": {"optimize": True, "int8": False, "unroll": False},
+    "int8": {"optimize": True, "int8": True, "unroll": False},
+    "weight_int8": {"optimize": True, "int8": False, "unroll": True},
 }
 
 
@@ -25,9 +29,14 @@ def convert(model_path: str, out_path: str, mode: str, calib_path: str | None = 
     tf, tf_keras = tf_and_keras2()
     spec = MODES[mode]
     model = tf_keras.models.load_model(model_path, compile=False)
+    if spec["unroll"]:
+        from export.keras_bridge import rebuild_batch1
+        recurrent = {l.name: {"unroll": True} for l in model.layers
+                     if hasattr(l, "cell") or hasattr(getattr(l, "forward_layer", None), "cell")}
+        model = rebuild_batch1(model, overrides=recurrent)
     start = time.perf_counter()
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    options = {"mode": mode}
+    options = {"mode": mode, "unrolled": spec["unroll"]}
     if spec["optimize"]:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if spec["int8"]:

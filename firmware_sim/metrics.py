@@ -101,6 +101,10 @@ def evaluate(deployed, y_float=None, y_true=None, task: str = "regression") -> d
                                        if truth["acc"] is not None and acc_ref is not None else None)
         else:
             truth = error_metrics(y_true, deployed.reshape(y_true.shape))
+            if y_float is not None:
+                # The float model on the same windows: runners that see a subset (the
+                # emulator) are compared like for like.
+                truth["rmse_float"] = error_metrics(y_true, y_float.reshape(y_true.shape))["rmse"]
             drift = per_step_drift(y_true, deployed.reshape(y_true.shape))
             if drift is not None:
                 truth["per_step"] = drift

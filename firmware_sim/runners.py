@@ -539,6 +539,12 @@ class LiteRTRunner(Runner):
     target = "firmware_sim.runners:child_litert"
     description = "LiteRT interpreter (ai-edge-litert), one thread, default delegates"
 
+    def applicable(self, artifact):
+        ok, why = super().applicable(artifact)
+        if ok and _io_dtype(artifact) == "int16" and "UNIDIRECTIONAL_SEQUENCE_LSTM" in artifact.get("ops", []):
+            return False, "LiteRT has no 16x8 sequence-LSTM kernel (op version 5 refused); TFLite Micro runs it"
+        return ok, why
+
 
 @register_runner
 class OnnxRuntimeRunner(Runner):
@@ -546,6 +552,11 @@ class OnnxRuntimeRunner(Runner):
     formats = ("onnx",)
     target = "firmware_sim.runners:child_onnxruntime"
     description = "onnxruntime CPUExecutionProvider, intra/inter op threads 1, sequential"
+
+
+def _io_dtype(artifact: dict) -> str:
+    ins = (artifact.get("io") or {}).get("inputs") or []
+    return str(ins[0].get("dtype", "")) if ins else ""
 
 
 def _is_integer_tflite(artifact: dict) -> bool:
@@ -759,7 +770,7 @@ class EmulatedRunner(Runner):
             return ok, why
         if artifact.get("streaming"):
             return False, "emulated runs cover whole-sequence models (streaming: calibrated estimate per step)"
-        if not _is_integer_tflite(artifact):
+        if _io_dtype(artifact) != "int8":
             return False, "the emulated firmware runs fully-int8 TFLite models"
         return True, ""
 
