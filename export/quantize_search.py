@@ -202,9 +202,12 @@ def _rewrite_io(model_path, out_path, xc, x_train, data, margin):
     from export import ranges
     from export.tfenv import tf_and_keras2
     tf, tf_keras = tf_and_keras2()
+    from export.inspect import tflite_summary
     lo, hi = ranges.range_minmax(x_train, margin)
     outs = {}
-    if "y_calib" in data.files:
+    if tflite_summary(out_path)["ops"][-1] == "SOFTMAX":
+        pass  # probabilities: the kernel fixes the output at scale 1/256, zero point -128
+    elif "y_calib" in data.files and data["y_calib"].ndim > 1 and data["y_calib"].shape[-1] == 1:
         outs[0] = ranges.range_minmax(data["y_calib"], margin)
     else:
         model = tf_keras.models.load_model(model_path, compile=False)

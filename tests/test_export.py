@@ -127,9 +127,13 @@ def test_onnx_ops(tiny):
 def test_weight_only_int8_and_16x8_hold_what_they_claim(tiny):
     _, out = tiny
     m = _manifest(out)
-    w = summary(out / m["artifacts"]["tflite_weight_int8"]["file"])
-    assert w["weight_bytes_by_dtype"]["int8"] > w["weight_bytes_by_dtype"].get("float32", 0)
+    a = m["artifacts"]["tflite_weight_int8"]
+    w = summary(out / a["file"])
     assert w["io"]["inputs"][0]["dtype"] == "float32" and "WHILE" not in w["ops"]
+    # The converter leaves tensors under 1,024 elements float, so this tiny model's weights
+    # stay float: the manifest must say so (the reference models' weights do become int8).
+    assert w["weight_bytes_by_dtype"].get("int8", 0) == 0
+    assert a["quantized"] is False and any("NOT QUANTIZED" in n for n in a["notes"])
     s = summary(out / m["artifacts"]["tflite_16x8"]["file"])
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in s["ops"]
     assert s["io"]["inputs"][0]["dtype"] == "int16" and s["io"]["inputs"][0]["zero_point"] == 0

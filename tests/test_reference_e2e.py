@@ -102,6 +102,14 @@ def test_tflite_float_and_int8_against_keras(zoo, model):
         assert np.sqrt(np.mean(err ** 2)) <= 1.5 * lsb
 
 
+def test_weight_only_int8_really_holds_int8_weights(zoo):
+    m = _manifest(zoo["seattle_temp"])
+    a = m["artifacts"]["tflite_weight_int8"]
+    info = summary(zoo["seattle_temp"] / a["file"])
+    assert a["quantized"] and info["weight_bytes_by_dtype"]["int8"] > info["weight_bytes_by_dtype"]["float32"]
+    assert info["io"]["inputs"][0]["dtype"] == "float32"  # weights only: activations stay float
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_streaming_equals_whole_sequence(zoo, model):
     folder = zoo[model]
