@@ -128,7 +128,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -143,43 +142,11 @@ from . import latency as _lat
 from .memory import fit as _fit, memory_figures
 from .metrics import evaluate
 from .profiles import load_profiles
-from .runners import RUNNERS, RunConfig, arena_search, get_runner, tool_version
+from .runners import RUNNERS, RunConfig, arena_search, get_runner
+from export.versions import machine, tool_versions, version_of
 
 SCHEMA = 1
-TOOLS = ["lstm-edge", "numpy", "ai-edge-litert", "tflite-micro", "onnxruntime", "onnx", "tflite-runtime",
-         "tensorflow-cpu", "tf-keras", "tf2onnx"]
 HOST_RUNNER_FOR = {"tflite": "litert", "onnx": "onnxruntime"}
-
-
-def machine_info() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    ram = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    ram = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    return {"platform": platform.platform(), "machine": platform.machine(), "cpu": cpu,
-            "cores_logical": os.cpu_count(), "cores_usable": usable, "ram_bytes": ram,
-            "python": platform.python_version()}
-
-
-def tool_versions() -> dict:
-    return {t: tool_version(t) for t in TOOLS}
 
 
 def default_cache_dir() -> Path:
@@ -255,7 +222,7 @@ def bench_model(artifacts_dir, devices=None, out_path=None, progress=print, *, r
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": None, "artifacts_dir": str(artifacts_dir),
         "manifest_sha256": sha256_file(artifacts_dir / "manifest.json"), "data_sha256": sha256_file(dfile),
-        "machine": machine_info(), "tool_versions": tool_versions(),
+        "machine": machine(), "tool_versions": tool_versions(),
         "config": {**config.as_dict(), "runners": runner_names, "n_samples": int(n)},
         "devices": {p.name: p.as_dict() for p in profiles},
         "float_reference": {"float_metric": manifest.get("float_metric")},
@@ -391,7 +358,7 @@ def calibrate(report: dict, profiles) -> dict:
 def _stream_code_key() -> str:
     import hashlib
     src = (Path(__file__).resolve().parent / "stream_check.py").read_bytes()
-    vers = [tool_version(t) for t in ("ai-edge-litert", "tflite-micro", "onnxruntime", "numpy")]
+    vers = [version_of(t) for t in ("ai-edge-litert", "tflite-micro", "onnxruntime", "numpy")]
     return hashlib.sha256(src + repr(vers).encode()).hexdigest()[:16]
 
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from export.versions import version_of
+
 from edge.isolate import run_isolated
 
 INT_TYPES = (np.int8, np.uint8, np.int16)
@@ -606,7 +608,7 @@ class TFLiteRuntimeRunner(Runner):
 def arena_search(model_path, x_path, sha256: str, cache_dir=None, timeout=300.0) -> dict:
     """The exact TFLM arena minimum for one artifact, cached per file sha256 and TFLM version."""
     from export.fileio import read_json, write_json
-    version = tool_version("tflite-micro")
+    version = version_of("tflite-micro")
     cache = None
     if cache_dir and sha256:
         cache = Path(cache_dir) / f"arena_{sha256[:32]}.json"
@@ -629,12 +631,6 @@ def arena_search(model_path, x_path, sha256: str, cache_dir=None, timeout=300.0)
     return {**rec, "cached": False}
 
 
-def tool_version(dist: str) -> str | None:
-    from importlib import metadata
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 # --------------------------------------------------------------------------------------
@@ -679,7 +675,7 @@ def _mcu_code_hash() -> str:
                                         timeout=20).stdout.splitlines()[0].encode())
             except (OSError, IndexError, subprocess.SubprocessError):
                 h.update(exe.encode())
-    h.update(str(tool_version("tflite-micro")).encode())
+    h.update(str(version_of("tflite-micro")).encode())
     return h.hexdigest()[:16]
 
 
