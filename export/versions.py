@@ -7,7 +7,7 @@ from importlib import metadata
 import edge
 
 PACKAGES = ["tensorflow-cpu", "tf-keras", "keras", "numpy", "onnx", "onnxruntime", "tf2onnx",
-            "ai-edge-litert", "tflite-micro", "tflite-runtime"]
+            "ai-edge-litert", "tflite-micro"]
 
 
 def version_of(dist: str) -> str | None:
