@@ -50,7 +50,7 @@ def cmd_export(args):
             else:
                 manifests.append(export_model(m.path, m.data, out, name=m.name, task=m.kind, progress=_progress))
     failed = [(mf["model"], n, a["error"]) for mf in manifests for n, a in mf["artifacts"].items()
-              if a["status"] != "ok"]
+              if a["status"] == "failed"]
     for model, name, err in failed:
         print(f"warning: {model}/{name} was not built: {err}", file=sys.stderr)
     print(f"export finished in {time.perf_counter() - start:.1f} s")

@@ -115,6 +115,13 @@ def export_model(model_path, data_path, out_dir, name=None, task="regression", o
     if streaming:
         manifest["streaming"] = _build_streaming(out_dir, manifest, old, progress)
         manifest["artifacts"].update(manifest["streaming"].pop("artifacts", {}))
+    # Artifacts later stages registered (edge quantize's "budgeted") stay while the model and
+    # data they were made from are unchanged.
+    if old and old.get("inputs_key") == manifest["inputs_key"]:
+        for art_name, art in old.get("artifacts", {}).items():
+            if art_name not in manifest["artifacts"] and art.get("status") == "ok" \
+                    and _intact(out_dir / art["file"], art["sha256"]):
+                manifest["artifacts"][art_name] = art
     write_json(out_dir / MANIFEST, manifest)
     ok = sum(a["status"] == "ok" for a in manifest["artifacts"].values())
     progress(f"[{name}] {ok}/{len(manifest['artifacts'])} artifacts ok -> {out_dir / MANIFEST}")
@@ -219,7 +226,8 @@ def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
     key = _artifact_key(name, spec, manifest["source"]["sha256"], manifest["data"]["source_sha256"], versions,
                         manifest["artifacts"])
     path = out_dir / spec.file
-    if old and old.get("cache_key") == key and old["status"] == "ok" and _intact(path, old["sha256"]):
+    if old and old.get("cache_key") == key and (
+            old["status"] == "not_applicable" or old["status"] == "ok" and _intact(path, old["sha256"])):
         progress(f"  {name}: unchanged")
         return old
     progress(f"  {name}: converting ...")
@@ -242,7 +250,11 @@ def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
             record.update(status="failed", error=result.error)
     if result is None or not result.ok:
         path.unlink(missing_ok=True)  # never leave a stale file beside a failed entry
-        progress(f"  {name}: FAILED ({record['error']})")
+        if record["error"].startswith("NotApplicable:"):  # e.g. 16x8 of a softmax classifier
+            record.update(status="not_applicable", error=record["error"].split(":", 1)[1].strip())
+            progress(f"  {name}: not applicable ({record['error']})")
+        else:
+            progress(f"  {name}: FAILED ({record['error']})")
         return record
     info = inspect.summary(path)
     record.update(status="ok", error="", bytes=path.stat().st_size, sha256=sha256_file(path),

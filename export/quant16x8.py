@@ -525,11 +525,20 @@ def evaluate(int8_path, path_16x8, float_model_h5, data_npz, work_dir, x_key: st
     return rec
 
 
+class NotApplicable(Exception):
+    """The model has an op the 16x8 rewrite does not handle: no 16x8 artifact, no error."""
+
+
 def convert_artifact(src: str, out_path: str, model_path: str | None = None,
                      calib_path: str | None = None) -> dict:
     """Pipeline entry point (export/pipeline.py): the 16x8 twin of `src`, a full-int8 model."""
     import time
     start = time.perf_counter()
+    schema, model = _load(src)
+    names = _op_names(schema, model)
+    unhandled = sorted({names[op.opcodeIndex] for op in model.subgraphs[0].operators} - _SUPPORTED)
+    if unhandled:
+        raise NotApplicable(f"the 16x8 rewrite does not handle {', '.join(unhandled)}")
     rec = convert_16x8(src, float_model_h5=model_path, calib_npz=calib_path, out_path=out_path)
     options = dict(rec["options"], op_versions=rec["op_versions"], made_from=Path(src).name)
     return {"seconds": time.perf_counter() - start, "options": options, "notes": rec["notes"]}

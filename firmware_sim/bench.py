@@ -579,7 +579,8 @@ def _bench_artifact(name, art, artifacts_dir, x_path, x, y_float, y_true, task, 
     rec.update({"bytes": None, "sha256": None, "status": "ok", "error": "", "notes": [],
                 "analysis": None, "memory": None, "runners": {}, "devices": {}})
     if art.get("status", "ok") != "ok":
-        rec.update(status="skipped", error=f"export failed: {art.get('error') or 'no reason given'}")
+        why = "not applicable" if art.get("status") == "not_applicable" else "export failed"
+        rec.update(status="skipped", error=f"{why}: {art.get('error') or 'no reason given'}")
         return rec
     path = artifacts_dir / str(art.get("file", ""))
     if not art.get("file") or not path.is_file():

@@ -68,7 +68,7 @@ def test_every_artifact_built(zoo, model):
     for name, a in m["artifacts"].items():
         if name == "tflite_16x8" and m["task"] == "classification":
             # The 16x8 rewrite refuses SOFTMAX (int16 softmax needs a fixed output scale).
-            assert a["status"] == "failed" and "SOFTMAX" in a["error"]
+            assert a["status"] == "not_applicable" and "SOFTMAX" in a["error"]
             continue
         assert a["status"] == "ok", (name, a["error"])
     assert m["source"]["rebuild_max_abs_diff"] <= 1e-5
