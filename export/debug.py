@@ -45,6 +45,10 @@ from firmware_sim.mcu.tflite_model import _schema, check, load
 GATES = reference.GATE_NAMES   # TFLite and Keras order: input, forget, cell candidate, output
 
 
+class UnsupportedModel(ValueError):
+    """A layer or setting the per-layer attribution does not model (the runtime view still works)."""
+
+
 def read_graph(path):
     """The int8 file's tensors and ops (firmware_sim.mcu.tflite_model.Graph), unsupported ops allowed."""
     return load(path, check_supported=False)
@@ -65,9 +69,9 @@ def keras_chain(model) -> list:
         if cls == "LSTM":
             cfg = layer.get_config()
             if cfg.get("activation") != "tanh" or cfg.get("recurrent_activation") != "sigmoid":
-                raise NotImplementedError(f"LSTM activations {cfg.get('activation')}/{cfg.get('recurrent_activation')}")
+                raise UnsupportedModel(f"LSTM activations {cfg.get('activation')}/{cfg.get('recurrent_activation')}")
             if cfg.get("go_backwards") or cfg.get("stateful") or cfg.get("return_state"):
-                raise NotImplementedError("go_backwards/stateful/return_state LSTM")
+                raise UnsupportedModel("go_backwards/stateful/return_state LSTM")
             k, r, b = [np.asarray(w, np.float64) for w in layer.get_weights()]
             chain.append({"kind": "lstm", "name": layer.name, "kernel": k, "recurrent": r, "bias": b,
                           "units": int(r.shape[0]), "return_sequences": bool(cfg.get("return_sequences"))})
@@ -75,11 +79,11 @@ def keras_chain(model) -> list:
             ws = layer.get_weights()
             act = layer.get_config().get("activation", "linear")
             if act not in ("linear", "relu", "softmax", "sigmoid", "tanh"):
-                raise NotImplementedError(f"Dense activation {act}")
+                raise UnsupportedModel(f"Dense activation {act}")
             chain.append({"kind": "dense", "name": layer.name, "kernel": np.asarray(ws[0], np.float64),
                           "bias": np.asarray(ws[1], np.float64) if len(ws) > 1 else 0.0, "activation": act})
         else:
-            raise NotImplementedError(f"layer {cls}")
+            raise UnsupportedModel(f"layer {cls}")
     return chain
 
 
@@ -90,7 +94,7 @@ def _map_chain(chain, graph):
     fc_ops = [op for op in graph.ops if op.kind == "FULLY_CONNECTED"]
     if len(lstm_ops) != sum(l["kind"] == "lstm" for l in chain) or \
             len(fc_ops) != sum(l["kind"] == "dense" for l in chain):
-        raise NotImplementedError("the TFLite ops do not map one-to-one onto the Keras layers")
+        raise UnsupportedModel("the TFLite ops do not map one-to-one onto the Keras layers")
     li = fi = 0
     for layer in chain:
         if layer["kind"] == "lstm":
@@ -105,7 +109,7 @@ def _map_chain(chain, graph):
                  "kernel": np.concatenate([deq(ins[1 + k]).T for k in range(4)], axis=1),
                  "recurrent": np.concatenate([deq(ins[5 + k]).T for k in range(4)], axis=1)}
             if q["kernel"].shape != layer["kernel"].shape:
-                raise NotImplementedError("LSTM weight shapes differ between Keras and TFLite")
+                raise UnsupportedModel("LSTM weight shapes differ between Keras and TFLite")
             layer["q"] = q
         else:
             op = fc_ops[fi]
@@ -367,14 +371,14 @@ def debug(model_h5, int8_tflite, x_eval, y_eval=None, y_float=None, units=None,
         tf, tf_keras = tf_and_keras2()
         model = tf_keras.models.load_model(str(model_h5), compile=False)
         chain = _map_chain(keras_chain(model), graph)
-    except (NotImplementedError, ValueError) as e:
+    except (UnsupportedModel, ValueError) as e:
         chain_error = str(e)
         report["notes"].append(f"per-gate views unavailable: {e}")
     if chain is not None:
         try:
             check(graph)
             prog = lower(graph)
-        except (BadInput, NotImplementedError, ValueError) as e:
+        except (BadInput, UnsupportedModel, ValueError) as e:
             report["notes"].append(f"per-gate views unavailable: the integer reference cannot run "
                                    f"this graph: {e}")
     if y_float is None:

@@ -1,4 +1,5 @@
 """What every reference task provides, and the shared training recipe."""
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,7 +14,7 @@ class Split:
     preprocessing: dict = field(default_factory=dict)  # how raw sensor values become x
 
 
-class ReferenceTask:
+class ReferenceTask(ABC):
     name = ""
     kind = "regression"          # or "classification"
     units = None                 # units of the regression target, for reports
@@ -24,12 +25,13 @@ class ReferenceTask:
     learning_rate = 3e-3
     calib_pool = 1000            # training windows kept for calibration (x_calib)
 
+    @abstractmethod
     def load(self) -> Split:
-        raise NotImplementedError
+        """The data, split into training and test windows."""
 
+    @abstractmethod
     def layers(self, tf_keras):
         """The layers after the input, as a list (a Sequential stack)."""
-        raise NotImplementedError
 
     def build(self, tf_keras, input_shape, batch_size=None):
         inp = tf_keras.Input(shape=input_shape, batch_size=batch_size, name="input")
