@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-T, F, UNITS, N_EVAL, N_CALIB = 8, 2, 4, 24, 32
+T, F, UNITS, N_EVAL, N_CALIB = 8, 2, 4, 24, 256
 FILES = ["float32.tflite", "int8.tflite", "stream_float32.tflite", "float32.onnx", "data.npz"]
 
 

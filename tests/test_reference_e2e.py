@@ -95,11 +95,13 @@ def test_tflite_float_and_int8_against_keras(zoo, model):
         assert np.mean(y.argmax(1) == y_float.argmax(1)) >= 0.98
     else:
         # Output rounding is +-0.5 LSB; input rounding and clipping (the test period leaves
-        # the calibrated range) travel through 48 steps: a few LSB at most, about 1 on average.
+        # the calibrated range) travel through 48 steps, and every stacked LSTM adds its own
+        # int8 hidden state: a few LSB per LSTM layer at most, about one on average.
+        layers = info["ops"].count("UNIDIRECTIONAL_SEQUENCE_LSTM")
         lsb = q["io"]["outputs"][0]["scale"]
         err = np.abs(y - y_float)
-        assert err.max() <= 8 * lsb, err.max() / lsb
-        assert np.sqrt(np.mean(err ** 2)) <= 1.5 * lsb
+        assert err.max() <= 6 * layers * lsb, err.max() / lsb
+        assert np.sqrt(np.mean(err ** 2)) <= 1.5 * layers * lsb
 
 
 def test_weight_only_int8_really_holds_int8_weights(zoo):
