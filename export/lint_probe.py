@@ -188,19 +188,7 @@ def convert_case(name: str, unroll: bool, mode: str) -> dict:
         got = [np.asarray(v, dtype="float32") for v in sess.run(None, {sess.get_inputs()[0].name: x})]
         res.update(ops=ops, n_ops=len(proto.graph.node), bytes=len(proto.SerializeToString()))
     else:
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-        if mode == "int8":
-            rng = np.random.default_rng(1)
-
-            def rep():
-                for _ in range(16):
-                    yield [rng.normal(size=x.shape).astype("float32")]
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = rep
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = tf.int8
-            conv.inference_output_type = tf.int8
-        content = conv.convert()
+        content = _convert(model, x, mode)
         primary, every, n_ops = _ops(content)
         got = _run_tflite(content, x)
         res.update(ops=primary, all_ops=every, n_ops=n_ops, bytes=len(content))
@@ -213,6 +201,21 @@ def convert_case(name: str, unroll: bool, mode: str) -> dict:
 
 
 # ---------------------------------------------------------------- lint -> rebuild -> convert
+def _convert(model, x, mode):
+    """float32, or full int8 calibrated on 16 random windows shaped like x."""
+    import numpy as np
+    import tensorflow as tf
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode == "int8":
+        rng = np.random.default_rng(1)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([rng.normal(size=x.shape).astype("float32")] for _ in range(16))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
 def rebuild_with_overrides(model, overrides: dict):
     """The model rebuilt as `edge export` would (export.keras_bridge), lint overrides applied."""
     from export.keras_bridge import rebuild_batch1
@@ -234,19 +237,7 @@ def _lint_and_convert_one(name, mode):
     ref = _keras_out(model, x)
     import tensorflow as tf
     import numpy as np
-    conv = tf.lite.TFLiteConverter.from_keras_model(rebuilt)
-    if mode == "int8":
-        rng = np.random.default_rng(1)
-
-        def rep():
-            for _ in range(16):
-                yield [rng.normal(size=x.shape).astype("float32")]
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = rep
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    content = conv.convert()
+    content = _convert(rebuilt, x, mode)
     _, every, n_ops = _ops(content)
     got = _run_tflite(content, x)
     return {"verdicts": {r.layer: r.verdict for r in report.rows},

@@ -37,24 +37,13 @@ from edge.errors import BadInput
 from export.fileio import write_bytes, write_npz, write_text
 
 from . import reference
-from .codegen import plan, render, summary
+from .codegen import generate_c, plan, render, summary  # noqa: F401  (generate_c re-exported)
 from .lower import FcLayer, LstmLayer, SoftmaxLayer, lower
 from .toolchain import (BOARDS, ModelTooLarge, build as _build, plugin_path, profile_budget,
                         run_qemu, symbols)
 
 DEFAULT_CPI = {"cortex-m4": 1.3, "cortex-m7": 0.8}
 TICK_INSTRUCTIONS = 40          # SysTick at 25 MHz under -icount shift=0 (1 ns per instruction)
-
-
-def generate_c(tflite_path, out_dir) -> dict:
-    """Write model.h / model.c for tflite_path into out_dir; returns the memory plan summary."""
-    prog = lower(tflite_path)
-    pl = plan(prog)
-    header, source = render(prog, pl)
-    out_dir = Path(out_dir)
-    write_text(out_dir / "model.h", header)
-    write_text(out_dir / "model.c", source)
-    return summary(prog, pl, out_dir)
 
 
 def build(src_dir, build_dir, profile=None, board="mps2-an386", variant="simd") -> dict:
