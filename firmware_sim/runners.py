@@ -562,9 +562,9 @@ def _io_dtype(artifact: dict) -> str:
 
 
 def _is_integer_tflite(artifact: dict) -> bool:
-    ins = (artifact.get("io") or {}).get("inputs") or []
-    if ins:
-        return str(ins[0].get("dtype", "")).startswith(("int8", "uint8", "int16"))
+    dtype = _io_dtype(artifact)
+    if dtype:
+        return dtype in ("int8", "uint8", "int16")
     return bool(artifact.get("quantized")) and "int8" in str(artifact.get("mode", ""))
 
 

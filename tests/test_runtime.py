@@ -15,15 +15,6 @@ STREAM_MODELS = ["stream_float32.tflite", "stream_int8.tflite", "stream_float32.
                  "stream_dynamic_int8.onnx"]
 
 
-@pytest.fixture(scope="module")
-def demo(request, tmp_path_factory):
-    # Built once per session and shared with test_streaming.py (TensorFlow conversions are slow).
-    cached = getattr(request.config, "_lstm_edge_stream_demo", None)
-    if cached is None:
-        from firmware_sim.stream_check import build_demo_artifacts
-        cached = build_demo_artifacts(tmp_path_factory.mktemp("stream_demo"))
-        request.config._lstm_edge_stream_demo = cached
-    return cached
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,6 @@ from export.inspect import tflite_summary
 from export.fileio import sha256_file
 
 
-@pytest.fixture(scope="module")
-def demo(request, tmp_path_factory):
-    # Built once per session and shared with test_runtime.py (TensorFlow conversions are slow).
-    cached = getattr(request.config, "_lstm_edge_stream_demo", None)
-    if cached is None:
-        from firmware_sim.stream_check import build_demo_artifacts
-        cached = build_demo_artifacts(tmp_path_factory.mktemp("stream_demo"))
-        request.config._lstm_edge_stream_demo = cached
-    return cached
 
 
 def test_records_describe_streaming_artifacts(demo):

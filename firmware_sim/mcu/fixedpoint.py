@@ -101,14 +101,19 @@ def sigmoid_table() -> np.ndarray:
 SIGMOID_TABLE = sigmoid_table()
 
 
-def sigmoid_int16(x, input_multiplier=0, input_left_shift=0):
-    """int16 Q3.12 (by default) -> int16 Q0.15 logistic."""
+def _activation_input(x, input_multiplier, input_left_shift):
+    """The int16 activation input rescaled as the kernels do (default: Q3.12 times 3)."""
     x = _a(x)
     if input_multiplier == 0:
         input_multiplier = 3 << input_left_shift
         input_left_shift = 0
     rnd = (1 << (input_left_shift - 1)) if input_left_shift > 0 else 0
-    v = (x * input_multiplier + rnd) >> input_left_shift
+    return (x * input_multiplier + rnd) >> input_left_shift
+
+
+def sigmoid_int16(x, input_multiplier=0, input_left_shift=0):
+    """int16 Q3.12 (by default) -> int16 Q0.15 logistic."""
+    v = _activation_input(x, input_multiplier, input_left_shift)
     a = np.abs(v)
     uh = a >> 9
     idx = np.minimum(uh, 254)
@@ -120,12 +125,7 @@ def sigmoid_int16(x, input_multiplier=0, input_left_shift=0):
 
 
 def tanh_int16(x, input_multiplier=0, input_left_shift=0):
-    x = _a(x)
-    if input_multiplier == 0:
-        input_multiplier = 3 << input_left_shift
-        input_left_shift = 0
-    rnd = (1 << (input_left_shift - 1)) if input_left_shift > 0 else 0
-    v = (x * input_multiplier + rnd) >> input_left_shift
+    v = _activation_input(x, input_multiplier, input_left_shift)
     a = np.abs(v)
     uh = a >> 8
     idx = np.minimum(uh, 254)
