@@ -27,14 +27,37 @@ def to_onnx(model_path: str, out_path: str, opset: int = OPSET) -> dict:
     return {"seconds": time.perf_counter() - start, "options": {"opset": opset, "converter": "tf2onnx"}}
 
 
+# Unsigned 8-bit weights: with dynamic (uint8) activations onnxruntime then runs its u8u8
+# kernels, which widen before they add. Its u8s8 kernels on x86 without VNNI add pairs of
+# products in int16 (VPMADDUBSW) and saturate, which made signed-weight models drift by
+# 10x on such hosts while VNNI hosts and ARM were fine (FIELD_NOTES, December 2026).
+DYNAMIC_WEIGHT_TYPE = "QUInt8"
+
+
 def quantize_dynamic_onnx(src: str, out_path: str) -> dict:
+    """onnxruntime dynamic quantization (LSTM -> DynamicQuantizeLSTM), keeping metadata_props."""
+    import logging
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     start = time.perf_counter()
+    metadata = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
     tmp = temp_path_for(out_path)
-    quantize_dynamic(src, str(tmp), weight_type=QuantType.QInt8)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice does not apply to LSTM
+    try:
+        quantize_dynamic(str(src), str(tmp), weight_type=getattr(QuantType, DYNAMIC_WEIGHT_TYPE))
+    finally:
+        root.setLevel(level)
+    if metadata:  # the quantizer drops metadata_props (the streaming state layout lives there)
+        proto = onnx.load(str(tmp))
+        onnx.helper.set_model_props(proto, metadata)
+        onnx.save(proto, str(tmp))
     move_into_place(tmp, out_path)
     return {"seconds": time.perf_counter() - start,
-            "options": {"quantizer": "onnxruntime.quantize_dynamic", "weight_type": "QInt8"}}
+            "options": {"quantizer": "onnxruntime.quantize_dynamic", "weight_type": DYNAMIC_WEIGHT_TYPE,
+                        "why_unsigned": "u8u8 kernels do not saturate on any host; u8s8 saturates "
+                                        "on x86 without VNNI"}}
 
 
 class _WindowReader:

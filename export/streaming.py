@@ -32,7 +32,6 @@ SimpleRNN, Conv1D, Flatten, ...) raise `NotStreamable` with the reason.
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 import time
 from importlib import metadata
@@ -516,21 +515,10 @@ def export_streaming(model_h5_path, artifacts_dir, calib_path, whole_int8_path=N
 
 def quantize_stream_onnx(src, out_path) -> dict:
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from export.onnx_export import quantize_dynamic_onnx
     spec = json.loads({p.key: p.value for p in onnx.load(str(src)).metadata_props}[STREAM_METADATA_KEY])
-    tmp = temp_path_for(out_path)
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice does not apply to LSTM
-    try:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
-    finally:
-        root.setLevel(level)
-    proto = onnx.load(str(tmp))
-    set_stream_metadata(proto, spec)  # the quantizer does not keep metadata_props
-    onnx.save(proto, str(tmp))
-    move_into_place(tmp, out_path)
-    return {"quantizer": "onnxruntime.quantize_dynamic", "weight_type": "QInt8", "state_io": spec}
+    options = quantize_dynamic_onnx(str(src), str(out_path))["options"]
+    return {**options, "state_io": spec}
 
 
 def _export_int8(artifacts_dir, twin, calib_path, whole_int8_path, route, calib_samples, timeout, work,

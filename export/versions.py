@@ -34,6 +34,20 @@ def _first_line_value(path, prefix):
     return None
 
 
+# The instruction-set features that decide which int8 / float kernels LiteRT (XNNPACK) and
+# onnxruntime (MLAS) pick on this host: host figures depend on them, the device's do not.
+ISA_FEATURES = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+                "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "asimd", "asimddp", "i8mm",
+                "sve", "sve2")
+
+
+def cpu_features() -> list:
+    """The ISA_FEATURES this host's CPU reports (Linux /proc/cpuinfo flags or Features)."""
+    flags = _first_line_value("/proc/cpuinfo", "flags") or _first_line_value("/proc/cpuinfo", "Features")
+    present = set((flags or "").split())
+    return [f for f in ISA_FEATURES if f in present]
+
+
 def machine() -> dict:
     mem = _first_line_value("/proc/meminfo", "MemTotal")
     try:
@@ -44,4 +58,16 @@ def machine() -> dict:
             "cpu": _first_line_value("/proc/cpuinfo", "model name") or platform.processor(),
             "cores_logical": os.cpu_count(), "cores_usable": usable,
             "ram_bytes": int(mem.split()[0]) * 1024 if mem else None,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "cpu_features": cpu_features(),
+            "int8_dot_product": _int8_dot_product(cpu_features())}
+
+
+def _int8_dot_product(features) -> str:
+    """Which int8 dot-product path the host's kernels have: its figures hold only for it."""
+    if {"avx512_vnni", "avx_vnni"} & set(features):
+        return "x86 VNNI"
+    if "asimddp" in features:
+        return "ARM dot product"
+    if "avx2" in features:
+        return "x86 AVX2 without VNNI (u8s8 pair sums saturate in int16)"
+    return "other"
