@@ -38,7 +38,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 
 DRIFT_METRICS = ("rmse", "mae", "max_abs", "l2r", "std_err", "argmax_disagreement")
 MODEL_LEVEL_KEYS = ("max_accuracy_drop", "max_rmse_increase", "max_drift")   # + max_drift_<metric>
@@ -264,7 +264,7 @@ def is_quantized(bench_art: dict, manifest_art: dict | None = None) -> bool:
 
 def load_bench(config, model: str):
     """(bench dict, path) for a model; BadInput when there are no bench results."""
-    from export.fileio import read_json
+    from groundfloor.fileio import read_json
     path = Path(config.reports_dir) / model / "bench.json"
     if not path.is_file():
         raise BadInput(path, f"no bench results for model '{model}' (run `edge bench --models {model}` first)")
@@ -279,7 +279,7 @@ def load_bench(config, model: str):
 
 def load_manifest(config, model: str, bench: dict | None = None):
     """(manifest dict | None, path | None): artifacts/<model>/manifest.json, else the bench's artifacts_dir."""
-    from export.fileio import read_json
+    from groundfloor.fileio import read_json
     cands = [Path(config.artifacts_dir) / model / "manifest.json"]
     if bench and bench.get("artifacts_dir"):
         cands.append(Path(bench["artifacts_dir"]) / "manifest.json")
@@ -559,7 +559,7 @@ class CheckResult:
 
 def run_check(config, model_names=None, devices=None, junit=None, progress=print) -> CheckResult:
     """Judge every selected model; print the table; write JUnit XML. Raises BadInput on bad input."""
-    from export.fileio import sha256_file, write_text
+    from groundfloor.fileio import sha256_file, write_text
     entries = config.select(model_names)
     loaded = []
     for m in entries:  # all inputs first: a missing bench is bad input before anything is judged

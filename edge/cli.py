@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 
 
 def _progress(msg):
@@ -112,8 +112,8 @@ def cmd_quantize(args):
 
 def cmd_debug(args):
     import numpy as np
-    from export.debug import debug, format_report
-    from export.fileio import write_json
+    from firmware_sim.mcu.debug import debug, format_report
+    from groundfloor.fileio import write_json
     cfg = None
     art = Path(args.model)
     if not (art / "manifest.json").exists():

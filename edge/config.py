@@ -4,7 +4,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 TOP_KEYS = {"artifacts_dir", "reports_dir", "devices", "models", "budgets"}

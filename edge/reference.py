@@ -3,9 +3,9 @@ import inspect as pyinspect
 from pathlib import Path
 
 from edge.tasks import get_task
-from export.fileio import read_json, sha256_json, write_json
+from groundfloor.fileio import read_json, sha256_json, write_json
 from export.pipeline import export_model
-from export.versions import tool_versions
+from groundfloor.versions import tool_versions
 
 
 def export_reference(task_name, out_dir, progress=print) -> dict:

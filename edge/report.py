@@ -26,7 +26,7 @@ from pathlib import Path
 
 from edge.check import (Budgets, budgets_from_config, bench_devices, evaluate_model, is_quantized, load_bench,
                         load_manifest)
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 
 SCHEMA = 1
 BEST_RULE = ("For each device the best choice is the smallest artifact (file bytes, i.e. the flash the model "
@@ -1109,7 +1109,7 @@ def render_html(data, figures, title=None) -> str:
 
 
 def write_model_report(config, model, budgets=None, progress=print) -> tuple[list[Path], dict]:
-    from export.fileio import write_bytes, write_json, write_text
+    from groundfloor.fileio import write_bytes, write_json, write_text
     data = collect(config, model, budgets)
     out = Path(config.reports_dir) / model
     figures = make_figures(data)
@@ -1225,7 +1225,7 @@ def render_summary_html(s) -> str:
 def make_reports(config, model_names=None, progress=print) -> list[Path]:
     """Write every selected model's report and the summary; return the paths written.
     A model without bench results is BadInput (checked before anything is written)."""
-    from export.fileio import write_json, write_text
+    from groundfloor.fileio import write_json, write_text
     progress = progress or (lambda *_: None)
     entries = config.select(model_names)
     benches = {m.name: load_bench(config, m.name)[0] for m in entries}   # BadInput early

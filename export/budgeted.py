@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 from export import inspect
-from export.fileio import read_json, sha256_file, sha256_json, write_json
+from groundfloor.fileio import read_json, sha256_file, sha256_json, write_json
 from export.pipeline import DATA_FILE, MANIFEST, SOURCE_FILE
 
 SEARCH_DIR = "quantize"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 
 CALIB_FRACTION = 0.8
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 
 REBUILD_TOLERANCE = 1e-5
 # Keras 3 config keys that tf-keras layers do not take.

@@ -36,7 +36,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Callable
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 
 # ------------------------------------------------------------------------------------------
 # Measured facts, 2026-11-25 (python -m export.lint_probe): tensorflow-cpu 2.21.0,

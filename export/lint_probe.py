@@ -5,7 +5,7 @@ TFLite LSTM kernel, which fall back to WHILE loops, and which crash or give wron
     python -m export.lint_probe lstm gru        # only these cases
     python -m export.lint_probe --json out.json # also keep the raw results
 
-Every conversion runs in its own child process (edge.isolate.run_isolated): full-int8
+Every conversion runs in its own child process (groundfloor.isolate.run_isolated): full-int8
 calibration segfaults on WHILE-loop graphs and must cost one row, not the run.
 The table this prints is what export/lint.py's MEASURED table records; re-run it when
 tensorflow / tf-keras / tf2onnx versions move and update that table.
@@ -284,7 +284,7 @@ def _summary(r):
 def main(argv=None):
     import json
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from edge.isolate import run_isolated
+    from groundfloor.isolate import run_isolated
     argv = list(sys.argv[1:] if argv is None else argv)
     out_json = None
     if "--json" in argv:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.fileio import temp_path_for, move_into_place
+from groundfloor.fileio import temp_path_for, move_into_place
 
 OPSET = 17  # tf2onnx 1.17 supports up to 18; 17 is what onnxruntime's quantizer knows best
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import BadInput
-from edge.isolate import run_isolated
+from groundfloor.errors import BadInput
+from groundfloor.isolate import run_isolated
 from export import inspect
-from export.fileio import read_json, sha256_file, sha256_json, write_json, write_npz
-from export.versions import tool_versions
+from groundfloor.fileio import read_json, sha256_file, sha256_json, write_json, write_npz
+from groundfloor.versions import tool_versions
 
 SOURCE_FILE = "source_tfkeras.h5"
 DATA_FILE = "data.npz"
@@ -191,7 +191,7 @@ def _prepare_source(model_path, data_path, out_dir, progress):
              + (f", changed for conversion: {report.overrides}" if report.overrides else ""))
     y_float = _predict(rebuilt, data["x_eval"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    from export.fileio import move_into_place, temp_path_for
+    from groundfloor.fileio import move_into_place, temp_path_for
     tmp = temp_path_for(out_dir / SOURCE_FILE)
     rebuilt.save(tmp, save_format="h5")
     move_into_place(tmp, out_dir / SOURCE_FILE)

@@ -26,8 +26,8 @@ cell-state scale, h = o * tanh(c) rescaled to the hidden-state scale and zero po
 LSTM output tensor is a memcpy of h: so the output sequence must share the hidden state's
 type, scale and zero point (enforced here).
 
-Child-side helpers (`predict_tflm`, `predict_keras`, `find_arena`, `check_litert`) run in
-`edge.isolate.run_isolated`: TFLite Micro segfaults on a bad model or too small an arena.
+Child-side helpers (`predict_tflm`, `predict_keras`, `check_litert`) run in
+`groundfloor.isolate.run_isolated`: TFLite Micro segfaults on a bad model or too small an arena.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.fileio import write_bytes, write_npz
+from groundfloor.fileio import write_bytes, write_npz
 
 INT16_MAX = 32767
 _T_INT16, _T_INT32, _T_INT64, _T_INT8 = 7, 2, 4, 9
@@ -365,25 +365,16 @@ def quantize(x, dtype, scale, zp):
 def predict_tflm(tflite_path: str, x_npz: str, out_npz: str, x_key: str = "x_eval",
                  arena_size: int = 0) -> dict:
     """Float windows in, float outputs out, through TFLite Micro (state reset per window)."""
-    from tflite_micro import runtime
+    from groundfloor import tflm
     (idt, isc, izp, ishape), (odt, osc, ozp, _) = _tflite_io(tflite_path)
     x = np.load(x_npz)[x_key].astype(np.float32)
-    size = int(arena_size) or max(64 * 1024, 10 * os.path.getsize(tflite_path))
-    interp = runtime.Interpreter.from_file(tflite_path, arena_size=size)
-    ys, raw = [], []
-    for k in range(len(x)):
-        interp.reset()
-        interp.set_input(quantize(x[k].reshape(ishape), idt, isc, izp), 0)
-        interp.invoke()
-        y = np.array(interp.get_output(0)).reshape(-1)
-        raw.append(y.astype(np.int64))
-        ys.append((y.astype(np.float64) - ozp) * osc if odt != np.float32 else y.astype(np.float64))
-    y = np.stack(ys).astype(np.float32)
-    write_npz(out_npz, y=y, raw=np.stack(raw))
-    from firmware_sim.mcu.tflm import _reported_arena
-    return {"n": len(x), "arena_reported": _reported_arena(interp), "arena_given": size,
-            "saturated_outputs": int(np.sum((np.stack(raw) == np.iinfo(odt).max) |
-                                            (np.stack(raw) == np.iinfo(odt).min)))
+    interp = tflm.interpreter(tflite_path, arena_size)
+    raw = tflm.run_windows(interp, [quantize(w.reshape(ishape), idt, isc, izp) for w in x])[0].astype(np.int64)
+    y = (raw.astype(np.float64) - ozp) * osc if odt != np.float32 else raw.astype(np.float64)
+    write_npz(out_npz, y=y.astype(np.float32), raw=raw)
+    return {"n": len(x), "arena_reported": tflm.reported_arena(interp),
+            "arena_given": int(arena_size) or tflm.default_arena(tflite_path),
+            "saturated_outputs": int(np.sum((raw == np.iinfo(odt).max) | (raw == np.iinfo(odt).min)))
             if odt != np.float32 else 0}
 
 
@@ -452,33 +443,12 @@ def check_litert(tflite_path: str) -> dict:
         return {"ok": False, "error": " ".join(str(e).split())[:400]}
 
 
-def probe_arena(tflite_path: str, arena_size: int) -> bool:
-    """One invoke with the given arena (may crash the process when too small)."""
-    from tflite_micro import runtime
-    (idt, _, _, ishape), _ = _tflite_io(tflite_path)
-    interp = runtime.Interpreter.from_file(tflite_path, arena_size=int(arena_size))
-    interp.set_input(np.zeros(ishape, idt), 0)
-    interp.invoke()
-    return True
-
-
-def find_arena(tflite_path: str, lo: int = 512, hi: int = 64 * 1024, step: int = 16) -> int | None:
-    """Smallest arena (to `step` bytes) with which one invoke succeeds, each try isolated."""
-    from edge.isolate import run_isolated
-
-    def ok(n):
-        r = run_isolated("export.quant16x8:probe_arena", {"tflite_path": str(tflite_path),
-                                                          "arena_size": int(n)}, timeout=60)
-        return r.ok
-    if not ok(hi):
+def _min_arena(path) -> int | None:
+    from groundfloor import tflm
+    try:
+        return tflm.min_arena(path)["min_arena_bytes"]
+    except RuntimeError:
         return None
-    while hi - lo > step:
-        mid = (lo + hi) // 2
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
 
 
 def drift(y, ref) -> dict:
@@ -489,7 +459,7 @@ def drift(y, ref) -> dict:
 def evaluate(int8_path, path_16x8, float_model_h5, data_npz, work_dir, x_key: str = "x_eval",
              arena: bool = True) -> dict:
     """Float (Keras) vs int8 (TFLM) vs 16x8 (TFLM) on data_npz[x_key], each run isolated."""
-    from edge.isolate import run_isolated
+    from groundfloor.isolate import run_isolated
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     rec = {}
@@ -518,7 +488,7 @@ def evaluate(int8_path, path_16x8, float_model_h5, data_npz, work_dir, x_key: st
         if ref_wq is not None:
             rec[tag]["vs_float_int8_weights"] = drift(y, ref_wq)
         if arena:
-            rec[tag]["arena_min"] = find_arena(str(path))
+            rec[tag]["arena_min"] = _min_arena(path)
     lr = run_isolated("export.quant16x8:check_litert", {"tflite_path": str(path_16x8)}, timeout=120)
     rec["litert_16x8"] = lr.value if lr.ok else {"ok": False, "error": lr.error}
     rec["float_output_std"] = float(np.std(ref))

@@ -9,7 +9,7 @@ Order (see `default_candidates`): fully-int8 TFLite variants (default calibratio
 fixes: synthetic windows spanning the declared physical range, I/O range rewrite, larger
 and stratified calibration), then mixed precision (int8 LSTM with the dense layers float),
 then onnxruntime dynamic int8, then float32. Every conversion and every evaluation runs in a
-child process (`edge.isolate`): the TFLite calibrator can segfault. Each candidate's record:
+child process (`groundfloor.isolate`): the TFLite calibrator can segfault. Each candidate's record:
 name, kind, options, status, bytes, task metric, drift vs the float model, meets budget.
 
 Budgets: `max_rmse_increase` (relative: 0.02 = RMSE at most 2% above float) for regressors,
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import BadInput
-from export.fileio import write_json, write_npz
+from groundfloor.errors import BadInput
+from groundfloor.fileio import write_json, write_npz
 
 BUDGET_KEYS = {"max_rmse_increase": "regression", "max_accuracy_drop": "classification"}
 FLOAT_TOLERANCE = 1e-6   # a float32 artifact equals Keras up to rounding: count it as no change
@@ -202,7 +202,7 @@ def _rewrite_io(model_path, out_path, xc, x_train, data, margin):
     from export import ranges
     from export.tfenv import tf_and_keras2
     tf, tf_keras = tf_and_keras2()
-    from export.inspect import tflite_summary
+    from groundfloor.tflite_file import summary as tflite_summary
     lo, hi = ranges.range_minmax(x_train, margin)
     outs = {}
     if tflite_summary(out_path)["ops"][-1] == "SOFTMAX":
@@ -217,7 +217,7 @@ def _rewrite_io(model_path, out_path, xc, x_train, data, margin):
 
 
 def _convert_mixed(model_path, out_path, xc, float_ops, float_nodes):
-    from export.fileio import write_bytes
+    from groundfloor.fileio import write_bytes
     from export.tfenv import tf_and_keras2
     tf, tf_keras = tf_and_keras2()
     model = tf_keras.models.load_model(model_path, compile=False)
@@ -237,7 +237,7 @@ def _convert_mixed(model_path, out_path, xc, float_ops, float_nodes):
 
 
 def tflite_io_dtype(path) -> str:
-    from export.inspect import tflite_summary
+    from groundfloor.tflite_file import summary as tflite_summary
     return tflite_summary(path)["io"]["inputs"][0]["dtype"]
 
 
@@ -258,7 +258,8 @@ def evaluate_artifact(path: str, data_path: str, out_npz: str) -> dict:
         return {"seconds": time.perf_counter() - start, "runtime": "tflm"}
     else:
         from ai_edge_litert.interpreter import Interpreter
-        from export.inspect import dequantize_output, quantize_input, tflite_summary
+        from groundfloor.ioquant import dequantize_output, quantize_input
+        from groundfloor.tflite_file import summary as tflite_summary
         io = tflite_summary(path)["io"]
         it = Interpreter(model_path=str(path), num_threads=1)
         it.allocate_tensors()
@@ -296,7 +297,7 @@ def search(model_h5, x_calib, x_eval, y_eval, task: str = "regression", budget: 
     when absent); y_calib: training targets (used for the output range of io_rewrite).
     Returns a SearchResult: met=False with the best candidate when none is within budget.
     """
-    from edge.isolate import run_isolated
+    from groundfloor.isolate import run_isolated
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
     key, limit = check_budget(task, budget if budget is not None else {"max_rmse_increase": 0.02})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.fileio import write_bytes
+from groundfloor.fileio import write_bytes
 
 QMIN, QMAX = -128, 127
 
@@ -256,7 +256,7 @@ def rewrite_io_ranges(src, dst, input_ranges: dict | None = None, output_ranges:
 
 def io_ranges(path) -> dict:
     """{"inputs": [(lo, hi) or None], "outputs": [...]} of a TFLite file's int8 graph I/O."""
-    from export.inspect import tflite_summary
+    from groundfloor.tflite_file import summary as tflite_summary
     io = tflite_summary(path)["io"]
 
     def rng(t):

@@ -39,11 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import BadInput
-from export.fileio import move_into_place, sha256_file, sha256_json, temp_path_for, write_bytes, write_npz
+from groundfloor.errors import BadInput
+from groundfloor.fileio import move_into_place, sha256_file, sha256_json, temp_path_for, write_bytes, write_npz
 
 OPSET = 17
-STREAM_METADATA_KEY = "lstm_edge.stream"  # ONNX metadata_props: which inputs/outputs are state
+from groundfloor.runtime import STREAM_METADATA_KEY  # ONNX metadata_props: which inputs/outputs are state
 FLOAT_TOLERANCE = 1e-5
 
 # Layers that act on each time step on its own (or only on the LSTM's last output).
@@ -439,7 +439,7 @@ def export_streaming(model_h5_path, artifacts_dir, calib_path, whole_int8_path=N
     raises NotStreamable. int8_route: "auto" (from the whole int8 model when it qualifies,
     else recalibrate), "from_whole" or "recalibrate".
     """
-    from edge.isolate import run_isolated
+    from groundfloor.isolate import run_isolated
     artifacts_dir = Path(artifacts_dir)
     artifacts_dir.mkdir(parents=True, exist_ok=True)
     model_h5_path = Path(model_h5_path)
@@ -523,7 +523,7 @@ def quantize_stream_onnx(src, out_path) -> dict:
 
 def _export_int8(artifacts_dir, twin, calib_path, whole_int8_path, route, calib_samples, timeout, work,
                  source_sha, check):
-    from edge.isolate import run_isolated
+    from groundfloor.isolate import run_isolated
     name = "stream_int8.tflite"
     out = artifacts_dir / name
     notes = []
@@ -584,7 +584,7 @@ def _agreement(stream_path, whole_path, check, fallback_whole=None) -> dict | No
     model's outputs and vs the Keras float outputs (y_float), on a few evaluation windows."""
     if check is None:
         return None
-    from edge import runtime
+    from groundfloor import runtime
     x, y_float = check
     s = runtime.load(stream_path)
     ys = s.predict(x)

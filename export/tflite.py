@@ -1,13 +1,13 @@
 """Keras (tf-keras, batch 1) to TFLite: float32, dynamic-range and full-integer int8.
 
-Each conversion runs in a child process (`edge.isolate`): the TFLite calibrator can
+Each conversion runs in a child process (`groundfloor.isolate`): the TFLite calibrator can
 segfault instead of raising. `convert` is the child-side entry point.
 """
 import time
 
 import numpy as np
 
-from export.fileio import write_bytes
+from groundfloor.fileio import write_bytes
 
 # Mode -> how the converter is set up. Full int8 keeps the fused LSTM's cell state in
 # int16 (the kernel's design); int8 input/output so a device feeds raw int8.

@@ -8,7 +8,7 @@ Reads artifacts/<model>/manifest.json and data.npz (docs/CONTRACTS.md), runs eac
 status "ok" through each applicable runner (firmware_sim.runners.RUNNERS), each in its own
 child process with a timeout, and writes the report atomically. A crash, hang or unreadable file
 is recorded for that artifact/runner and the bench goes on. Bad input (no manifest, no data,
-unknown device, bad profile) raises edge.errors.BadInput.
+unknown device, bad profile) raises groundfloor.errors.BadInput.
 
 bench.json schema (schema 1). Every figure is {"value"|stats..., "kind": "measured" |
 "estimated" | "emulated"}; byte figures are bytes, latency figures microseconds.
@@ -134,16 +134,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import BadInput
-from edge.isolate import run_isolated
-from export.fileio import read_json, sha256_file, write_json, write_npz
+from groundfloor.errors import BadInput
+from groundfloor.isolate import run_isolated
+from groundfloor.fileio import read_json, sha256_file, write_json, write_npz
 
 from . import latency as _lat
 from .memory import fit as _fit, memory_figures
 from .metrics import evaluate
 from .profiles import load_profiles
 from .runners import RUNNERS, RunConfig, arena_search, get_runner
-from export.versions import machine, tool_versions, version_of
+from groundfloor.versions import machine, tool_versions, version_of
 
 SCHEMA = 1
 HOST_RUNNER_FOR = {"tflite": "litert", "onnx": "onnxruntime"}
@@ -366,7 +366,7 @@ def _cached_isolated(cache_dir, prefix, key_parts, target, kwargs, timeout):
     """run_isolated with a JSON cache keyed by key_parts; returns (value | None, record)."""
     import hashlib
     import json
-    from export.fileio import read_json
+    from groundfloor.fileio import read_json
     key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
     path = Path(cache_dir) / f"{prefix}_{key}.json"
     if path.is_file():

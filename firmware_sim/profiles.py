@@ -5,7 +5,7 @@
     p = load_profile("boards/my_board.toml")  # a user file, by path
 
 Built-ins live in firmware_sim/profiles/*.toml; every field is documented there with its unit
-and source. A wrong name or a bad file raises edge.errors.BadInput (CLI exit code 2).
+and source. A wrong name or a bad file raises groundfloor.errors.BadInput (CLI exit code 2).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 DEVICE_CLASSES = ("mcu", "linux")

@@ -1,6 +1,6 @@
 """Runners: one interface over every runtime that can execute an exported artifact.
 
-Each runner executes in its own child process (edge.isolate.run_isolated) so that a segfault,
+Each runner executes in its own child process (groundfloor.isolate.run_isolated) so that a segfault,
 a hang or a truncated file costs one result, never the bench. The child:
   * loads the model single-threaded,
   * quantizes float inputs with the input's scale/zero point when the model takes int8/int16,
@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from export.versions import version_of
+from groundfloor.versions import version_of
 
-from edge.isolate import run_isolated
+from groundfloor.isolate import run_isolated
 
 INT_TYPES = (np.int8, np.uint8, np.int16)
 
@@ -150,7 +148,7 @@ def _drive(x, plan, in_spec, out_specs, set_input, invoke, get_output, reset, cf
 
 
 def _finish(out_path, arrays, info):
-    from export.fileio import write_npz
+    from groundfloor.fileio import write_npz
     write_npz(out_path, **{k: v for k, v in arrays.items() if k != "latency_step_s"})
     lat = arrays["latency_s"]
     info.update({"outputs": str(out_path), "n_samples": int(arrays["out_0"].shape[0]) if "out_0" in arrays else 0,
@@ -319,131 +317,18 @@ def child_tflm(model_path, x_path, out_path, cfg):
                                       "outputs_spec": [_spec_record(s) for s in outs]})
 
 
-# --------------------------------------------------------------------------------------
-# TFLite Micro arena search (child side). Each probe is a fork()ed grandchild, because a too
-# small arena segfaults: the search process imports TFLM once and forks per size.
-# --------------------------------------------------------------------------------------
-
-_ALLOC_RE = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
-_CAT_RE = re.compile(r"'([^']+)' used (\d+) bytes with alignment overhead \(requested (\d+) bytes")
-
-
-def capture_fd2(fn):
-    """Run fn() with the C-level stderr (fd 2) redirected to a file; return what it wrote."""
-    import sys
-    sys.stderr.flush()
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        saved = os.dup(2)
-        try:
-            os.dup2(tmp.fileno(), 2)
-            fn()
-        finally:
-            try:
-                import ctypes
-                ctypes.CDLL(None).fflush(None)
-            except Exception:
-                pass
-            os.dup2(saved, 2)
-            os.close(saved)
-        tmp.seek(0)
-        return tmp.read().decode(errors="replace")
-
-
-def parse_allocations(text):
-    out = {"raw": text.strip().splitlines()[:40]}
-    for kind, n in _ALLOC_RE.findall(text):
-        out[f"{kind}_bytes"] = int(n)
-    out["categories"] = {name: {"used": int(u), "requested": int(r)} for name, u, r in _CAT_RE.findall(text)}
-    return out
-
-
-def _probe(model_path, arena, x_in, ref_path=None, write_ref=None):
-    """Fork a grandchild that loads the model with `arena` bytes and invokes once.
-    Returns True when it ran (and matched the reference output when one is given)."""
-    pid = os.fork()
-    if pid == 0:  # grandchild: never returns
-        code = 2
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 1)
-            os.dup2(devnull, 2)
-            from tflite_micro import runtime
-            it = runtime.Interpreter.from_file(model_path, arena_size=int(arena))
-            it.reset()
-            it.set_input(x_in, 0)
-            it.invoke()
-            y = np.asarray(it.get_output(0))
-            if write_ref:
-                np.save(write_ref, y)
-                code = 0
-            elif ref_path is None:
-                code = 0
-            else:
-                code = 0 if np.array_equal(y, np.load(ref_path)) else 3
-        except BaseException:
-            code = 2
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-
-
 def child_tflm_arena_search(model_path, x_path, max_arena_bytes=64 << 20):
-    """Exact minimum arena (bytes) at which TFLM loads, invokes and gives the same output as with
-    a generous arena, by binary search over fork()ed probes; plus print_allocations()."""
-    from tflite_micro import runtime
-    t0 = time.perf_counter()
+    """The exact minimum arena for the first window of x_path, as the model wants its input
+    (quantized for integer models): groundfloor.tflm.arena_search_child."""
+    from groundfloor import tflm
     x = _load_x(x_path, 1)
-    size = os.path.getsize(model_path)
-    probes = []
-    with tempfile.TemporaryDirectory() as tmp:
-        ref = os.path.join(tmp, "ref.npy")
-        # the input as the model wants it (quantized for integer models)
-        it = runtime.Interpreter.from_file(model_path, arena_size=max(16 * size, 1 << 20))
-        spec = _tflm_specs(it, 1)[0][0]
-        plan = _plan_chunks(spec[0], x)
-        xw = x[0][None] if plan == "whole" else x[0][0][None, None]
-        x_in = _prep_input(xw.reshape(spec[0]), spec[1], spec[2], spec[3])
-        del it
-        hi = max(16 * size, 1 << 16)
-        while not _probe(model_path, hi, x_in, write_ref=ref):
-            probes.append((hi, False))
-            hi *= 4
-            if hi > max_arena_bytes:
-                raise RuntimeError(f"TFLM does not run this model with arenas up to {max_arena_bytes} bytes")
-        probes.append((hi, True))
-        lo = 0  # invariant: lo fails, hi works
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            ok = _probe(model_path, mid, x_in, ref_path=ref)
-            probes.append((mid, ok))
-            if ok:
-                hi = mid
-            else:
-                lo = mid
-        # print_allocations() at the minimum, captured from fd 2 (in a fork, to be safe)
-        alloc_txt = os.path.join(tmp, "alloc.txt")
-        pid = os.fork()
-        if pid == 0:
-            code = 2
-            try:
-                it = runtime.Interpreter.from_file(model_path, arena_size=hi)
-                it.set_input(x_in, 0)
-                it.invoke()
-                text = capture_fd2(it.print_allocations)
-                with open(alloc_txt, "w") as f:
-                    f.write(text)
-                code = 0
-            except BaseException:
-                pass
-            os._exit(code)
-        os.waitpid(pid, 0)
-        reported = parse_allocations(open(alloc_txt).read()) if os.path.exists(alloc_txt) else {}
-    return {"min_arena_bytes": int(hi), "largest_failing_bytes": int(lo),
-            "reported": reported, "probes": len(probes), "probe_log": probes[-6:],
-            "search_seconds": round(time.perf_counter() - t0, 3),
-            "method": "binary search over arena sizes, one fork()ed process per probe; a probe "
-                      "passes when TFLM loads, invokes and returns the same output as with a "
-                      "generous arena (too small an arena fails or segfaults)"}
+    it = tflm.interpreter(model_path, max(16 * os.path.getsize(model_path), 1 << 20))
+    spec = _tflm_specs(it, 1)[0][0]
+    del it
+    plan = _plan_chunks(spec[0], x)
+    xw = x[0][None] if plan == "whole" else x[0][0][None, None]
+    x_in = _prep_input(xw.reshape(spec[0]), spec[1], spec[2], spec[3])
+    return tflm.arena_search_child(model_path, x_in, max_arena_bytes)
 
 
 # --------------------------------------------------------------------------------------
@@ -528,7 +413,7 @@ def register_runner(cls):
 
 
 def get_runner(name: str) -> Runner:
-    from edge.errors import BadInput
+    from groundfloor.errors import BadInput
     if name not in RUNNERS:
         raise BadInput(None, f"unknown runner {name!r}; known runners: {', '.join(RUNNERS)}")
     return RUNNERS[name]()
@@ -607,7 +492,7 @@ class TFLiteRuntimeRunner(Runner):
 
 def arena_search(model_path, x_path, sha256: str, cache_dir=None, timeout=300.0) -> dict:
     """The exact TFLM arena minimum for one artifact, cached per file sha256 and TFLM version."""
-    from export.fileio import read_json, write_json
+    from groundfloor.fileio import read_json, write_json
     version = version_of("tflite-micro")
     cache = None
     if cache_dir and sha256:
@@ -683,7 +568,7 @@ def child_emulated(model_path, x_path, out_path, profile, board, n):
     """Isolated child: run_emulated on the first n windows; writes int8 and float outputs to
     out_path; returns the JSON-able summary (no arrays)."""
     from firmware_sim.mcu import run_emulated, to_jsonable
-    from export.fileio import write_npz
+    from groundfloor.fileio import write_npz
     x = _load_x(x_path, n)
     r = run_emulated(model_path, x, profile, board=board, plain=True, plain_samples=min(4, len(x)))
     if "outputs" in r:
@@ -773,7 +658,7 @@ class EmulatedRunner(Runner):
     def run(self, model_path, x_path, out_path, config, extra=None):
         import hashlib
         import json as _json
-        from export.fileio import read_json, write_json, write_npz
+        from groundfloor.fileio import read_json, write_json, write_npz
         extra = extra or {}
         t0 = time.perf_counter()
         profiles = extra.get("profiles") or []

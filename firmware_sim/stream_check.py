@@ -130,7 +130,7 @@ def _quant(x, io):
 def litert_stream(path, signal, read_state=True) -> dict:
     """Push signal [S, F] through a stream .tflite without reset. Returns native outputs, and
     per step the last LSTM's h and every LSTM's cell state (native dtype) when asked."""
-    from edge import runtime
+    from groundfloor import runtime
     m = runtime.load(path)
     it = _litert(path)
     ind, outd = it.get_input_details()[0], it.get_output_details()[0]
@@ -160,41 +160,11 @@ def _deq(y, io):
 
 # --------------------------------------------------------------------------- TFLite Micro
 
-def _tflm_child(model_path: str, in_path: str, out_path: str, arena_size: int, reset_every: int) -> dict:
-    """Child process: invoke TFLM on every x[i] (native dtype, full input shape), resetting the
-    state before x[i] when reset_every and i % reset_every == 0; saves the outputs."""
-    from tflite_micro import runtime
-    from export.fileio import write_npz
-    x = np.load(in_path)["x"]
-    interp = runtime.Interpreter.from_file(model_path, arena_size=int(arena_size))
-    interp.reset()
-    ys = []
-    for i, step in enumerate(x):
-        if reset_every and i % reset_every == 0:
-            interp.reset()
-        interp.set_input(step, 0)
-        interp.invoke()
-        ys.append(np.array(interp.get_output(0)))
-    write_npz(out_path, y=np.stack(ys))
-    return {"steps": int(len(x)), "arena_size": int(arena_size)}
-
-
 def tflm_run(model_path, x_native, reset_every=0, arena_size=None, timeout=600.0):
     """Outputs of TFLite Micro for every x_native[i] (already in the model's dtype and input shape)."""
-    import tempfile
-    from edge.isolate import run_isolated
-    from export.fileio import write_npz
-    if arena_size is None:
-        arena_size = max(10 * Path(model_path).stat().st_size, 64 * 1024)
-    with tempfile.TemporaryDirectory(prefix="tflm-stream-") as tmp:
-        in_path, out_path = Path(tmp) / "x.npz", Path(tmp) / "y.npz"
-        write_npz(in_path, x=np.asarray(x_native))
-        r = run_isolated("firmware_sim.stream_check:_tflm_child",
-                         {"model_path": str(model_path), "in_path": str(in_path), "out_path": str(out_path),
-                          "arena_size": int(arena_size), "reset_every": int(reset_every)}, timeout)
-        if not r.ok:
-            raise RuntimeError(f"TFLite Micro run failed: {r.error} {r.stderr_tail[-300:]}")
-        return np.load(out_path)["y"]
+    from groundfloor import tflm
+    return tflm.run(model_path, x_native, reset_every=reset_every, arena_size=arena_size or 0,
+                    timeout=timeout)["outputs"][0]
 
 
 # --------------------------------------------------------------------------- (a) agreement
@@ -202,7 +172,7 @@ def tflm_run(model_path, x_native, reset_every=0, arena_size=None, timeout=600.0
 def stream_agreement(artifacts_dir, x=None, y_float=None, n: int | None = 64, tflm: bool = True) -> dict:
     """Stream vs whole-sequence outputs on evaluation windows, per runner. Float within
     FLOAT_TOLERANCE; TFLite int8 within INT8_BOUND_LSB output codes of model_int8.tflite."""
-    from edge import runtime
+    from groundfloor import runtime
     d = Path(artifacts_dir)
     if x is None:
         z = np.load(d / "data.npz")
@@ -429,7 +399,7 @@ def drift_suite(stream_float_path, stream_int8_path, mean=None, std=None, window
     s = seattle_signal(mean, std, passes=passes)
     signals = {"seattle": s["signal"]}
     if variants:
-        from edge import runtime
+        from groundfloor import runtime
         io = runtime.load(stream_int8_path).input_io
         rng = ((-128 - io["zero_point"]) * io["scale"], (127 - io["zero_point"]) * io["scale"]) \
             if io["scale"] else None
@@ -577,7 +547,7 @@ def _demo_model_child(out_dir: str, steps: int = 8, features: int = 2, units: in
     """Child process (TensorFlow): a tiny tf-keras LSTM, batch 1, briefly trained on smooth
     random signals; writes source_tfkeras.h5, data.npz and model_float32.tflite."""
     from export.tfenv import seed_everything, tf_and_keras2
-    from export.fileio import write_npz
+    from groundfloor.fileio import write_npz
     from export.tflite import convert
     tf, K = tf_and_keras2()
     seed_everything(seed)
@@ -618,7 +588,7 @@ def _demo_model_child(out_dir: str, steps: int = 8, features: int = 2, units: in
 def build_demo_artifacts(out_dir, stacked: bool = False, timeout: float = 600.0) -> dict:
     """A tiny LSTM(8) on [1, 8, 2] with its whole-sequence float32/int8 TFLite files and all
     streaming artifacts, in out_dir: enough to try edge.runtime without the full pipeline."""
-    from edge.isolate import run_isolated
+    from groundfloor.isolate import run_isolated
     from export.streaming import export_streaming
     out = Path(out_dir)
     r = run_isolated("firmware_sim.stream_check:_demo_model_child", {"out_dir": str(out), "stacked": stacked},

@@ -94,7 +94,7 @@ def tiny_models(request):
 
 def make_artifacts_dir(models: Path, dest: Path, with_truncated=True) -> Path:
     """artifacts/<model>/ as `edge export` writes it (docs/CONTRACTS.md), from the fixture models."""
-    from export.fileio import sha256_file, write_json
+    from groundfloor.fileio import sha256_file, write_json
     art = dest / "tiny"
     art.mkdir(parents=True, exist_ok=True)
     shutil.copy2(models / "data.npz", art / "data.npz")

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.errors import BadInput
-from edge.isolate import run_isolated
+from groundfloor.errors import BadInput
+from groundfloor.isolate import run_isolated
 from firmware_sim import latency
 from firmware_sim.bench import bench_model
 from firmware_sim.memory import fit

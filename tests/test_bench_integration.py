@@ -105,7 +105,7 @@ def test_rebench_hits_the_emulation_cache(emu_bench):
 def stream_artifacts(tiny_models, tmp_path_factory):
     """A tiny model with whole and streaming TFLite (float32, int8) and ONNX files, the stream int8
     made by rewriting the whole int8 model's time dimension (no TensorFlow needed)."""
-    from export.fileio import sha256_file, write_json
+    from groundfloor.fileio import sha256_file, write_json
     from export.streaming import one_step_from_whole
     art = tmp_path_factory.mktemp("stream_art") / "tinystream"
     art.mkdir()
@@ -211,7 +211,7 @@ def test_report_shows_emulated_calibration_and_streaming_sections(emu_bench, str
     """edge report on real bench results: the emulated MCU, calibration and streaming sections."""
     from edge.config import load_config
     from edge.report import make_reports
-    from export.fileio import write_json
+    from groundfloor.fileio import write_json
     art_root = tmp_path / "artifacts"
     shutil.copytree(stream_artifacts, art_root / "tinystream")
     t = np.arange(2000)

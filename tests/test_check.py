@@ -6,7 +6,7 @@ import pytest
 
 from edge.check import DRIFT_METRICS, budgets_from_config, parse_budgets
 from edge.config import load_config
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 from test_report import make_fake, run_edge
 
 # tflite_int8 / onnx_dynamic_int8 (the quantized artifacts) measured in the fake bench:

@@ -1,7 +1,7 @@
 import pytest
 
 from edge.config import load_config
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 
 
 def test_default_config_has_the_reference_zoo():

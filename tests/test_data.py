@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 from export.data import load_data
 
 

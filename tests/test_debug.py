@@ -4,9 +4,9 @@ intermediate capture) against TFLite Micro and LiteRT."""
 import numpy as np
 import pytest
 
-from edge.isolate import run_isolated
+from groundfloor.isolate import run_isolated
 from export import ranges
-from export.debug import debug
+from firmware_sim.mcu.debug import debug
 
 T, F, U = 12, 2, 8
 
@@ -53,7 +53,7 @@ def models(tmp_path_factory):
 def test_reference_capture_leaves_outputs_unchanged(models):
     from firmware_sim.mcu import reference
     from firmware_sim.mcu.lower import LstmLayer, lower
-    from export.debug import quantize_input, read_graph
+    from firmware_sim.mcu.debug import quantize_input, read_graph
     graph = read_graph(models["base"][1])
     prog = lower(graph)
     L = next(layer for layer in prog.layers if isinstance(layer, LstmLayer))

@@ -8,7 +8,8 @@ import pytest
 
 from edge.cli import main
 from export import pipeline
-from export.inspect import dequantize_output, quantize_input, summary
+from export.inspect import summary
+from groundfloor.ioquant import dequantize_output, quantize_input
 
 T, F = 12, 2
 
@@ -39,7 +40,7 @@ def _run(path, x, art):
     outs = []
     if art["io"]["inputs"][0]["dtype"] == "int16":  # 16x8: TFLite Micro only, in a child process
         import tempfile
-        from edge.isolate import run_isolated
+        from groundfloor.isolate import run_isolated
         with tempfile.TemporaryDirectory() as tmp:
             np.savez(f"{tmp}/x.npz", x_eval=x)
             r = run_isolated("export.quant16x8:predict_tflm", {"tflite_path": str(path), "x_npz": f"{tmp}/x.npz",

@@ -1,4 +1,4 @@
-from edge.isolate import run_isolated
+from groundfloor.isolate import run_isolated
 
 
 def test_value_comes_back_with_peak_rss():

@@ -15,7 +15,7 @@ tf = pytest.importorskip("tensorflow")
 k = pytest.importorskip("tf_keras")
 keras = pytest.importorskip("keras")
 
-from edge.errors import BadInput  # noqa: E402
+from groundfloor.errors import BadInput  # noqa: E402
 from export import lint  # noqa: E402
 from export.lint import lint_file, lint_model  # noqa: E402
 
@@ -274,7 +274,7 @@ def test_verdicts_match_real_conversion():
     """Lint the plain models, rebuild them as the report says (overrides), convert to full
     int8 in one child process: "fused" must give the fused op; "unrolled" must convert with
     no WHILE loop (a WHILE graph would segfault int8 calibration) and stay close to Keras."""
-    from edge.isolate import run_isolated
+    from groundfloor.isolate import run_isolated
     cases = ["lstm", "stateful", "recurrent_dropout", "gru", "masking"]
     res = run_isolated("export.lint_probe:lint_and_convert", {"names": cases, "mode": "int8"},
                        timeout=170)

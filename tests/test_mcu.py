@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),

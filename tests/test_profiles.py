@@ -1,7 +1,7 @@
 """Device profiles: built-ins by name, user files by path, clear errors for bad input."""
 import pytest
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 from firmware_sim.profiles import PROFILE_DIR, builtin_names, load_profile, load_profiles
 
 

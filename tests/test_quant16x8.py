@@ -76,7 +76,7 @@ def tiny16(request):
 
 @pytest.fixture(scope="module")
 def converted(tiny16, tmp_path_factory):
-    from edge.isolate import run_isolated
+    from groundfloor.isolate import run_isolated
     out = tmp_path_factory.mktemp("q16") / "model_16x8.tflite"
     r = run_isolated("export.quant16x8:convert_16x8",
                      {"int8_tflite_path": str(tiny16 / "int8.tflite"),
@@ -148,7 +148,7 @@ def test_litert_verdict_is_recorded(evaluated):
 
 
 def test_float_ranges_option(tiny16, tmp_path):
-    from edge.isolate import run_isolated
+    from groundfloor.isolate import run_isolated
     r = run_isolated("export.quant16x8:convert_16x8",
                      {"int8_tflite_path": str(tiny16 / "int8.tflite"),
                       "float_model_h5": str(tiny16 / "model.h5"),

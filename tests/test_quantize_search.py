@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 from export import ranges
 from export.quantize_search import check_budget, default_candidates, search, within_budget
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from edge.config import load_config
-from export.inspect import dequantize_output, quantize_input, summary
+from export.inspect import summary
+from groundfloor.ioquant import dequantize_output, quantize_input
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent

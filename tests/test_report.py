@@ -13,7 +13,7 @@ import edge.cli
 from edge.check import add_check_parser
 from edge.config import load_config
 from edge.report import add_report_parser, make_reports
-from export.fileio import sha256_file, write_json
+from groundfloor.fileio import sha256_file, write_json
 
 DEVICES = {
     "cortex_m4f": {"name": "cortex_m4f", "core": "cortex-m4f", "device_class": "mcu", "clock_hz": 80_000_000,

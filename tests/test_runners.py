@@ -3,11 +3,12 @@ crash isolation, the optional tflite_runtime backend, and the static graph analy
 import numpy as np
 import pytest
 
-from edge.isolate import run_isolated
+from groundfloor.isolate import run_isolated
+from groundfloor.tflm import parse_allocations
 from firmware_sim import latency
 from firmware_sim.profiles import load_profile
 from firmware_sim.runners import (RUNNERS, RunConfig, Runner, arena_search, dequantize, get_runner,
-                                  parse_allocations, quantize)
+                                  quantize)
 from fixtures_models import F, T, UNITS, tiny_models, x_eval_npz  # noqa: F401
 
 FAST = RunConfig(warmup=1, runs=20, timeout_s=60)

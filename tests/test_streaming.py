@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.inspect import tflite_summary
-from export.fileio import sha256_file
+from groundfloor.tflite_file import summary as tflite_summary
+from groundfloor.fileio import sha256_file
 
 
 
@@ -77,7 +77,7 @@ def test_long_stream_drift_reports_windows_and_cell_range(demo):
 
 
 def test_bidirectional_model_cannot_stream(tmp_path):
-    from edge.isolate import run_isolated
+    from groundfloor.isolate import run_isolated
     from export.streaming import NotStreamable, export_streaming
     r = run_isolated("firmware_sim.stream_check:_demo_model_child",
                      {"out_dir": str(tmp_path), "bidirectional": True, "units": 4}, 300)
@@ -90,7 +90,7 @@ def test_bidirectional_model_cannot_stream(tmp_path):
 def test_one_step_rewrite_of_whole_float_model_streams(demo, tmp_path):
     """The flatbuffer rewrite (time dimension -> 1) is generic: applied to the whole float
     model it gives a stream model equal to the converted streaming twin."""
-    from edge import runtime
+    from groundfloor import runtime
     from export.streaming import one_step_from_whole
     d = Path(demo["dir"])
     info = one_step_from_whole(d / "model_float32.tflite", tmp_path / "rewritten.tflite")

@@ -3,7 +3,7 @@ a deterministic training recipe. They are the embedded default the pipeline runs
 
 Add a task by writing a module with a `ReferenceTask` subclass and registering it here.
 """
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 from edge.tasks.base import ReferenceTask, Split  # noqa: F401
 from edge.tasks.seattle import SeattleTemp
 from edge.tasks.victoria import VictoriaDemand

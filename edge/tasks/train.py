@@ -5,7 +5,7 @@ import time
 import numpy as np
 
 from edge.tasks.base import ReferenceTask
-from export.fileio import temp_path_for, move_into_place, write_npz
+from groundfloor.fileio import temp_path_for, move_into_place, write_npz
 
 
 def train_task(task: ReferenceTask, model_path, data_path, progress=print) -> dict:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import BadInput
-from export.fileio import write_text
+from groundfloor.errors import BadInput
+from groundfloor.fileio import write_text
 
 from .lower import CopyLayer, FcLayer, LstmLayer, Program, SoftmaxLayer, lower
 

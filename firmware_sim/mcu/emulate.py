@@ -26,15 +26,14 @@ cache), bus contention and interrupts are not modelled. A profile's "cycles_per_
 """
 from __future__ import annotations
 
-import os
 import struct
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from edge.errors import BadInput
-from export.fileio import write_bytes, write_npz, write_text
+from groundfloor.errors import BadInput
+from groundfloor.fileio import write_bytes, write_npz, write_text
 
 from . import reference
 from .codegen import generate_c, plan, render, summary  # noqa: F401  (generate_c re-exported)
@@ -178,36 +177,17 @@ def _summarize_counts(run, prog):
             "per_inference_max": int(max(ticks)) * TICK_INSTRUCTIONS, "split": None}
 
 
-def _tflm_compare(tflite_path, q, workdir, arena="reported"):
-    from edge.isolate import run_isolated
-    inp, outp = Path(workdir) / "tflm_in.npz", Path(workdir) / "tflm_out.npz"
-    write_npz(inp, x=q)
-    res = run_isolated("firmware_sim.mcu.tflm:run_tflm",
-                       {"tflite_path": str(tflite_path), "inputs_path": str(inp),
-                        "outputs_path": str(outp)}, timeout=600)
-    if not res.ok:
-        return {"status": res.status, "error": res.error}
-    out = {"status": "ok", "outputs": np.load(outp)["y"],
-           "arena_reported_bytes": res.value.get("arena_reported")}
+def _tflm_compare(tflite_path, q, arena="reported"):
+    from groundfloor import tflm
+    try:
+        res = tflm.run(tflite_path, q, reset_every=1)
+    except RuntimeError as e:
+        return {"status": "error", "error": str(e)}
+    out = {"status": "ok", "outputs": res["outputs"][0].astype(np.int8),
+           "arena_reported_bytes": res.get("arena_reported")}
     if arena == "search":
-        out["arena_min_bytes"] = tflm_min_arena(tflite_path, hi=res.value.get("arena_given"))
+        out["arena_min_bytes"] = tflm.min_arena(tflite_path, q[0])["min_arena_bytes"]
     return out
-
-
-def tflm_min_arena(tflite_path, lo=256, hi=None, step=16):
-    """Smallest arena (within `step` bytes) TFLite Micro runs the model with (bisection, each
-    probe in its own process because a too-small arena crashes)."""
-    from edge.isolate import run_isolated
-    hi = hi or max(64 * 1024, 10 * os.path.getsize(tflite_path))
-    while hi - lo > step:
-        mid = (lo + hi) // 2
-        r = run_isolated("firmware_sim.mcu.tflm:probe",
-                         {"tflite_path": str(tflite_path), "arena_size": mid}, timeout=120)
-        if r.ok:
-            hi = mid
-        else:
-            lo = mid
-    return hi
 
 
 def run_emulated(tflite_path, x, profile, board="mps2-an386", workdir=None, *,
@@ -314,7 +294,7 @@ def run_emulated(tflite_path, x, profile, board="mps2-an386", workdir=None, *,
             if not same:
                 result["status"] = "mismatch"
         if compare_tflm:
-            t = _tflm_compare(tflite_path, q, workdir, tflm_arena)
+            t = _tflm_compare(tflite_path, q, tflm_arena)
             if t.get("status") == "ok":
                 d = np.abs(t["outputs"].astype(int) - run["outputs"].astype(int))
                 t["max_lsb_diff"] = int(d.max())

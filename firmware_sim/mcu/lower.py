@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
 
 from . import fixedpoint as fp
 from .tflite_model import Graph, load

@@ -1,164 +1,20 @@
-"""Read an int8 .tflite flatbuffer into a small graph description (tensors, ops, quantization).
-
-Only what the code generator needs: the operators of subgraph 0 in execution order, every
-tensor's type, shape, quantization parameters and constant data, and each op's options.
-An operator the generator does not implement is rejected here with BadInput naming it.
+"""The MCU code generator's view of an int8 .tflite: the ground floor's graph description
+(groundfloor.tflite_file.parse) plus the check that rejects, naming it, every op or setting
+the generated C does not implement.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 
-from edge.errors import BadInput
+from groundfloor.errors import BadInput
+from groundfloor.tflite_file import Graph, Op, Tensor, parse  # noqa: F401  (the generator's types)
 
 SUPPORTED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED", "SOFTMAX", "STRIDED_SLICE",
                  "RESHAPE")
 
-_NP_TYPES = {"FLOAT32": np.float32, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32,
-             "INT64": np.int64, "UINT8": np.uint8, "BOOL": np.bool_, "FLOAT16": np.float16}
-
-
-def _schema():
-    """The flatbuffer schema module: ai-edge-litert's is light; TensorFlow's is the fallback."""
-    try:
-        from ai_edge_litert import schema_py_generated as s
-        return s
-    except ImportError:
-        pass
-    try:
-        from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as s
-        return s
-    except ImportError:
-        from tensorflow.lite.python import schema_py_generated as s
-        return s
-
-
-def _enum_names(enum_cls):
-    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
-
-
-@dataclass
-class Tensor:
-    index: int
-    name: str
-    dtype: str                   # "INT8", "INT16", "INT32", "FLOAT32", ...
-    shape: tuple
-    scale: np.ndarray | None     # float32, one per channel (or one)
-    zero_point: np.ndarray | None
-    quantized_dimension: int = 0
-    data: np.ndarray | None = None
-    is_variable: bool = False
-
-    @property
-    def np_dtype(self):
-        return _NP_TYPES.get(self.dtype)
-
-    @property
-    def size(self):
-        return int(np.prod(self.shape)) if self.shape else 1
-
-    @property
-    def nbytes(self):
-        return self.size * np.dtype(self.np_dtype).itemsize
-
-    @property
-    def zp(self) -> int:
-        return int(self.zero_point[0]) if self.zero_point is not None and len(self.zero_point) else 0
-
-    @property
-    def sc(self) -> float:
-        return float(self.scale[0]) if self.scale is not None and len(self.scale) else 0.0
-
-
-@dataclass
-class Op:
-    index: int
-    kind: str
-    version: int
-    inputs: list
-    outputs: list
-    intermediates: list = field(default_factory=list)
-    options: dict = field(default_factory=dict)
-
-
-@dataclass
-class Graph:
-    path: str
-    tensors: list
-    ops: list
-    inputs: list
-    outputs: list
-
-    def t(self, i):
-        return None if i is None or i < 0 else self.tensors[i]
-
 
 def load(path, check_supported: bool = True) -> Graph:
-    path = Path(path)
-    try:
-        buf = path.read_bytes()
-    except OSError as e:
-        raise BadInput(path, f"cannot read the model: {e.strerror}") from e
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise BadInput(path, "not a TFLite flatbuffer (no TFL3 identifier)")
-    s = _schema()
-    try:
-        model = s.ModelT.InitFromPackedBuf(buf, 0)
-    except Exception as e:  # a truncated or corrupt flatbuffer
-        raise BadInput(path, f"cannot parse the flatbuffer: {e}") from e
-    if not model.subgraphs:
-        raise BadInput(path, "the model has no subgraph")
-    op_names = _enum_names(s.BuiltinOperator)
-    type_names = _enum_names(s.TensorType)
-    act_names = _enum_names(s.ActivationFunctionType)
-    sg = model.subgraphs[0]
-
-    tensors = []
-    for i, t in enumerate(sg.tensors or []):
-        q = t.quantization
-        scale = zp = None
-        qdim = 0
-        if q is not None and q.scale is not None and len(q.scale):
-            scale = np.asarray(q.scale, dtype=np.float32)
-            zp = np.asarray(q.zeroPoint if q.zeroPoint is not None else [0] * len(scale), dtype=np.int64)
-            qdim = int(q.quantizedDimension or 0)
-        dtype = type_names.get(t.type, f"TYPE{t.type}")
-        shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-        data = None
-        b = model.buffers[t.buffer] if t.buffer is not None and t.buffer < len(model.buffers) else None
-        raw = None
-        if b is not None:
-            if b.data is not None and len(b.data):
-                raw = np.asarray(b.data, dtype=np.uint8).tobytes()
-            elif getattr(b, "offset", 0) and getattr(b, "size", 0):
-                raw = buf[b.offset:b.offset + b.size]
-        if raw is not None and dtype in _NP_TYPES:
-            data = np.frombuffer(raw, dtype=_NP_TYPES[dtype]).reshape(shape if shape else ()).copy()
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-        tensors.append(Tensor(i, name, dtype, shape, scale, zp, qdim, data, bool(t.isVariable)))
-
-    ops = []
-    for k, op in enumerate(sg.operators or []):
-        oc = model.operatorCodes[op.opcodeIndex]
-        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
-        kind = op_names.get(code, f"BUILTIN_{code}")
-        if kind == "CUSTOM":
-            cc = oc.customCode.decode() if isinstance(oc.customCode, bytes) else oc.customCode
-            kind = f"CUSTOM:{cc}"
-        options = {}
-        if op.builtinOptions is not None:
-            for key, val in vars(op.builtinOptions).items():
-                if key == "fusedActivationFunction":
-                    val = act_names.get(val, val)
-                options[key] = val
-        ops.append(Op(k, kind, int(oc.version or 1), [int(x) for x in op.inputs],
-                      [int(x) for x in op.outputs],
-                      [int(x) for x in op.intermediates] if op.intermediates is not None else [],
-                      options))
-
-    graph = Graph(str(path), tensors, ops, [int(x) for x in sg.inputs], [int(x) for x in sg.outputs])
+    graph = parse(path)
     if check_supported:
         check(graph)
     return graph

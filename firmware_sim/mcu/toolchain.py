@@ -12,8 +12,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from edge.errors import BadInput, BudgetExceeded
-from export.fileio import write_text
+from groundfloor.errors import BadInput, BudgetExceeded
+from groundfloor.fileio import write_text
 
 HERE = Path(__file__).resolve().parent
 BOARDS = {

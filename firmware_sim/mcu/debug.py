@@ -40,7 +40,8 @@ import numpy as np
 from export.ranges import clip_fraction, int8_range
 from firmware_sim.mcu import reference
 from firmware_sim.mcu.lower import FcLayer, LstmLayer, lower
-from firmware_sim.mcu.tflite_model import _schema, check, load
+from firmware_sim.mcu.tflite_model import check, load
+from groundfloor import tflite_file
 
 GATES = reference.GATE_NAMES   # TFLite and Keras order: input, forget, cell candidate, output
 
@@ -255,55 +256,27 @@ def run_runtime(int8_tflite, x_raw, graph, keep=()):
 
 def _with_outputs(src, dst, outputs):
     """Copy a .tflite whose subgraph 0 lists `outputs` (tensor indices) as its graph outputs."""
-    import flatbuffers
-    s = _schema()
-    m = s.ModelT.InitFromPackedBuf(bytearray(Path(src).read_bytes()), 0)
+    m = tflite_file.read(src)
     m.subgraphs[0].outputs = np.asarray(outputs, np.int32)
-    b = flatbuffers.Builder(1024)
-    b.Finish(m.Pack(b), file_identifier=b"TFL3")
-    Path(dst).write_bytes(b.Output())
-
-
-def tflm_outputs_child(tflite_path: str, inputs_path: str, outputs_path: str, n_outputs: int) -> dict:
-    """Child-process body (via edge.isolate): TFLite Micro on every window of inputs_path ('x',
-    int8 [N, ...]), state reset before each; every graph output saved as y0, y1, ..."""
-    from tflite_micro import runtime
-    from export.fileio import write_npz
-    x = np.load(inputs_path)["x"]
-    size = max(64 * 1024, 10 * os.path.getsize(tflite_path))
-    interp = runtime.Interpreter.from_file(tflite_path, arena_size=size)
-    shape = tuple(interp.get_input_details(0)["shape"])
-    ys = [[] for _ in range(n_outputs)]
-    for k in range(x.shape[0]):
-        interp.reset()
-        interp.set_input(x[k].reshape(shape).astype(np.int8), 0)
-        interp.invoke()
-        for j in range(n_outputs):
-            ys[j].append(np.array(interp.get_output(j)).reshape(-1).astype(np.int8))
-    write_npz(outputs_path, **{f"y{j}": np.stack(v) for j, v in enumerate(ys)})
-    return {"windows": int(x.shape[0])}
+    tflite_file.write(m, dst)
 
 
 def run_tflm(int8_tflite, x_raw, graph, keep=()):
     """TFLite Micro's codes of the graph outputs and of the `keep` tensors, {index: [N, size]},
     or {"error": why} when it cannot run (no tflite_micro, a crash)."""
-    from edge.isolate import run_isolated
-    from export.fileio import write_npz
+    from groundfloor import tflm
     outs = list(graph.outputs) + [k for k in keep if k not in graph.outputs]
     with tempfile.TemporaryDirectory(prefix="edge-debug-tflm-") as tmp:
-        model, inp, res_path = (os.path.join(tmp, n) for n in ("outputs.tflite", "x.npz", "y.npz"))
+        model = os.path.join(tmp, "outputs.tflite")
         try:
             _with_outputs(int8_tflite, model, outs)
         except Exception as e:  # an unusual flatbuffer: the check is skipped, not the debugger
             return {"error": f"cannot expose the op outputs: {e}"}
-        write_npz(inp, x=np.asarray(x_raw, np.int8))
-        res = run_isolated("export.debug:tflm_outputs_child", {
-            "tflite_path": model, "inputs_path": inp, "outputs_path": res_path,
-            "n_outputs": len(outs)}, timeout=600)
-        if not res.ok:
-            return {"error": f"TFLite Micro {res.status}: {res.error}"}
-        z = np.load(res_path)
-        return {idx: z[f"y{j}"] for j, idx in enumerate(outs)}
+        try:
+            res = tflm.run(model, np.asarray(x_raw, np.int8), n_outputs=len(outs), reset_every=1)
+        except RuntimeError as e:
+            return {"error": str(e)}
+        return {idx: y.astype(np.int8) for idx, y in zip(outs, res["outputs"])}
 
 
 # ---------------------------------------------------------------- the report
@@ -358,7 +331,7 @@ def debug(model_h5, int8_tflite, x_eval, y_eval=None, y_float=None, units=None,
     for 48 steps of 32 units): the per-gate/cell/hidden errors and the runtime check use them.
     tflm: also run TFLite Micro (a child process) to check the reference code for code.
     """
-    from edge.errors import BadInput
+    from groundfloor.errors import BadInput
     from export.tfenv import tf_and_keras2
     x = np.asarray(x_eval, np.float32)[:max_samples]
     y_true = None if y_eval is None else np.asarray(y_eval, np.float64)[:len(x)].reshape(len(x), -1)

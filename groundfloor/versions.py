@@ -4,7 +4,7 @@ import os
 import platform
 from importlib import metadata
 
-import edge
+import groundfloor
 
 PACKAGES = ["tensorflow-cpu", "tf-keras", "keras", "numpy", "onnx", "onnxruntime", "tf2onnx",
             "ai-edge-litert", "tflite-micro"]
@@ -18,7 +18,7 @@ def version_of(dist: str) -> str | None:
 
 
 def tool_versions() -> dict:
-    out = {"lstm-edge": edge.__version__, "python": platform.python_version()}
+    out = {"lstm-edge": groundfloor.__version__, "python": platform.python_version()}
     out.update({name: version_of(name) for name in PACKAGES})
     return out
 

@@ -45,7 +45,7 @@ def run_isolated(target: str, kwargs: dict | None = None, timeout: float = 600.0
             json.dump({"target": target, "kwargs": kwargs or {}}, f)
         child_env = dict(os.environ, **CHILD_ENV, **(env or {}))
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "edge.isolate", args_path, out_path],
+        proc = subprocess.Popen([sys.executable, "-m", "groundfloor.isolate", args_path, out_path],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env,
                                 start_new_session=True)
         stderr_chunks = []
@@ -106,7 +106,7 @@ def _child(args_path, out_path):
     except Exception as e:  # reported to the parent as this one result's error
         msg = " ".join(str(e).split())
         result = {"ok": False, "error": f"{type(e).__name__}: {msg[:500]}"}
-    from export.fileio import write_json
+    from groundfloor.fileio import write_json
     write_json(out_path, result)
 
 

@@ -1,0 +1,24 @@
+"""Float values to and from an artifact's integer input/output, through its I/O record
+({"dtype", "scale", "zero_point", ...}, as tflite_file.io_record and the manifests give it)."""
+import numpy as np
+
+INTEGER_DTYPES = ("int8", "uint8", "int16")
+
+
+def is_integer(io: dict) -> bool:
+    return io["dtype"] in INTEGER_DTYPES and bool(io.get("scale"))
+
+
+def quantize_input(x: np.ndarray, io: dict) -> np.ndarray:
+    """Float values to the artifact's input dtype (integers use its scale and zero point)."""
+    if is_integer(io):
+        info = np.iinfo(io["dtype"])
+        q = np.round(x / io["scale"]) + (io.get("zero_point") or 0)
+        return np.clip(q, info.min, info.max).astype(io["dtype"])
+    return x.astype(io["dtype"])
+
+
+def dequantize_output(y: np.ndarray, io: dict) -> np.ndarray:
+    if is_integer(io):
+        return (y.astype(np.float32) - (io.get("zero_point") or 0)) * io["scale"]
+    return y.astype(np.float32)
