@@ -140,7 +140,7 @@ from groundfloor.fileio import read_json, sha256_file, write_json, write_npz
 
 from . import latency as _lat
 from .memory import fit as _fit, memory_figures
-from .metrics import evaluate
+from groundfloor.metrics import evaluate
 from .profiles import load_profiles
 from .runners import RUNNERS, RunConfig, arena_search, get_runner
 from groundfloor.versions import machine, tool_versions, version_of

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from firmware_sim.metrics import accuracy, class_labels, error_metrics, evaluate, per_step_drift
+from groundfloor.metrics import accuracy, class_labels, error_metrics, evaluate, per_step_drift
 
 
 def test_error_metrics_by_hand():
