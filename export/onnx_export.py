@@ -27,11 +27,15 @@ def to_onnx(model_path: str, out_path: str, opset: int = OPSET) -> dict:
     return {"seconds": time.perf_counter() - start, "options": {"opset": opset, "converter": "tf2onnx"}}
 
 
-# Unsigned 8-bit weights: with dynamic (uint8) activations onnxruntime then runs its u8u8
-# kernels, which widen before they add. Its u8s8 kernels on x86 without VNNI add pairs of
-# products in int16 (VPMADDUBSW) and saturate, which made signed-weight models drift by
-# 10x on such hosts while VNNI hosts and ARM were fine (FIELD_NOTES, December 2026).
-DYNAMIC_WEIGHT_TYPE = "QUInt8"
+# onnxruntime's u8s8 kernels on x86 without VNNI add adjacent pairs of uint8 x int8 products
+# in a saturating int16 (VPMADDUBSW): the signed-weight Dense head of the reference models
+# saturated on 75-89 pair sums per 100 windows and drifted 10x on such hosts, while VNNI hosts
+# and ARM were exact (FIELD_NOTES, December 2026; export/ort_saturation.py checks a file).
+# So: uint8 weights where the quantizer allows them (MatMul -> u8u8 kernels, exact everywhere)
+# and 7-bit weights (reduce_range) for DynamicQuantizeLSTM, which keeps int8 weights: with
+# |w| <= 63 no pair can leave int16 (255 * 126 < 32767). Measured drift cost: none on seattle
+# (0.047 vs 0.060 degF), +0.005 GW on victoria, +0.003 on the classifier's probabilities.
+DYNAMIC_OPTIONS = {"weight_type": "QUInt8", "reduce_range": True}
 
 
 def quantize_dynamic_onnx(src: str, out_path: str) -> dict:
@@ -46,7 +50,8 @@ def quantize_dynamic_onnx(src: str, out_path: str) -> dict:
     level = root.level
     root.setLevel(logging.ERROR)  # its "consider pre-processing" advice does not apply to LSTM
     try:
-        quantize_dynamic(str(src), str(tmp), weight_type=getattr(QuantType, DYNAMIC_WEIGHT_TYPE))
+        quantize_dynamic(str(src), str(tmp), weight_type=getattr(QuantType, DYNAMIC_OPTIONS["weight_type"]),
+                         reduce_range=DYNAMIC_OPTIONS["reduce_range"])
     finally:
         root.setLevel(level)
     if metadata:  # the quantizer drops metadata_props (the streaming state layout lives there)
@@ -55,9 +60,9 @@ def quantize_dynamic_onnx(src: str, out_path: str) -> dict:
         onnx.save(proto, str(tmp))
     move_into_place(tmp, out_path)
     return {"seconds": time.perf_counter() - start,
-            "options": {"quantizer": "onnxruntime.quantize_dynamic", "weight_type": DYNAMIC_WEIGHT_TYPE,
-                        "why_unsigned": "u8u8 kernels do not saturate on any host; u8s8 saturates "
-                                        "on x86 without VNNI"}}
+            "options": {"quantizer": "onnxruntime.quantize_dynamic", **DYNAMIC_OPTIONS,
+                        "why": "no uint8 x int8 pair sum can saturate int16 on any host (uint8 "
+                               "MatMul weights, 7-bit LSTM weights)"}}
 
 
 class _WindowReader:
