@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from groundfloor.fileio import write_bytes
+from groundfloor.isolate import retire_after_call
 
 # Mode -> how the converter is set up. Full int8 keeps the fused LSTM's cell state in
 # int16 (the kernel's design); int8 input/output so a device feeds raw int8.
@@ -40,6 +41,7 @@ def convert(model_path: str, out_path: str, mode: str, calib_path: str | None = 
     if spec["optimize"]:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if spec["int8"]:
+        retire_after_call()  # the calibrator's leftovers would change the next int8 file's bytes
         x = np.load(calib_path)[calib_key].astype(np.float32)
         if calib_samples:
             x = x[:calib_samples]

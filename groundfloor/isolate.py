@@ -5,13 +5,22 @@
     if result.ok: value = result.value
 
 Arguments and return values travel as JSON; arrays travel as .npz files named in them.
+
+    with shared_worker():          # the calls inside reuse one child process
+        run_isolated(...); run_isolated(...)
+
+A shared worker imports TensorFlow once instead of once per call (most of an export's time).
+It runs one call at a time; a call that crashes or times out kills it, costs only that call,
+and the next call starts a fresh worker. Calls that pass `env` always get a fresh process.
 """
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -27,7 +36,7 @@ class IsolatedResult:
     error: str = ""           # one line: the exception, the signal or the timeout
     status: str = "ok"        # ok | error | crashed | timeout
     seconds: float = 0.0
-    peak_rss_bytes: int = 0   # the child's peak resident set size
+    peak_rss_bytes: int = 0   # the child's peak resident set size (a shared worker's peak so far)
     stderr_tail: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -36,65 +45,178 @@ class IsolatedResult:
                 "peak_rss_bytes": self.peak_rss_bytes}
 
 
-def run_isolated(target: str, kwargs: dict | None = None, timeout: float = 600.0,
-                 env: dict | None = None) -> IsolatedResult:
+def _tail(text: str) -> str:
+    return "\n".join(text.strip().splitlines()[-15:])
+
+
+def _outcome(out_path, returncode, timed_out, timeout, seconds, rss, tail) -> IsolatedResult:
+    """The result of one call from what the child left behind."""
+    common = {"seconds": seconds, "peak_rss_bytes": rss, "stderr_tail": tail}
+    if timed_out:
+        return IsolatedResult(False, error=f"timed out after {timeout:.0f} s", status="timeout", **common)
+    if returncode is not None and returncode < 0:
+        name = signal.Signals(-returncode).name
+        return IsolatedResult(False, error=f"process crashed with {name}", status="crashed", **common)
+    if not os.path.exists(out_path):
+        return IsolatedResult(False, error=f"process exited with code {returncode} and no result",
+                              status="crashed", **common)
+    with open(out_path) as f:
+        out = json.load(f)
+    if out.get("ok"):
+        return IsolatedResult(True, value=out.get("value"), **common)
+    return IsolatedResult(False, error=out.get("error", "unknown error"), status="error", **common)
+
+
+def _write_args(tmp, target, kwargs):
+    args_path, out_path = os.path.join(tmp, "args.json"), os.path.join(tmp, "result.json")
+    with open(args_path, "w") as f:
+        json.dump({"target": target, "kwargs": kwargs or {}}, f)
+    return args_path, out_path
+
+
+def _wait(proc, deadline):
+    """Wait for proc until deadline; (status, rusage, timed_out). Kills its group on timeout."""
+    while True:
+        pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            return status, rusage, False
+        if time.perf_counter() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            _, status, rusage = os.wait4(proc.pid, 0)
+            return status, rusage, True
+        time.sleep(0.01)
+
+
+def _run_fresh(target, kwargs, timeout, env) -> IsolatedResult:
     with tempfile.TemporaryDirectory(prefix="edge-isolate-") as tmp:
-        args_path = os.path.join(tmp, "args.json")
-        out_path = os.path.join(tmp, "result.json")
-        with open(args_path, "w") as f:
-            json.dump({"target": target, "kwargs": kwargs or {}}, f)
+        args_path, out_path = _write_args(tmp, target, kwargs)
         child_env = dict(os.environ, **CHILD_ENV, **(env or {}))
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "groundfloor.isolate", args_path, out_path],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env,
                                 start_new_session=True)
-        stderr_chunks = []
-        timed_out = False
         # Drain stderr while waiting so a chatty child never blocks on a full pipe.
-        import threading
-        reader = threading.Thread(target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True)
+        chunks = []
+        reader = threading.Thread(target=lambda: chunks.append(proc.stderr.read()), daemon=True)
         reader.start()
-        deadline = start + timeout
-        status_code, rusage = None, None
-        while True:
-            pid, status_code, rusage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                timed_out = True
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                _, status_code, rusage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.01)
-        proc.returncode = os.waitstatus_to_exitcode(status_code)
+        status, rusage, timed_out = _wait(proc, start + timeout)
         reader.join(timeout=5)
-        seconds = time.perf_counter() - start
-        stderr = (stderr_chunks[0] if stderr_chunks else b"").decode(errors="replace")
-        tail = "\n".join(stderr.strip().splitlines()[-15:])
+        stderr = (chunks[0] if chunks else b"").decode(errors="replace")
         rss = rusage.ru_maxrss * 1024 if rusage else 0
-        if timed_out:
-            return IsolatedResult(False, error=f"timed out after {timeout:.0f} s", status="timeout",
-                                  seconds=seconds, peak_rss_bytes=rss, stderr_tail=tail)
-        if proc.returncode < 0:
-            name = signal.Signals(-proc.returncode).name
-            return IsolatedResult(False, error=f"process crashed with {name}", status="crashed",
-                                  seconds=seconds, peak_rss_bytes=rss, stderr_tail=tail)
-        if not os.path.exists(out_path):
-            return IsolatedResult(False, error=f"process exited with code {proc.returncode} and no result",
-                                  status="crashed", seconds=seconds, peak_rss_bytes=rss, stderr_tail=tail)
-        with open(out_path) as f:
-            out = json.load(f)
-        if out.get("ok"):
-            return IsolatedResult(True, value=out.get("value"), seconds=seconds, peak_rss_bytes=rss,
-                                  stderr_tail=tail)
-        return IsolatedResult(False, error=out.get("error", "unknown error"), status="error",
-                              seconds=seconds, peak_rss_bytes=rss, stderr_tail=tail)
+        return _outcome(out_path, os.waitstatus_to_exitcode(status), timed_out, timeout,
+                        time.perf_counter() - start, rss, _tail(stderr))
 
 
-def _child(args_path, out_path):
+class Worker:
+    """One long-lived child that runs calls one after another (see the module docstring)."""
+
+    def __init__(self):
+        self.proc = None
+        self._log = None
+        self._returncode = None
+        self.started = 0          # how many processes this worker has started (1 + restarts)
+
+    def _start(self):
+        self._log = tempfile.TemporaryFile(mode="w+b")
+        self.proc = subprocess.Popen([sys.executable, "-m", "groundfloor.isolate", "--serve"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                     env=dict(os.environ, **CHILD_ENV), start_new_session=True)
+        self.started += 1
+
+    def _stderr_since(self, offset) -> str:
+        self._log.seek(offset)
+        return self._log.read().decode(errors="replace")
+
+    def run(self, target, kwargs, timeout) -> IsolatedResult:
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        with tempfile.TemporaryDirectory(prefix="edge-isolate-") as tmp:
+            args_path, out_path = _write_args(tmp, target, kwargs)
+            offset = self._log.seek(0, os.SEEK_END)
+            pid, start = self.proc.pid, time.perf_counter()
+            try:
+                self.proc.stdin.write(f"{args_path}\t{out_path}\n".encode())
+                self.proc.stdin.flush()
+                reply = self._await_reply(start + timeout)
+            except BrokenPipeError:   # it died between calls
+                reply = b""
+            seconds, rss = time.perf_counter() - start, _vm_hwm(pid)
+            if reply and reply.startswith(b"done"):
+                if reply.startswith(b"done retire"):
+                    self._retire()    # it asked not to be reused
+                return _outcome(out_path, 0, False, timeout, seconds, rss, _tail(self._stderr_since(offset)))
+            self.close()    # crashed (EOF) or hung (None): this call's result, a fresh worker next
+            code = None if reply is None else self._returncode
+            return _outcome(out_path, code, reply is None, timeout, seconds, rss,
+                            _tail(self._stderr_since(offset)))
+
+    def _await_reply(self, deadline):
+        """The child's reply line, b"" when it died, None when the deadline passed first."""
+        import select
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.proc.stdout], [], [], min(left, 0.5))
+            if ready:
+                return self.proc.stdout.readline()
+
+    def _retire(self):
+        """The child exits by itself after a retiring call; wait for it (briefly) to do so."""
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.close()
+
+    def close(self):
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self._returncode = self.proc.wait()
+            self.proc = None
+
+
+def _vm_hwm(pid) -> int:
+    """A process's peak resident set size so far (Linux /proc), in bytes."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+_shared = threading.local()
+
+
+@contextlib.contextmanager
+def shared_worker():
+    """Inside this block, run_isolated calls of this thread share one worker process."""
+    outer = getattr(_shared, "worker", None)
+    if outer is not None:   # nested: keep the outer worker
+        yield outer
+        return
+    _shared.worker = Worker()
+    try:
+        yield _shared.worker
+    finally:
+        _shared.worker.close()
+        _shared.worker = None
+
+
+def run_isolated(target: str, kwargs: dict | None = None, timeout: float = 600.0,
+                 env: dict | None = None) -> IsolatedResult:
+    worker = getattr(_shared, "worker", None)
+    if worker is not None and not env:
+        return worker.run(target, kwargs, timeout)
+    return _run_fresh(target, kwargs, timeout, env)
+
+
+def _call(args_path, out_path):
     import importlib
     with open(args_path) as f:
         spec = json.load(f)
@@ -110,5 +232,50 @@ def _child(args_path, out_path):
     write_json(out_path, result)
 
 
+def _fresh_keras_state():
+    """Between calls of a shared worker: Keras layer-name counters and graph state as in a new
+    process, so a converted file is byte-identical to one converted in a fresh child."""
+    if "tf_keras" in sys.modules:
+        sys.modules["tf_keras"].backend.clear_session()
+    if "keras" in sys.modules and hasattr(sys.modules["keras"], "backend"):
+        with contextlib.suppress(Exception):
+            sys.modules["keras"].backend.clear_session()
+
+
+_retiring = False
+
+
+def retire_after_call():
+    """Called by a child function whose process state would change later calls' results (the
+    TFLite calibrator leaves state that changes the bytes of the next int8 conversion): a shared
+    worker then exits after this call and the next call gets a fresh process."""
+    global _retiring
+    _retiring = True
+
+
+def _serve():
+    """Worker loop: one "args_path<TAB>out_path" line per call on stdin, one line back when done."""
+    control = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)   # what the called functions print must not reach the control pipe
+    for line in sys.stdin:
+        args_path, out_path = line.rstrip("\n").split("\t")
+        _fresh_keras_state()
+        _call(args_path, out_path)
+        control.write(b"done retire\n" if _retiring else b"done\n")
+        control.flush()
+        if _retiring:
+            return
+
+
+def _main(argv):
+    if argv == ["--serve"]:
+        _serve()
+    else:
+        _call(argv[0], argv[1])
+
+
 if __name__ == "__main__":
-    _child(sys.argv[1], sys.argv[2])
+    # Run the imported module, not __main__: retire_after_call() sets its flag there.
+    from groundfloor import isolate
+    isolate._main(sys.argv[1:])
