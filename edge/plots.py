@@ -19,12 +19,19 @@ from matplotlib.figure import Figure  # noqa: E402
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
 DPI = 100
+STREAM_X = "stream position (samples, window start)"
 
 
 def _new(width, height):
     fig = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(fig)
     return fig
+
+
+def _one_axes(width, height):
+    """(figure, its single axes)."""
+    fig = _new(width, height)
+    return fig, fig.add_subplot(111)
 
 
 def _finish(fig, footer: str) -> bytes:
@@ -54,14 +61,13 @@ def latency_distribution(series: list[dict], footer: str) -> bytes | None:
     series = [s for s in series if s.get("stats") and s["stats"].get("p50") is not None]
     if not series:
         return None
-    fig = _new(11, 1.2 + 0.42 * len(series) + 1.0)
-    ax = fig.add_subplot(111)
+    fig, ax = _one_axes(11, 1.2 + 0.42 * len(series) + 1.0)
     any_summary = False
     for i, s in enumerate(series):
         st, y = s["stats"], len(series) - 1 - i
         color = PALETTE[i % len(PALETTE)]
         if s.get("samples"):
-            ax.boxplot([s["samples"]], positions=[y], vert=False, widths=0.5, showfliers=True,
+            ax.boxplot([s["samples"]], positions=[y], orientation="horizontal", widths=0.5, showfliers=True,
                        flierprops={"markersize": 2}, medianprops={"color": "black"},
                        boxprops={"color": color})
             continue
@@ -100,8 +106,7 @@ def device_latency(artifacts: list[str], devices: list[str], values: dict, foote
     log axis (bars would mislead on a log scale)."""
     if not any(v.get("estimated") is not None or v.get("emulated") is not None for v in values.values()):
         return None
-    fig = _new(11, 1.8 + 0.55 * len(artifacts))
-    ax = fig.add_subplot(111)
+    fig, ax = _one_axes(11, 1.8 + 0.55 * len(artifacts))
     h = 0.7 / max(1, len(devices))
     emu_labelled = False
     for j, dev in enumerate(devices):
@@ -140,42 +145,48 @@ def device_latency(artifacts: list[str], devices: list[str], values: dict, foote
 
 # --------------------------------------------------------------------------- drift
 
-def drift_per_step(series: list[dict], footer: str, metric: str = "rmse") -> bytes | None:
-    """series: [{"label", "values": [per time step]}] (cross metrics: deployed vs float Keras)."""
+def drift_per_step(series: list[dict], footer: str) -> bytes | None:
+    """series: [{"label", "values": [rmse per time step]}] (cross metrics: deployed vs float Keras)."""
     series = [s for s in series if s.get("values")]
     if not series:
         return None
-    fig = _new(11, 4.2)
-    ax = fig.add_subplot(111)
+    fig, ax = _one_axes(11, 4.2)
     for i, s in enumerate(series):
         vals = [math.nan if v is None else v for v in s["values"]]
         ax.plot(range(len(vals)), vals, marker="o", markersize=2.5, lw=1.2, color=PALETTE[i % len(PALETTE)],
                 label=s["label"])
     ax.set_xlabel("output time step")
-    ax.set_ylabel(f"{metric} vs float Keras (output units)")
-    ax.set_title(f"Drift per time step ({metric}, measured on the evaluation windows)", fontsize=9)
+    ax.set_ylabel("rmse vs float Keras (output units)")
+    ax.set_title("Drift per time step (rmse, measured on the evaluation windows)", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return _finish(fig, footer)
 
 
+def _usable_runs(runs, key) -> dict:
+    """The long-stream results (by signal name) that hold per-window `key` values."""
+    return {k: r for k, r in (runs or {}).items() if isinstance(r, dict) and (r.get("per_window") or {}).get(key)}
+
+
+def _window_starts(pw, key) -> list:
+    return pw.get("start") or list(range(len(pw[key])))
+
+
 def stream_drift(runs: dict, footer: str) -> bytes | None:
     """runs: {signal name: {"per_window": {"start": [...], "litert_rmse": [...], "tflm_rmse": [...]|None}}}."""
-    usable = {k: r for k, r in (runs or {}).items()
-              if isinstance(r, dict) and (r.get("per_window") or {}).get("litert_rmse")}
+    usable = _usable_runs(runs, "litert_rmse")
     if not usable:
         return None
-    fig = _new(11, 4.2)
-    ax = fig.add_subplot(111)
+    fig, ax = _one_axes(11, 4.2)
     for i, (name, r) in enumerate(usable.items()):
         pw = r["per_window"]
-        x = pw.get("start") or list(range(len(pw["litert_rmse"])))
+        x = _window_starts(pw, "litert_rmse")
         ax.plot(x, [math.nan if v is None else v for v in pw["litert_rmse"]], lw=1.2,
                 color=PALETTE[i % len(PALETTE)], label=f"{name} (LiteRT)")
         if pw.get("tflm_rmse"):
             ax.plot(x, [math.nan if v is None else v for v in pw["tflm_rmse"]], lw=1, ls="--",
                     color=PALETTE[i % len(PALETTE)], label=f"{name} (TFLite Micro)")
-    ax.set_xlabel("stream position (samples, window start)")
+    ax.set_xlabel(STREAM_X)
     ax.set_ylabel("rmse int8 stream vs float stream")
     ax.set_title("Long-stream drift per window (no state reset)", fontsize=9)
     ax.legend(fontsize=7)
@@ -243,8 +254,7 @@ def accuracy_vs_size(points: list[dict], metric: str, float_value, footer: str,
     points = [p for p in points if p.get("bytes") and p.get("value") is not None]
     if not points:
         return None
-    fig = _new(8, 5)
-    ax = fig.add_subplot(111)
+    fig, ax = _one_axes(8, 5)
     xs = [p["bytes"] / 1024 for p in points]
     vs = [p["value"] for p in points]
     xr = (max(xs) - min(xs)) or 1.0
@@ -265,7 +275,7 @@ def accuracy_vs_size(points: list[dict], metric: str, float_value, footer: str,
     ax.margins(x=0.15, y=0.15)
     ax.set_xlabel("artifact file size (KiB)  —  ● quantized, ■ float")
     ax.set_ylabel(f"{metric} vs ground truth ({'higher' if higher_is_better else 'lower'} is better)")
-    ax.set_title(f"Task metric against size (measured on the host)", fontsize=9)
+    ax.set_title("Task metric against size (measured on the host)", fontsize=9)
     ax.grid(alpha=0.3)
     return _finish(fig, footer)
 
@@ -274,17 +284,15 @@ def cell_state_range(runs: dict, footer: str) -> bytes | None:
     """runs: {signal name: long_stream_drift result}. Per window: the float model's max |c|
     (numpy, no cell clip) and the int8 model's max |c| against the int16 cell-state range (the
     saturation limit, dashed); the fraction of int8 cell values at that limit on a second axis."""
-    usable = {k: r for k, r in (runs or {}).items()
-              if isinstance(r, dict) and (r.get("per_window") or {}).get("float_max_abs_c")}
+    usable = _usable_runs(runs, "float_max_abs_c")
     if not usable:
         return None
-    fig = _new(11, 4.2)
-    ax = fig.add_subplot(111)
+    fig, ax = _one_axes(11, 4.2)
     ranges = []
     at_limit_any = False
     for i, (name, r) in enumerate(usable.items()):
         pw = r["per_window"]
-        x = pw.get("start") or list(range(len(pw["float_max_abs_c"])))
+        x = _window_starts(pw, "float_max_abs_c")
         color = PALETTE[i % len(PALETTE)]
         ax.plot(x, pw["float_max_abs_c"], lw=1.4, color=color, label=f"{name}: float max |c| (no clip)")
         if pw.get("int8_max_abs_c"):
@@ -303,7 +311,7 @@ def cell_state_range(runs: dict, footer: str) -> bytes | None:
                     ha="right", va="bottom", xytext=(-3, 2), textcoords="offset points")
     top = max([max(r["per_window"]["float_max_abs_c"]) for r in usable.values()] + ranges)
     ax.set_ylim(0, top * 1.15)
-    ax.set_xlabel("stream position (samples, window start)")
+    ax.set_xlabel(STREAM_X)
     ax.set_ylabel("max |cell state| in the window")
     ax.set_title("Cell state against the int8 model's int16 cell range (long stream, no reset)"
                  + ("; red: share of int8 cell values at the limit" if at_limit_any else ""), fontsize=9)
@@ -321,8 +329,7 @@ def emulated_instructions(rows: list[dict], footer: str) -> bytes | None:
         return None
     parts = [("matrix", "gate matrix products"), ("activations", "sigmoid/tanh"),
              ("lstm_rest", "cell update, requantization"), ("other_layers", "other layers")]
-    fig = _new(11, 1.6 + 0.45 * len(rows))
-    ax = fig.add_subplot(111)
+    fig, ax = _one_axes(11, 1.6 + 0.45 * len(rows))
     for i, r in enumerate(rows):
         y = len(rows) - 1 - i
         left = 0.0

@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from edge.check import DRIFT_METRICS, budgets_from_config, parse_budgets
+from edge.budgets import DRIFT_METRICS, budgets_from_config, parse_budgets
 from edge.config import load_config
 from groundfloor.errors import BadInput
 from test_report import make_fake, run_edge
