@@ -78,9 +78,10 @@ def make_fake(tmp_path: Path, *, streaming=False, emulated=False, per_step=False
     arts = dict(ARTIFACTS)
     if streaming:
         arts[STREAM[0]] = STREAM[1]
-    manifest = {"schema": 1, "model": "tiny", "task": "regression",
+    manifest = {"schema": 1, "model": "tiny", "task": "regression", "created": "2026-11-25T08:10:00+00:00",
                 "tool_versions": {"lstm-edge": "0.1.0", "tensorflow-cpu": "2.21.0"},
                 "source": {"path": "source_tfkeras.h5", "sha256": "0" * 64, "format": "tf_keras_h5",
+                           "rebuilt_in_tf_keras": False, "rebuild_max_abs_diff": 0.0,
                            "input_shape": [1, 6, 1], "output_shape": [1, 6], "params": 100, "lint": [],
                            "units": "degF"},
                 "data": {"file": "data.npz", "sha256": "1" * 64, "calib_samples": 32, "eval_samples": 24},
