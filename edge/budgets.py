@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from edge.policy import is_quantized
+from edge.policy import is_quantized, ran_on
 from groundfloor.errors import BadInput
 
 DRIFT_METRICS = ("rmse", "mae", "max_abs", "l2r", "std_err", "argmax_disagreement")
@@ -374,6 +374,9 @@ MODEL_MEASURES = {"max_accuracy_drop": _accuracy_drop, "max_rmse_increase": _rms
 DEVICE_MEASURES = {"max_latency_ms": _latency, "must_fit": _fit}
 
 
+CANNOT_RUN = "the device cannot run it"
+
+
 def measure(budget_key, art, bench, device=None):
     """(value, detail) of what a budget is judged on, or (None, why) when it cannot be measured."""
     if art.get("status") != "ok":
@@ -390,6 +393,9 @@ def measure(budget_key, art, bench, device=None):
     d = (art.get("devices") or {}).get(device) if device else None
     if d is None:
         return None, f"no results for device {device}"
+    runs, why = ran_on(art, bench, device)
+    if not runs:
+        return None, f"{CANNOT_RUN}: {why}"
     return DEVICE_MEASURES[budget_key](d)
 
 
@@ -437,6 +443,8 @@ class Row:
 
 def _judge(model, name, art, bench, key, limit, unit, device, origin):
     value, detail = measure(key, art, bench, device)
+    if value is None and detail.startswith(CANNOT_RUN):   # a figure for a file the device cannot run
+        return Row(model, name, device, key, limit, None, unit, "fail", detail, origin)
     if key == "must_fit":
         if art.get("status") != "ok" and value is None:
             return Row(model, name, device, key, True, None, unit, "fail", detail, origin)

@@ -7,13 +7,14 @@ the order artifacts are listed (and ties broken) in, and the best artifact per d
 from __future__ import annotations
 
 BEST_RULE = ("For each device the best choice is the smallest artifact (file bytes, i.e. the flash the model "
-             "itself takes) among the whole-sequence artifacts that ran, fit the device (flash and RAM verdict "
-             "\"fits\") and meet every budget the config sets for this model and device (accuracy/RMSE, drift, "
-             "latency), with the budget values applied to every variant, quantized or not; ties go to the lower "
-             "device latency. On microcontroller profiles (device_class \"mcu\") only .tflite artifacts are "
-             "candidates: TFLite Micro runs them bare-metal, while no ONNX runtime here targets a microcontroller. "
+             "itself takes) among the whole-sequence artifacts that one of the device's runtimes ran on the bench "
+             "(its profile's `runtimes`: TFLite Micro or the emulated firmware on microcontrollers, LiteRT or "
+             "onnxruntime on Linux boards), that fit the device (flash and RAM verdict \"fits\") and meet every "
+             "budget the config sets for this model and device (accuracy/RMSE, drift, latency), with the budget "
+             "values applied to every variant, quantized or not; ties go to the lower device latency. "
              "Streaming variants are listed separately and not ranked.")
-MCU_FORMATS = {"tflite"}   # formats with a bare-metal runtime (TFLite Micro)
+# The runtimes a device runs when its profile does not name them (bench runner names).
+DEFAULT_RUNTIMES = {"mcu": ("tflm", "emulated"), "linux": ("litert", "onnxruntime")}
 MODE_RANK = {"float32": 0, "float16": 1, "dynamic": 2, "dynamic_int8": 2, "int8": 3, "qdq_int8": 4, "int16x8": 5}
 NOT_QUANTIZED = "NOT QUANTIZED"   # the export's note on a file whose weights stayed float
 
@@ -59,9 +60,26 @@ def budget_failures(judged, artifact: str, device: str) -> list[str]:
     return [j.name for j in judged if j.artifact == artifact and j.device in (None, device) and j.status == "fail"]
 
 
-def _qualifies(art: dict, d: dict | None, mcu: bool, failures: list) -> bool:
-    return (not art.get("streaming") and art.get("status") == "ok" and d is not None
-            and (not mcu or art.get("format") in MCU_FORMATS)
+def device_runtimes(bench: dict, device: str) -> tuple:
+    """The bench runners that stand for what the device runs (its profile's `runtimes`)."""
+    prof = (bench.get("devices") or {}).get(device) or {}
+    return tuple(prof.get("runtimes") or DEFAULT_RUNTIMES.get(prof.get("device_class"), ()))
+
+
+def ran_on(art: dict, bench: dict, device: str) -> tuple[list, str]:
+    """(the device's runtimes that ran the artifact, why none did)."""
+    runtimes = device_runtimes(bench, device)
+    runners = art.get("runners") or {}
+    ok = [r for r in runtimes if (runners.get(r) or {}).get("status") == "ok"]
+    if ok:
+        return ok, ""
+    seen = [f"{r}: {(runners.get(r) or {}).get('status', 'not run')}" for r in runtimes]
+    return [], (f"{device} runs {', '.join(runtimes) or 'no known runtime'}; none ran it"
+                + (f" ({'; '.join(seen)})" if seen else ""))
+
+
+def _qualifies(art: dict, d: dict | None, runs: list, failures: list) -> bool:
+    return (not art.get("streaming") and art.get("status") == "ok" and d is not None and bool(runs)
             and (d.get("fit") or {}).get("verdict", "unknown") == "fits" and not failures
             and bool(art.get("bytes")))
 
@@ -72,19 +90,19 @@ def best_per_device(bench: dict, devices, judged) -> dict:
     arts = bench["artifacts"]
     best = {}
     for dev in devices:
-        mcu = ((bench.get("devices") or {}).get(dev) or {}).get("device_class") == "mcu"
-        cands = [n for n in order(arts) if _qualifies(arts[n], (arts[n].get("devices") or {}).get(dev), mcu,
-                                                       budget_failures(judged, n, dev))]
+        cands = [n for n in order(arts)
+                 if _qualifies(arts[n], (arts[n].get("devices") or {}).get(dev), ran_on(arts[n], bench, dev)[0],
+                               budget_failures(judged, n, dev))]
         if not cands:
-            best[dev] = {"artifact": None, "why": "no artifact fits this device and meets every budget"
-                                                  + (" (.tflite only on a microcontroller)" if mcu else "")}
+            best[dev] = {"artifact": None, "why": "no artifact that the device's runtimes "
+                         f"({', '.join(device_runtimes(bench, dev))}) ran fits it and meets every budget"}
             continue
 
         def latency(n, kind):
             return ((arts[n]["devices"][dev].get(kind) or {}).get("value"))
         cands.sort(key=lambda n: (arts[n]["bytes"], latency(n, "latency") or float("inf")))
         b = cands[0]
-        best[dev] = {"artifact": b, "bytes": arts[b]["bytes"],
+        best[dev] = {"artifact": b, "bytes": arts[b]["bytes"], "runtimes": ran_on(arts[b], bench, dev)[0],
                      "latency_us": latency(b, "latency_emulated") or latency(b, "latency"),
                      "ram_need": ((arts[b]["devices"][dev].get("fit") or {}).get("ram") or {}).get("need"),
                      "why": f"smallest of {len(cands)} qualifying artifact(s)"}

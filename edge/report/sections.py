@@ -163,7 +163,8 @@ def _device_table(data, rows, rank=True):
             cells.append(c)
         t.add([r["name"]] + cells)
     if rank:
-        bests = [f"{dv}: {b['artifact'] or 'none'}" for dv, b in data["best"].items()]
+        bests = [f"{dv}: {b['artifact']} (runs on {'/'.join(b.get('runtimes') or [])})" if b.get("artifact")
+                 else f"{dv}: none" for dv, b in data["best"].items()]
         t.caption = "Best per device: " + "; ".join(bests)
     return t
 

@@ -43,7 +43,8 @@ def summary_blocks(s):
             if best is None:
                 cells.append("not benched")
             elif best.get("artifact"):
-                cells.append(f"{best['artifact']} ({fmt_bytes(best['bytes'])}, {fmt_us(best.get('latency_us'))})")
+                cells.append(f"{best['artifact']} ({fmt_bytes(best['bytes'])}, {fmt_us(best.get('latency_us'))}, "
+                             f"on {'/'.join(best.get('runtimes') or ['?'])})")
             else:
                 cells.append("none qualifies")
         t.add([m] + cells)
