@@ -53,7 +53,8 @@ def models(tmp_path_factory):
 def test_reference_capture_leaves_outputs_unchanged(models):
     from firmware_sim.mcu import reference
     from firmware_sim.mcu.lower import LstmLayer, lower
-    from firmware_sim.mcu.debug import quantize_input, read_graph
+    from firmware_sim.mcu import quantize_input
+    from firmware_sim.mcu.debug import read_graph
     graph = read_graph(models["base"][1])
     prog = lower(graph)
     L = next(layer for layer in prog.layers if isinstance(layer, LstmLayer))

@@ -4,9 +4,27 @@ run_emulated(tflite_path, x, profile, board="mps2-an386", workdir=None) -> dict
 generate_c(tflite_path, out_dir) -> dict          (model.h / model.c)
 build(src_dir, build_dir, profile, board, variant) -> dict   (raises ModelTooLarge)
 See emulate.py for the measurement and latency (CPI) assumptions.
+
+Modules:
+  emulate       run_emulated(): generate, build, run in QEMU, compare, measure (the pipeline)
+  tflite_model  the generator's view of the .tflite: the ground floor's graph, and the check
+                that names every op or setting the generated C does not implement
+  lower         the graph lowered to integer layers with every constant precomputed
+  fixedpoint    TFLite (Micro)'s integer arithmetic: multipliers, sigmoid/tanh tables, softmax
+  reference     the bit-exact numpy integer reference of the lowered layers
+  quant         float <-> integer codes through a tensor's scale and zero point
+  arena         the static memory plan: steps, buffer lifetimes, offsets in one arena
+  codegen       model.h / model.c: the constants in both weight layouts and model_invoke()
+  toolchain     arm-none-eabi-gcc builds against the profile's memories; qemu-system-arm
+  firmware      one firmware run in QEMU: its outputs, stack and instruction counts
+  debug/        the per-layer int8 drift debugger built on the reference (see its __init__)
+C sources: mcu_kernels.c/.h (the int8 kernels, SIMD and plain), mcu_main.c (the harness),
+mcu_startup.c/.h, mcu_link.ld (the linker script template), mcu_icount_plugin.c (TCG plugin).
 """
-from .emulate import build, generate_c, quantize_input, run_emulated, to_jsonable
-from .toolchain import BOARDS, ModelTooLarge, ToolMissing
+from .codegen import generate_c
+from .emulate import run_emulated, to_jsonable
+from .quant import quantize_input
+from .toolchain import BOARDS, ModelTooLarge, ToolMissing, build
 
 __all__ = ["run_emulated", "generate_c", "build", "quantize_input",
            "to_jsonable", "BOARDS", "ModelTooLarge", "ToolMissing"]

@@ -3,14 +3,12 @@
 generate_c(tflite_path, out_dir) writes model.h and model.c. model.c holds both weight
 layouts (#if MCU_SIMD): the natural [rows][cols] layout for the plain-C build and the
 interleaved 4x4-block layout for the DSP (SMLAD/SXTB16) build, plus every quantization
-constant precomputed by lower.py. Activations, LSTM state and scratch share one static byte
-arena planned from buffer lifetimes; consecutive LSTMs (a stack) run step by step together,
-so the inner sequences are never stored, and an LSTM read only through a last-step slice
-writes no sequence at all (the slice output is its hidden state).
+constant precomputed by lower.py, and model_invoke() running the steps of the arena plan
+(arena.py): consecutive LSTMs (a stack) run step by step together, so the inner sequences
+are never stored.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +16,8 @@ import numpy as np
 from groundfloor.errors import BadInput
 from groundfloor.fileio import write_text
 
+from .arena import Plan, ceil4 as _ceil4, plan
 from .lower import CopyLayer, FcLayer, LstmLayer, Program, SoftmaxLayer, lower
-
-ALIGN = 4
-
-
-def _ceil4(n):
-    return (n + 3) // 4 * 4
 
 
 def interleave(w: np.ndarray, rows_pad: int, cols_pad: int) -> np.ndarray:
@@ -37,139 +30,15 @@ def interleave(w: np.ndarray, rows_pad: int, cols_pad: int) -> np.ndarray:
     return np.ascontiguousarray(blocks.transpose(0, 2, 1, 3)).reshape(-1)   # rb, cg, r, c
 
 
-def _arr(ctype, name, values, per_line=24, static=True):
+def _arr(ctype, name, values, per_line=24, static=True, aligned=False):
+    """A C array definition; aligned: word-aligned (the SIMD kernels load 4 bytes at a time)."""
     vals = [str(int(v)) for v in np.asarray(values).reshape(-1)]
     if not vals:
         vals = ["0"]
     lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
     body = ",\n    ".join(lines)
-    return f"{'static ' if static else ''}const {ctype} {name}[{len(vals)}] = {{\n    {body}\n}};\n"
-
-
-@dataclass
-class Buffer:
-    name: str
-    size: int
-    first: int
-    last: int
-    offset: int = -1
-
-
-@dataclass
-class Plan:
-    steps: list                       # [(kind, payload)]
-    buffers: dict                     # name -> Buffer
-    tensor_buf: dict                  # tensor index -> buffer name
-    arena_bytes: int = 0
-    notes: list = field(default_factory=list)
-
-
-def _schedule(prog: Program):
-    """Group consecutive stacked LSTMs into chains that run step by step together."""
-    g = prog.graph
-    consumers = {}
-    for L in prog.layers:
-        consumers.setdefault(L.x, []).append(L)
-    steps = []
-    for L in prog.layers:
-        if isinstance(L, LstmLayer) and steps and steps[-1][0] == "chain":
-            prev = steps[-1][1][-1]
-            if (L.x == prev.out and len(consumers.get(prev.out, [])) == 1
-                    and prev.out not in g.outputs):
-                steps[-1][1].append(L)
-                continue
-        if isinstance(L, LstmLayer):
-            steps.append(("chain", [L]))
-        else:
-            steps.append(("layer", L))
-    return steps
-
-
-def plan(prog: Program) -> Plan:
-    g = prog.graph
-    steps = _schedule(prog)
-    n = len(steps)
-    bufs: dict[str, Buffer] = {}
-    tensor_buf: dict[int, str] = {}
-
-    def use(name, size, s):
-        b = bufs.get(name)
-        if b is None:
-            bufs[name] = Buffer(name, max(int(size), 1), s, s)
-        else:
-            b.first, b.last = min(b.first, s), max(b.last, s)
-
-    def tensor(i, s):
-        name = tensor_buf.get(i)
-        if name is None:
-            name = f"t{i}"
-            tensor_buf[i] = name
-        use(name, g.tensors[i].nbytes, s)
-        return name
-
-    for i in prog.inputs:
-        tensor(i, 0)
-    for s, (kind, item) in enumerate(steps):
-        if kind == "chain":
-            tensor(item[0].x, s)
-            hmax = max(L.H for L in item)
-            use(f"acc{s}", 4 * hmax * 4, s)
-            use(f"gates{s}", 4 * hmax * 2, s)
-            use(f"x16_{s}", _ceil4(item[0].I) * 2, s)        # >= simd_ipad(I)
-            for k, L in enumerate(item):
-                use(f"h_{L.name}", L.H, s)
-                use(f"h16_{L.name}", _ceil4(L.H) * 2, s)
-                use(f"c_{L.name}", 2 * L.H, s)
-            last = item[-1]
-            if last.keep_sequence:
-                tensor(last.out, s)
-        else:
-            L = item
-            if isinstance(L, CopyLayer):
-                src_lstm = next((M for k2, it in steps if k2 == "chain" for M in it
-                                 if M.out == L.x and not M.keep_sequence), None)
-                if src_lstm is not None:          # last-step slice: alias the hidden state
-                    tensor_buf[L.out] = f"h_{src_lstm.name}"
-                    use(f"h_{src_lstm.name}", src_lstm.H, s)
-                    continue
-                if L.alias:
-                    tensor_buf[L.out] = tensor(L.x, s)
-                    continue
-                tensor(L.x, s)
-                tensor(L.out, s)
-            elif isinstance(L, FcLayer):
-                tensor(L.x, s)
-                tensor(L.out, s)
-                use(f"acc{s}", _ceil4(L.N) * 4, s)
-                use(f"x16_{s}", _ceil4(L.K) * 2, s)
-            elif isinstance(L, SoftmaxLayer):
-                tensor(L.x, s)
-                tensor(L.out, s)
-    # a tensor read by a later step must live until then; outputs live to the end
-    for s, (kind, item) in enumerate(steps):
-        reads = [item[0].x] if kind == "chain" else [item.x]
-        for i in reads:
-            if i in tensor_buf:
-                use(tensor_buf[i], 0, s)
-    for i in prog.outputs:
-        if i not in tensor_buf:
-            raise BadInput(g.path, f"model output tensor {i} is not produced by a supported op")
-        use(tensor_buf[i], 0, n)
-
-    # greedy placement: biggest first, lowest offset that does not clash with a live buffer
-    placed = []
-    for b in sorted(bufs.values(), key=lambda b: (-b.size, b.first, b.name)):
-        offset = 0
-        clashes = sorted((p for p in placed if not (p.last < b.first or b.last < p.first)),
-                         key=lambda p: p.offset)
-        for p in clashes:
-            if offset + b.size <= p.offset:
-                break
-            offset = max(offset, _ceil4(p.offset + p.size))
-        b.offset = offset
-        placed.append(b)
-    arena = max((_ceil4(b.offset + b.size) for b in bufs.values()), default=4)
-    return Plan(steps, bufs, tensor_buf, arena)
+    storage = ("static " if static else "") + "const " + ("__attribute__((aligned(4))) " if aligned else "")
+    return f"{storage}{ctype} {name}[{len(vals)}] = {{\n    {body}\n}};\n"
 
 
 def simd_ipad(I):
@@ -203,11 +72,11 @@ def _lstm_c(L: LstmLayer, out: list):
     if Ipad <= 4:    # narrow input: int16 weight pairs, one SMLAD per pair (mcu_matvec_s16w)
         w16 = np.zeros((4 * H, Ipad), np.int16)
         w16[:, :I] = w_in
-        out.append(_arr("int16_t", f"{n}_w_in16", w16).replace("static const", "static const __attribute__((aligned(4)))"))
+        out.append(_arr("int16_t", f"{n}_w_in16", w16, aligned=True))
         out.append(f"#define {n}_w_in ((const int8_t *){n}_w_in16)\n")
     else:
-        out.append(_arr("int8_t", f"{n}_w_in", interleave(w_in, 4 * H, Ipad)).replace("static const", "static const __attribute__((aligned(4)))"))
-    out.append(_arr("int8_t", f"{n}_w_rec", interleave(w_rec, 4 * H, Hpad)).replace("static const", "static const __attribute__((aligned(4)))"))
+        out.append(_arr("int8_t", f"{n}_w_in", interleave(w_in, 4 * H, Ipad), aligned=True))
+    out.append(_arr("int8_t", f"{n}_w_rec", interleave(w_rec, 4 * H, Hpad), aligned=True))
     out.append(_arr("int32_t", f"{n}_b_in", b_in))
     out.append(_arr("int32_t", f"{n}_b_rec", b_rec))
     out.append("#else\n")
@@ -239,7 +108,7 @@ def _fc_c(L: FcLayer, out: list):
     b_eff = np.zeros(Npad, np.int64)
     b_eff[:L.N] = L.bias_eff()
     out.append("#if MCU_SIMD\n")
-    out.append(_arr("int8_t", f"{n}_w", interleave(L.w, Npad, Kpad)).replace("static const", "static const __attribute__((aligned(4)))"))
+    out.append(_arr("int8_t", f"{n}_w", interleave(L.w, Npad, Kpad), aligned=True))
     out.append(_arr("int32_t", f"{n}_b", b_eff))
     out.append("#else\n")
     out.append(_arr("int8_t", f"{n}_w", L.w))
@@ -255,17 +124,78 @@ def _fc_c(L: FcLayer, out: list):
         f"}};\n\n")
 
 
-def _ptr(plan: Plan, ctype, name):
-    return f"(({ctype} *)(g_arena + {plan.buffers[name].offset}))"
+def _softmax_c(L: SoftmaxLayer, out: list):
+    out.append(f"static const mcu_softmax_t {L.name} = {{ .rows = {L.rows}, .depth = {L.depth}, "
+               f".mult = {L.mult}, .shift = {L.shift}, .diff_min = {L.diff_min} }};\n\n")
 
 
-def render(prog: Program, pl: Plan) -> tuple[str, str]:
+# the constants of one layer, by layer type (copies have none)
+CONSTANTS = {LstmLayer: _lstm_c, FcLayer: _fc_c, SoftmaxLayer: _softmax_c}
+
+
+def _ptr(pl: Plan, ctype, name):
+    return f"(({ctype} *)(g_arena + {pl.buffers[name].offset}))"
+
+
+def _tptr(pl: Plan, i):
+    """The int8 pointer to graph tensor i in the arena."""
+    return _ptr(pl, "int8_t", pl.tensor_buf[i])
+
+
+def _chain_code(pl: Plan, s, chain) -> list:
+    """One LSTM chain: state reset, then every layer of the stack at each time step."""
+    first, last = chain[0], chain[-1]
+    body = [f"    {{   /* LSTM chain: {', '.join(L.name for L in chain)} */\n",
+            f"        const mcu_lstm_scratch_t scr = {{ {_ptr(pl, 'int32_t', f'acc{s}')}, "
+            f"{_ptr(pl, 'int16_t', f'gates{s}')}, {_ptr(pl, 'int16_t', f'x16_{s}')} }};\n",
+            f"        const int8_t *x = {_tptr(pl, first.x)};\n"]
+    for L in chain:
+        body.append(f"        int8_t *h_{L.name} = {_ptr(pl, 'int8_t', 'h_' + L.name)};\n")
+        body.append(f"        int16_t *h16_{L.name} = {_ptr(pl, 'int16_t', 'h16_' + L.name)};\n")
+        body.append(f"        int16_t *c_{L.name} = {_ptr(pl, 'int16_t', 'c_' + L.name)};\n")
+        body.append(f"        mcu_fill_s8(h_{L.name}, {L.h_zp}, {L.H});\n")
+        body.append(f"        mcu_fill_s16(h16_{L.name}, {L.h_zp}, {L.H});\n")
+        if _ceil4(L.H) > L.H:
+            body.append(f"        mcu_fill_s16(h16_{L.name} + {L.H}, 0, {_ceil4(L.H) - L.H});\n")
+        body.append(f"        mcu_fill_s16(c_{L.name}, 0, {L.H});\n")
+    if last.keep_sequence:
+        body.append(f"        int8_t *seq = {_tptr(pl, last.out)};\n")
+    body.append(f"        for (int t = 0; t < {first.T}; t++) {{\n")
+    src, src16 = f"x + t * {first.I}", "0"
+    for L in chain:
+        body.append(f"            mcu_lstm_step(&{L.name}, {src}, {src16}, h_{L.name}, "
+                    f"h16_{L.name}, c_{L.name}, &scr);\n")
+        src, src16 = f"h_{L.name}", f"h16_{L.name}"
+    if last.keep_sequence:
+        body.append(f"            mcu_copy_s8(seq + t * {last.H}, h_{last.name}, {last.H});\n")
+    body.append("        }\n    }\n")
+    return body
+
+
+def _fc_code(pl: Plan, s, L: FcLayer) -> list:
+    return [f"    mcu_fc(&{L.name}, {_tptr(pl, L.x)}, {_tptr(pl, L.out)}, "
+            f"{_ptr(pl, 'int32_t', f'acc{s}')}, {_ptr(pl, 'int16_t', f'x16_{s}')});\n"]
+
+
+def _softmax_code(pl: Plan, s, L: SoftmaxLayer) -> list:
+    return [f"    mcu_softmax(&{L.name}, {_tptr(pl, L.x)}, {_tptr(pl, L.out)});\n"]
+
+
+def _copy_code(pl: Plan, s, L: CopyLayer) -> list:
+    if pl.tensor_buf[L.out] == pl.tensor_buf.get(L.x) or pl.tensor_buf[L.out].startswith("h_"):
+        return [f"    /* {L.name}: aliased, no copy */\n"]
+    return [f"    mcu_copy_s8({_tptr(pl, L.out)} + {b}, {_tptr(pl, L.x)} + {a}, {k});\n"
+            for (a, b, k) in L.runs]
+
+
+# the code of one step of model_invoke(), by the step's layer type ("chain" steps: _chain_code)
+STEP_CODE = {FcLayer: _fc_code, SoftmaxLayer: _softmax_code, CopyLayer: _copy_code}
+
+
+def _header(prog: Program, pl: Plan) -> str:
     g = prog.graph
-    tin = g.tensors[prog.inputs[0]]
-    tout = g.tensors[prog.outputs[0]]
-    if len(prog.inputs) != 1 or len(prog.outputs) != 1:
-        raise BadInput(g.path, "the MCU build supports one model input and one model output")
-    header = f"""/* Generated by firmware_sim.mcu.codegen from {Path(g.path).name}: do not edit. */
+    tin, tout = g.tensors[prog.inputs[0]], g.tensors[prog.outputs[0]]
+    return f"""/* Generated by firmware_sim.mcu.codegen from {Path(g.path).name}: do not edit. */
 #ifndef MODEL_H
 #define MODEL_H
 #include <stdint.h>
@@ -277,87 +207,55 @@ const int8_t *model_output(void);
 void model_invoke(void);
 #endif
 """
-    out = [f"/* Generated by firmware_sim.mcu.codegen from {Path(g.path).name}: do not edit.\n"
+
+
+def _preamble(prog: Program, pl: Plan) -> list:
+    """model.c up to the layer constants: includes, the arena, the sigmoid table."""
+    out = [f"/* Generated by firmware_sim.mcu.codegen from {Path(prog.graph.path).name}: do not edit.\n"
            f" * Sigmoid/tanh table source: {prog.table_source}. */\n",
            "#include <stdint.h>\n#include \"mcu_kernels.h\"\n#include \"model.h\"\n\n",
            f"static uint8_t g_arena[{pl.arena_bytes}] __attribute__((aligned(8)));\n\n"]
     table = prog.sigmoid_table.astype(np.int64)
     out.append("#if MCU_SIMD\n")
+    # SIMD: entry i and the step to entry i+1 in one word
     packed = (table[:255] | ((table[1:] - table[:255]) << 16)) & 0xFFFFFFFF
-    out.append(_arr("uint32_t", "mcu_sigmoid_lut", packed, per_line=8, static=False).replace("const uint32_t", "const uint32_t", 1))
+    out.append(_arr("uint32_t", "mcu_sigmoid_lut", packed, per_line=8, static=False))
     out.append("#else\n")
     out.append(_arr("uint16_t", "mcu_sigmoid_table", table, per_line=16, static=False))
     out.append("#endif\n\n")
+    return out
+
+
+def render(prog: Program, pl: Plan) -> tuple[str, str]:
+    """(model.h, model.c) for the program and its arena plan."""
+    if len(prog.inputs) != 1 or len(prog.outputs) != 1:
+        raise BadInput(prog.graph.path, "the MCU build supports one model input and one model output")
+    out = _preamble(prog, pl)
     for L in prog.layers:
-        if isinstance(L, LstmLayer):
-            _lstm_c(L, out)
-        elif isinstance(L, FcLayer):
-            _fc_c(L, out)
-        elif isinstance(L, SoftmaxLayer):
-            out.append(f"static const mcu_softmax_t {L.name} = {{ .rows = {L.rows}, .depth = {L.depth}, "
-                       f".mult = {L.mult}, .shift = {L.shift}, .diff_min = {L.diff_min} }};\n\n")
-
-    def tptr(i, ctype="int8_t"):
-        name = pl.tensor_buf[i]
-        return _ptr(pl, ctype, name)
-
+        if type(L) in CONSTANTS:
+            CONSTANTS[type(L)](L, out)
     body = []
     for s, (kind, item) in enumerate(pl.steps):
-        if kind == "chain":
-            first = item[0]
-            body.append(f"    {{   /* LSTM chain: {', '.join(L.name for L in item)} */\n")
-            body.append(f"        const mcu_lstm_scratch_t scr = {{ {_ptr(pl, 'int32_t', f'acc{s}')}, "
-                        f"{_ptr(pl, 'int16_t', f'gates{s}')}, {_ptr(pl, 'int16_t', f'x16_{s}')} }};\n")
-            body.append(f"        const int8_t *x = {tptr(first.x)};\n")
-            for L in item:
-                body.append(f"        int8_t *h_{L.name} = {_ptr(pl, 'int8_t', 'h_' + L.name)};\n")
-                body.append(f"        int16_t *h16_{L.name} = {_ptr(pl, 'int16_t', 'h16_' + L.name)};\n")
-                body.append(f"        int16_t *c_{L.name} = {_ptr(pl, 'int16_t', 'c_' + L.name)};\n")
-                body.append(f"        mcu_fill_s8(h_{L.name}, {L.h_zp}, {L.H});\n")
-                body.append(f"        mcu_fill_s16(h16_{L.name}, {L.h_zp}, {L.H});\n")
-                if _ceil4(L.H) > L.H:
-                    body.append(f"        mcu_fill_s16(h16_{L.name} + {L.H}, 0, {_ceil4(L.H) - L.H});\n")
-                body.append(f"        mcu_fill_s16(c_{L.name}, 0, {L.H});\n")
-            last = item[-1]
-            if last.keep_sequence:
-                body.append(f"        int8_t *seq = {tptr(last.out)};\n")
-            body.append(f"        for (int t = 0; t < {first.T}; t++) {{\n")
-            src, src16 = f"x + t * {first.I}", "0"
-            for L in item:
-                body.append(f"            mcu_lstm_step(&{L.name}, {src}, {src16}, h_{L.name}, "
-                            f"h16_{L.name}, c_{L.name}, &scr);\n")
-                src, src16 = f"h_{L.name}", f"h16_{L.name}"
-            if last.keep_sequence:
-                body.append(f"            mcu_copy_s8(seq + t * {last.H}, h_{last.name}, {last.H});\n")
-            body.append("        }\n    }\n")
-        else:
-            L = item
-            if isinstance(L, FcLayer):
-                body.append(f"    mcu_fc(&{L.name}, {tptr(L.x)}, {tptr(L.out)}, "
-                            f"{_ptr(pl, 'int32_t', f'acc{s}')}, {_ptr(pl, 'int16_t', f'x16_{s}')});\n")
-            elif isinstance(L, SoftmaxLayer):
-                body.append(f"    mcu_softmax(&{L.name}, {tptr(L.x)}, {tptr(L.out)});\n")
-            elif isinstance(L, CopyLayer):
-                if pl.tensor_buf[L.out] == pl.tensor_buf.get(L.x) or pl.tensor_buf[L.out].startswith("h_"):
-                    body.append(f"    /* {L.name}: aliased, no copy */\n")
-                    continue
-                for (a, b, k) in L.runs:
-                    body.append(f"    mcu_copy_s8({tptr(L.out)} + {b}, {tptr(L.x)} + {a}, {k});\n")
-    out.append(f"int8_t *model_input(void) {{ return {tptr(prog.inputs[0])}; }}\n")
-    out.append(f"const int8_t *model_output(void) {{ return {tptr(prog.outputs[0])}; }}\n\n")
+        body += _chain_code(pl, s, item) if kind == "chain" else STEP_CODE[type(item)](pl, s, item)
+    out.append(f"int8_t *model_input(void) {{ return {_tptr(pl, prog.inputs[0])}; }}\n")
+    out.append(f"const int8_t *model_output(void) {{ return {_tptr(pl, prog.outputs[0])}; }}\n\n")
     out.append("void model_invoke(void)\n{\n" + "".join(body) + "}\n")
-    return header, "".join(out)
+    return _header(prog, pl), "".join(out)
 
 
-def generate_c(tflite_path, out_dir) -> dict:
-    """Write model.h / model.c for the model into out_dir; return a summary of the plan."""
-    prog = lower(tflite_path)
+def write_sources(prog: Program, out_dir) -> dict:
+    """Plan the arena, write model.h / model.c into out_dir; return the summary of the plan."""
     pl = plan(prog)
     header, source = render(prog, pl)
     out_dir = Path(out_dir)
     write_text(out_dir / "model.h", header)
     write_text(out_dir / "model.c", source)
     return summary(prog, pl, out_dir)
+
+
+def generate_c(tflite_path, out_dir) -> dict:
+    """Write model.h / model.c for the model into out_dir; return a summary of the plan."""
+    return write_sources(lower(tflite_path), out_dir)
 
 
 def summary(prog: Program, pl: Plan, out_dir=None) -> dict:

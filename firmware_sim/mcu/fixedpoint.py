@@ -4,7 +4,7 @@ Everything works on int64 numpy arrays holding int32 values, so products never o
 The rounding rules are the ones TensorFlow Lite (Micro) uses for int8 models:
 - quantize_multiplier: frexp -> Q31 mantissa rounded half away from zero, with the 2^31 carry.
 - multiply_by_quantized_multiplier: "double rounding" (a rounding doubling high multiply,
-  then a rounding right shift with ties away from zero); see mbqm_single for the other mode.
+  then a rounding right shift with ties away from zero), as TFLite Micro's default build.
 """
 from __future__ import annotations
 
@@ -68,13 +68,6 @@ def mbqm(x, multiplier, shift):
     return rdbp(srdhm(wrap32(x * (np.int64(1) << left)), multiplier), right)
 
 
-def mbqm_single(x, multiplier, shift):
-    """The single-rounding variant (TFLITE_SINGLE_ROUNDING builds)."""
-    x = _a(x)
-    total = 31 - _a(shift)
-    return (x * _a(multiplier) + (np.int64(1) << (total - 1))) >> total
-
-
 def sat_lshift(x, e):
     x = _a(x) * (1 << e)
     return np.clip(x, INT32_MIN, INT32_MAX)
@@ -111,27 +104,28 @@ def _activation_input(x, input_multiplier, input_left_shift):
     return (x * input_multiplier + rnd) >> input_left_shift
 
 
-def sigmoid_int16(x, input_multiplier=0, input_left_shift=0):
-    """int16 Q3.12 (by default) -> int16 Q0.15 logistic."""
-    v = _activation_input(x, input_multiplier, input_left_shift)
-    a = np.abs(v)
-    uh = a >> 9
+def _interpolate(a, frac_bits, saturated, table):
+    """The table at a / 2^frac_bits (a >= 0), linearly interpolated, in units 2^frac_bits finer;
+    `saturated` from index 255 on."""
+    uh = a >> frac_bits
     idx = np.minimum(uh, 254)
-    ua, ub = SIGMOID_TABLE[idx], SIGMOID_TABLE[idx + 1]
-    ut = a & 0x1FF
-    res = np.where(uh >= 255, 0x7FFF << 10, (ua << 9) + ut * (ub - ua))
+    ua, ub = table[idx], table[idx + 1]
+    ut = a & ((1 << frac_bits) - 1)
+    return np.where(uh >= 255, saturated, (ua << frac_bits) + ut * (ub - ua))
+
+
+def sigmoid_int16(x, input_multiplier=0, input_left_shift=0, table=None):
+    """int16 Q3.12 (by default) -> int16 Q0.15 logistic (table: SIGMOID_TABLE by default)."""
+    v = _activation_input(x, input_multiplier, input_left_shift)
+    res = _interpolate(np.abs(v), 9, 0x7FFF << 10, SIGMOID_TABLE if table is None else table)
     res = np.where(v >= 0, res + (1 << 9), (1 << 25) - res + (1 << 9) - 1)
     return (res & 0xFFFFFFFF) >> 10
 
 
-def tanh_int16(x, input_multiplier=0, input_left_shift=0):
+def tanh_int16(x, input_multiplier=0, input_left_shift=0, table=None):
+    """int16 (Q3.12 by default) -> int16 Q0.15 tanh, through the same sigmoid table."""
     v = _activation_input(x, input_multiplier, input_left_shift)
-    a = np.abs(v)
-    uh = a >> 8
-    idx = np.minimum(uh, 254)
-    ua, ub = SIGMOID_TABLE[idx], SIGMOID_TABLE[idx + 1]
-    ut = a & 0xFF
-    res = np.where(uh >= 255, 0xFFFF << 8, (ua << 8) + ut * (ub - ua))
+    res = _interpolate(np.abs(v), 8, 0xFFFF << 8, SIGMOID_TABLE if table is None else table)
     res = np.where(v >= 0, res - (1 << 23) + (1 << 7), -res + (1 << 23) + (1 << 7) - 1)
     return res >> 8
 
@@ -143,15 +137,6 @@ def tanh_params(cell_state_scale_power: int) -> tuple[int, int]:
     if shift < 0:
         shift, mult = -shift, 3
     return mult, shift
-
-
-def tanh_pre(x, mult, shift):
-    """The rescaling step in front of the table (mult 0 means 3 << shift, no shift)."""
-    x = _a(x)
-    if mult == 0:
-        return x * (3 << shift)
-    rnd = (1 << (shift - 1)) if shift > 0 else 0
-    return (x * mult + rnd) >> shift
 
 
 # ---- softmax (int8 -> int8) helpers, gemmlowp-style Q-format arithmetic ----

@@ -12,7 +12,7 @@ import functools
 import glob
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,9 +20,6 @@ from groundfloor.errors import BadInput
 
 from . import fixedpoint as fp
 from .tflite_model import Graph, load
-
-GATES = ("i", "f", "g", "o")          # TFLite input order: input, forget, cell, output
-
 
 @dataclass
 class LstmLayer:
@@ -119,7 +116,6 @@ class Program:
     outputs: list
     sigmoid_table: np.ndarray
     table_source: str
-    notes: list = field(default_factory=list)
 
     def tensor(self, i):
         return self.graph.tensors[i]
@@ -261,6 +257,17 @@ def _lower_strided_slice(g: Graph, op) -> CopyLayer:
                      runs=[tuple(r) for r in runs])
 
 
+def _lower_reshape(g: Graph, op) -> CopyLayer:
+    return CopyLayer(name=f"reshape{op.index}", x=op.inputs[0], out=op.outputs[0],
+                     runs=[(0, 0, g.t(op.inputs[0]).size)], alias=True)
+
+
+# op kind -> its lowering (the ops tflite_model.SUPPORTED_OPS lets through)
+LOWERINGS = {"UNIDIRECTIONAL_SEQUENCE_LSTM": _lower_lstm, "FULLY_CONNECTED": _lower_fc,
+             "SOFTMAX": _lower_softmax, "STRIDED_SLICE": _lower_strided_slice,
+             "RESHAPE": _lower_reshape}
+
+
 @functools.lru_cache(maxsize=1)
 def find_sigmoid_table():
     """TFLite Micro's 256-entry sigmoid table, read from the installed TFLM runtime library.
@@ -292,25 +299,8 @@ def find_sigmoid_table():
     return computed, "computed round(65536*sigmoid(i/24)) (TFLM table not found)"
 
 
-def lower(graph_or_path) -> Program:
-    g = graph_or_path if isinstance(graph_or_path, Graph) else load(graph_or_path)
-    layers = []
-    aliases = {}
-    for op in g.ops:
-        if op.kind == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-            layers.append(_lower_lstm(g, op))
-        elif op.kind == "FULLY_CONNECTED":
-            layers.append(_lower_fc(g, op))
-        elif op.kind == "SOFTMAX":
-            layers.append(_lower_softmax(g, op))
-        elif op.kind == "STRIDED_SLICE":
-            layers.append(_lower_strided_slice(g, op))
-        elif op.kind == "RESHAPE":
-            x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
-            layers.append(CopyLayer(name=f"reshape{op.index}", x=op.inputs[0], out=op.outputs[0],
-                                    runs=[(0, 0, x.size)], alias=True))
-            aliases[op.outputs[0]] = op.inputs[0]
-    # An LSTM whose sequence output is only read through a last-step slice need not keep it.
+def _drop_unread_sequences(g: Graph, layers: list):
+    """An LSTM whose sequence output is only read through a last-step slice need not keep it."""
     consumers = {}
     for L in layers:
         consumers.setdefault(L.x, []).append(L)
@@ -321,5 +311,11 @@ def lower(graph_or_path) -> Program:
                             and c.runs[0][0] == (L.T - 1) * L.H and c.runs[0][2] == L.H
                             for c in cons):
                 L.keep_sequence = False
+
+
+def lower(graph_or_path) -> Program:
+    g = graph_or_path if isinstance(graph_or_path, Graph) else load(graph_or_path)
+    layers = [LOWERINGS[op.kind](g, op) for op in g.ops if op.kind in LOWERINGS]
+    _drop_unread_sequences(g, layers)
     table, source = find_sigmoid_table()
     return Program(g, layers, list(g.inputs), list(g.outputs), table, source)

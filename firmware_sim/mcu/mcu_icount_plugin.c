@@ -10,8 +10,8 @@
  *                        mark=ADDR    hex address of a marker function: each time its first
  *                                     instruction executes, all counters are snapshotted
  *                        out=FILE     where the counts are written at exit
- * Output: "buckets N", then one line per snapshot: "snap k total c0 c1 ... cN-1", then the
- * final counters as "final total c0 ...". Counting uses inline adds, so it is exact and
+ * Output: "buckets N", then one line per snapshot: "snap total c0 c1 ... cN" (cN: other),
+ * then the final counters as "final total c0 ...". Counting uses inline adds, so it is exact and
  * deterministic; the snapshots cost a callback only on the marker instruction.
  */
 #include <stdint.h>

@@ -1,3 +1,4 @@
+/* Startup, semihosting and measurement helpers (mcu_startup.c) the firmware harness calls. */
 #ifndef MCU_STARTUP_H
 #define MCU_STARTUP_H
 #include <stdint.h>

@@ -18,24 +18,6 @@ def _clip16(v):
     return np.clip(v, -32768, 32767)
 
 
-def _sigmoid(v, table):
-    saved = fp.SIGMOID_TABLE
-    fp.SIGMOID_TABLE = table
-    try:
-        return fp.sigmoid_int16(v)
-    finally:
-        fp.SIGMOID_TABLE = saved
-
-
-def _tanh(v, table, mult=0, shift=0):
-    saved = fp.SIGMOID_TABLE
-    fp.SIGMOID_TABLE = table
-    try:
-        return fp.tanh_int16(v, mult, shift)
-    finally:
-        fp.SIGMOID_TABLE = saved
-
-
 def lstm(L: LstmLayer, x, table, trace=None):
     x = np.asarray(x, dtype=np.int64).reshape(L.T, L.I)
     h = np.full(L.H, L.h_zp, dtype=np.int64)
@@ -55,16 +37,16 @@ def lstm(L: LstmLayer, x, table, trace=None):
             if trace is not None:
                 pres.append(pre)
             if k == 2 and L.cell_act == "TANH":
-                gates.append(_tanh(pre, table, 0, 0))
+                gates.append(fp.tanh_int16(pre, table=table))
             else:
-                gates.append(_sigmoid(pre, table))
+                gates.append(fp.sigmoid_int16(pre, table=table))
         gi, gf, gg, go = gates
         c = _clip16(fp.mbqm(gf * c, L.m_fc, L.s_fc))
         ig = _clip16(fp.mbqm(gi * gg, L.m_ig, L.s_ig))
         c = _clip16(c + ig)
         if L.qclip > 0:
             c = np.clip(c, -L.qclip, L.qclip)
-        th = _tanh(c, table, L.tanh_mult, L.tanh_shift)
+        th = fp.tanh_int16(c, L.tanh_mult, L.tanh_shift, table=table)
         h = np.clip(fp.mbqm(go * th, L.m_h, L.s_h) + L.h_zp, -128, 127)
         out[t] = h
         if trace is not None:
@@ -101,6 +83,34 @@ def fc(L: FcLayer, x):
     return np.clip(y, L.act_min, L.act_max)
 
 
+def _run_lstm(prog, L, src, capture):
+    if capture is None:
+        return lstm(L, src, prog.sigmoid_table)
+    trace = []
+    out = lstm(L, src, prog.sigmoid_table, trace)
+    capture[L.name] = lstm_intermediates(L, trace, prog.tensor(L.out).sc)
+    return out
+
+
+def _run_fc(prog, L, src, capture):
+    return fc(L, src)
+
+
+def _run_softmax(prog, L, src, capture):
+    return fp.softmax_int8(np.asarray(src).reshape(L.rows, L.depth), L.mult, L.shift, L.diff_min)
+
+
+def _run_copy(prog, L, src, capture):
+    flat = np.asarray(src).reshape(-1)
+    out = np.zeros(prog.tensor(L.out).size, dtype=np.int64)
+    for s, d, n in L.runs:
+        out[d:d + n] = flat[s:s + n]
+    return out
+
+
+RUN = {LstmLayer: _run_lstm, FcLayer: _run_fc, SoftmaxLayer: _run_softmax, CopyLayer: _run_copy}
+
+
 def run(prog: Program, x_int8, return_all=False, capture=None):
     """capture: optional dict; receives {LSTM layer name: lstm_intermediates(...)}."""
     vals = {}
@@ -108,25 +118,7 @@ def run(prog: Program, x_int8, return_all=False, capture=None):
     t_in = prog.tensor(prog.inputs[0])
     vals[prog.inputs[0]] = x_int8.astype(np.int64).reshape(t_in.shape)
     for L in prog.layers:
-        src = vals[L.x]
-        if isinstance(L, LstmLayer):
-            if capture is None:
-                vals[L.out] = lstm(L, src, prog.sigmoid_table)
-            else:
-                trace = []
-                vals[L.out] = lstm(L, src, prog.sigmoid_table, trace)
-                capture[L.name] = lstm_intermediates(L, trace, prog.tensor(L.out).sc)
-        elif isinstance(L, FcLayer):
-            vals[L.out] = fc(L, src)
-        elif isinstance(L, SoftmaxLayer):
-            vals[L.out] = fp.softmax_int8(np.asarray(src).reshape(L.rows, L.depth), L.mult,
-                                          L.shift, L.diff_min)
-        elif isinstance(L, CopyLayer):
-            flat = np.asarray(src).reshape(-1)
-            out = np.zeros(prog.tensor(L.out).size, dtype=np.int64)
-            for s, d, n in L.runs:
-                out[d:d + n] = flat[s:s + n]
-            vals[L.out] = out
-        vals[L.out] = np.asarray(vals[L.out]).reshape(prog.tensor(L.out).shape)
+        out = RUN[type(L)](prog, L, vals[L.x], capture)
+        vals[L.out] = np.asarray(out).reshape(prog.tensor(L.out).shape)
     outs = [np.asarray(vals[i]).astype(np.int8) for i in prog.outputs]
     return (outs, vals) if return_all else outs

@@ -1,13 +1,14 @@
-"""The MCU code generator's view of an int8 .tflite: the ground floor's graph description
-(groundfloor.tflite_file.parse) plus the check that rejects, naming it, every op or setting
-the generated C does not implement.
+"""The code generator's view of an int8 .tflite: the ground floor's graph and the op check.
+
+The graph is groundfloor.tflite_file.parse's; check() rejects, naming it, every op or
+setting the generated C does not implement.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from groundfloor.errors import BadInput
-from groundfloor.tflite_file import Graph, Op, Tensor, parse  # noqa: F401  (the generator's types)
+from groundfloor.tflite_file import Graph, Op, parse
 
 SUPPORTED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED", "SOFTMAX", "STRIDED_SLICE",
                  "RESHAPE")
@@ -35,26 +36,35 @@ def check(graph: Graph):
                            f"'{t.name}' is {t.dtype}; the MCU build needs a full-int8 model "
                            "(int8 input and output)")
     for op in graph.ops:
-        if op.kind == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-            _check_lstm(graph, op)
-        elif op.kind == "FULLY_CONNECTED":
-            x, w = graph.t(op.inputs[0]), graph.t(op.inputs[1])
-            if x.dtype != "INT8" or w.dtype != "INT8" or w.data is None:
-                raise BadInput(graph.path, f"FULLY_CONNECTED op #{op.index}: needs int8 input and "
-                               f"constant int8 weights (got {x.dtype}/{w.dtype})")
-            if op.options.get("fusedActivationFunction", "NONE") not in ("NONE", "RELU", "RELU6",
-                                                                         "RELU_N1_TO_1"):
-                raise BadInput(graph.path, f"FULLY_CONNECTED op #{op.index}: fused activation "
-                               f"{op.options.get('fusedActivationFunction')} is not supported")
-        elif op.kind == "SOFTMAX":
-            x, y = graph.t(op.inputs[0]), graph.t(op.outputs[0])
-            if x.dtype != "INT8" or y.dtype != "INT8":
-                raise BadInput(graph.path, f"SOFTMAX op #{op.index}: only int8 -> int8 is supported")
-        elif op.kind == "STRIDED_SLICE":
-            for i in op.inputs[1:]:
-                if graph.t(i) is None or graph.t(i).data is None:
-                    raise BadInput(graph.path, f"STRIDED_SLICE op #{op.index}: begin/end/strides "
-                                   "must be constants")
+        CHECKS.get(op.kind, _no_check)(graph, op)
+
+
+def _no_check(graph: Graph, op: Op):
+    pass
+
+
+def _check_fc(graph: Graph, op: Op):
+    x, w = graph.t(op.inputs[0]), graph.t(op.inputs[1])
+    if x.dtype != "INT8" or w.dtype != "INT8" or w.data is None:
+        raise BadInput(graph.path, f"FULLY_CONNECTED op #{op.index}: needs int8 input and "
+                       f"constant int8 weights (got {x.dtype}/{w.dtype})")
+    if op.options.get("fusedActivationFunction", "NONE") not in ("NONE", "RELU", "RELU6",
+                                                                 "RELU_N1_TO_1"):
+        raise BadInput(graph.path, f"FULLY_CONNECTED op #{op.index}: fused activation "
+                       f"{op.options.get('fusedActivationFunction')} is not supported")
+
+
+def _check_softmax(graph: Graph, op: Op):
+    x, y = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+    if x.dtype != "INT8" or y.dtype != "INT8":
+        raise BadInput(graph.path, f"SOFTMAX op #{op.index}: only int8 -> int8 is supported")
+
+
+def _check_strided_slice(graph: Graph, op: Op):
+    for i in op.inputs[1:]:
+        if graph.t(i) is None or graph.t(i).data is None:
+            raise BadInput(graph.path, f"STRIDED_SLICE op #{op.index}: begin/end/strides "
+                           "must be constants")
 
 
 def _check_lstm(graph: Graph, op: Op):
@@ -96,3 +106,8 @@ def _check_lstm(graph: Graph, op: Op):
         b = g.t(ins[k])
         if b is None or b.dtype != "INT32" or b.data is None:
             raise BadInput(g.path, f"{where}: gate biases must be constant int32")
+
+
+# op kind -> what the generated C needs of it beyond the op itself (RESHAPE: nothing)
+CHECKS = {"UNIDIRECTIONAL_SEQUENCE_LSTM": _check_lstm, "FULLY_CONNECTED": _check_fc,
+          "SOFTMAX": _check_softmax, "STRIDED_SLICE": _check_strided_slice}

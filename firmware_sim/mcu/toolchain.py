@@ -106,14 +106,14 @@ def _link_script(path, flash, sram):
                .replace("@MIN_STACK@", str(MIN_STACK)))
 
 
-def compile_and_link(src_dir, build_dir, board, variant, flash, sram, extra_cflags=()):
+def compile_and_link(src_dir, build_dir, board, variant, flash, sram):
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
     ld = build_dir / "link.ld"
     _link_script(ld, flash, sram)
     elf = build_dir / "fw.elf"
     srcs = [str(HERE / s) for s in SOURCES] + [str(Path(src_dir) / "model.c")]
-    cmd = [tool("arm-none-eabi-gcc"), *cflags(board, variant), *extra_cflags,
+    cmd = [tool("arm-none-eabi-gcc"), *cflags(board, variant),
            f"-I{src_dir}", f"-I{HERE}", *srcs, "-nostdlib", "-nostartfiles",
            f"-T{ld}", "-Wl,--gc-sections", f"-Wl,-Map={build_dir / 'fw.map'}", "-o", str(elf),
            "-lgcc"]
@@ -121,8 +121,9 @@ def compile_and_link(src_dir, build_dir, board, variant, flash, sram, extra_cfla
     return r, elf
 
 
-def build(src_dir, build_dir, board="mps2-an386", variant="simd", profile=None) -> dict:
-    """Compile + link one variant; raise ModelTooLarge when it does not fit the profile."""
+def build(src_dir, build_dir, profile=None, board="mps2-an386", variant="simd") -> dict:
+    """Compile + link one variant of the generated sources; raise ModelTooLarge (sizes against
+    the budget) when it does not fit the profile (None: the board's full memories)."""
     if board not in BOARDS:
         raise BadInput(None, f"unknown board {board!r}; use one of {', '.join(BOARDS)}")
     if variant not in VARIANTS:
@@ -172,11 +173,10 @@ def symbols(elf) -> list[tuple[str, int, int]]:
     return sorted(((n, a, b) for (a, b), n in syms.items()), key=lambda s: s[1])
 
 
-def plugin_path(cache_dir=None) -> Path | None:
+def plugin_path() -> Path | None:
     """Build (once) the instruction-counting TCG plugin; None when it cannot be built."""
     src = HERE / "mcu_icount_plugin.c"
-    cache = Path(cache_dir or os.environ.get("MCU_CACHE_DIR")
-                 or Path.home() / ".cache" / "lstm-edge-mcu")
+    cache = Path(os.environ.get("MCU_CACHE_DIR") or Path.home() / ".cache" / "lstm-edge-mcu")
     so = cache / f"icount-{int(src.stat().st_mtime)}.so"
     if so.exists():
         return so
