@@ -58,6 +58,8 @@ def cmd_export(args):
 
 
 def cmd_bench(args):
+    import tempfile
+    from edge.tasks.long_stream import signal_loader
     from firmware_sim.bench import bench_model, summary_lines
     from firmware_sim.runners import RunConfig
     cfg, entries = _models(args)
@@ -65,10 +67,13 @@ def cmd_bench(args):
     for m in entries:
         art = Path(args.artifacts_dir or cfg.artifacts_dir) / m.name
         out = Path(cfg.reports_dir) / m.name / "bench.json"
-        report = bench_model(art, devices, out, progress=_progress,
-                             config=RunConfig(warmup=args.warmup, runs=args.runs, timeout_s=args.timeout,
-                                              max_samples=args.max_samples),
-                             long_stream=False if args.no_long_stream else None)
+        with tempfile.TemporaryDirectory(prefix="edge-signal-") as tmp:
+            # the long stream replays the task's own series: the task loads it, when the bench needs it
+            report = bench_model(art, devices, out, progress=_progress,
+                                 config=RunConfig(warmup=args.warmup, runs=args.runs, timeout_s=args.timeout,
+                                                  max_samples=args.max_samples),
+                                 long_stream=False if args.no_long_stream else None,
+                                 stream_signal=signal_loader(m.task, art, tmp))
         print("\n".join(summary_lines(report)))
         print(f"-> {out}")
     return 0

@@ -1,1 +1,1 @@
-"""The simulated constrained runtime: device profiles, isolated runners, measurement."""
+"""The simulated constrained runtime: device profiles, runners (one module per runtime), the bench with its latency calibration and stream checks, latency and memory figures, the emulated MCU (mcu/)."""

@@ -118,11 +118,13 @@ bench.json schema (schema 1). Every figure is {"value"|stats..., "kind": "measur
       "errors": [str]},
   "errors": [str]   # one line per artifact/runner problem, for the CLI summary
 }
-Caches ($EDGE_CACHE_DIR/firmware_sim/): arena_<sha>.json (TFLM arena search), emulated_<key>.json
-(per artifact sha256, profile, board, windows, emulator sources and tool versions),
-stream_agreement_<key>.json and stream_long_<key>.json (per model files, data/series, stream_check.py
-and runtime versions). The long stream can be turned off with long_stream=False or
-EDGE_BENCH_LONG_STREAM=0.
+Caches ($EDGE_CACHE_DIR/firmware_sim/, groundfloor.cache): arena_<sha>.json (TFLM arena search,
+runners/tflm.py), emulated_<key>.json (per artifact sha256, profile, board, windows, emulator sources
+and tool versions, runners/emulated.py), stream_agreement_<key>.json and stream_long_<key>.json (per
+model files, data/signal, stream_check.py and runtime versions, stream_bench.py). The long stream
+replays the signal the app gives (stream_signal: edge.tasks, a reference task's continuous series);
+it can be turned off with long_stream=False or EDGE_BENCH_LONG_STREAM=0. Latency calibration is in
+calibration.py, the streaming section in stream_bench.py.
 """
 from __future__ import annotations
 
@@ -130,28 +132,31 @@ import datetime as _dt
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from groundfloor import cache as _cache
 from groundfloor.errors import BadInput
-from groundfloor.isolate import run_isolated
 from groundfloor.fileio import read_json, sha256_file, write_json, write_npz
+from groundfloor.isolate import run_isolated
+from groundfloor.metrics import evaluate
+from groundfloor.versions import machine, tool_versions
 
 from . import latency as _lat
+from .calibration import calibrate
 from .memory import fit as _fit, memory_figures
-from groundfloor.metrics import evaluate
 from .profiles import load_profiles
-from .runners import RUNNERS, RunConfig, arena_search, get_runner
-from groundfloor.versions import machine, tool_versions, version_of
+from .runners import RUNNERS, RunConfig, get_runner
+from .stream_bench import streaming_checks
 
 SCHEMA = 1
-HOST_RUNNER_FOR = {"tflite": "litert", "onnx": "onnxruntime"}
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("EDGE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "lstm-edge")
-    return Path(base) / "firmware_sim"
+    """Where the bench caches arena searches, emulated runs and stream checks."""
+    return _cache.default_cache_dir() / "firmware_sim"
 
 
 def _load_inputs(artifacts_dir: Path):
@@ -182,6 +187,23 @@ def _load_inputs(artifacts_dir: Path):
     return manifest, data, dfile
 
 
+@dataclass
+class _Job:
+    """What every artifact of one bench is run with."""
+    artifacts_dir: Path
+    x_path: Path
+    y_float: np.ndarray
+    y_true: np.ndarray | None
+    task: str
+    steps: int
+    runners: list
+    profiles: list
+    config: RunConfig
+    cache_dir: Path
+    tmp: Path
+    progress: object
+
+
 def bench_model(artifacts_dir, devices=None, out_path=None, progress=print, *, runners=None,
                 config: RunConfig | None = None, cache_dir=None, streaming: bool = True,
                 long_stream: bool | None = None, stream_signal=None) -> dict:
@@ -193,9 +215,13 @@ def bench_model(artifacts_dir, devices=None, out_path=None, progress=print, *, r
     cache_dir: where arena searches, emulated runs and stream checks are cached (default
     $EDGE_CACHE_DIR or ~/.cache/lstm-edge).
     streaming: run the stream checks (agreement, long stream) when streaming artifacts exist.
-    long_stream: replay the model's real series (>= 10,000 steps) through the stream models
-    (None: on unless $EDGE_BENCH_LONG_STREAM=0); cached per model files and series.
-    stream_signal: an array [S] or [S, F] (model units) to stream instead of the real series.
+    long_stream: replay stream_signal (>= 10,000 steps for the reference tasks) through the stream
+    models (None: on unless $EDGE_BENCH_LONG_STREAM=0); cached per model files and signal.
+    stream_signal: what the long stream replays, from the app: an array [S] or [S, F] (model units),
+    {"signal": array or "signal_path": .npy, ...what it is (kept as long_stream.signal)}, or
+    {"status": "not_applicable", "reason"}; or a function returning one of these, called only when
+    the long stream runs (edge.tasks.long_stream: a reference task's series, loaded in a child).
+    None: no long stream (not applicable). See stream_bench.signal_file.
     """
     t_start = time.perf_counter()
     progress = progress or (lambda *_: None)
@@ -206,41 +232,27 @@ def bench_model(artifacts_dir, devices=None, out_path=None, progress=print, *, r
     runner_objs = [get_runner(n) for n in runner_names]
     manifest, data, dfile = _load_inputs(artifacts_dir)
     model = manifest.get("model") or artifacts_dir.name
-    task = manifest.get("task", "regression")
     if out_path is None:
         out_path = artifacts_dir.parent.parent / "reports" / model / "bench.json"
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-
     n = data["x_eval"].shape[0] if not config.max_samples else min(config.max_samples, data["x_eval"].shape[0])
     x = data["x_eval"][:n].astype(np.float32)
+    report = _new_report(manifest, model, artifacts_dir, dfile, config, runner_names, n, profiles)
     y_float = data["y_float"][:n]
     y_true = data["y_eval"][:n] if "y_eval" in data else None
-    steps = int(x.shape[1])
-
-    report = {
-        "schema": SCHEMA, "model": model, "task": task,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "seconds": None, "artifacts_dir": str(artifacts_dir),
-        "manifest_sha256": sha256_file(artifacts_dir / "manifest.json"), "data_sha256": sha256_file(dfile),
-        "machine": machine(), "tool_versions": tool_versions(),
-        "config": {**config.as_dict(), "runners": runner_names, "n_samples": int(n)},
-        "devices": {p.name: p.as_dict() for p in profiles},
-        "float_reference": {"float_metric": manifest.get("float_metric")},
-        "artifacts": {}, "errors": [],
-    }
     if y_true is not None:
-        report["float_reference"]["truth"] = evaluate(y_float, y_true=y_true, task=task)["truth"]
+        report["float_reference"]["truth"] = evaluate(y_float, y_true=y_true, task=report["task"])["truth"]
     expected_data_sha = (manifest.get("data") or {}).get("sha256")
     if expected_data_sha and expected_data_sha != report["data_sha256"]:
         report["errors"].append(f"data.npz sha256 differs from the manifest (file changed after export)")
 
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
-        x_path = Path(tmp) / "x.npz"
-        write_npz(x_path, x=x)
+        job = _Job(artifacts_dir, Path(tmp) / "x.npz", y_float, y_true, report["task"], int(x.shape[1]),
+                   runner_objs, profiles, config, cache_dir, Path(tmp), progress)
+        write_npz(job.x_path, x=x)
         for name, art in manifest["artifacts"].items():
             progress(f"[bench] {model}/{name}")
-            rec = _bench_artifact(name, art, artifacts_dir, x_path, x, y_float, y_true, task, steps,
-                                  runner_objs, profiles, config, cache_dir, Path(tmp), progress)
+            rec = _bench_artifact(name, art, job)
             report["artifacts"][name] = rec
             if rec["status"] == "failed":
                 report["errors"].append(f"{name}: {rec['error']}")
@@ -251,12 +263,8 @@ def bench_model(artifacts_dir, devices=None, out_path=None, progress=print, *, r
         if streaming and any(a.get("streaming") for a in report["artifacts"].values()):
             if long_stream is None:
                 long_stream = os.environ.get("EDGE_BENCH_LONG_STREAM", "1") not in ("0", "false", "no", "off")
-            sig_path = None
-            if stream_signal is not None:
-                sig_path = Path(tmp) / "stream_signal.npy"
-                np.save(sig_path, np.asarray(stream_signal, np.float32))
-            report["streaming"] = streaming_checks(report, artifacts_dir, manifest, cache_dir, n_windows=min(64, n),
-                                                   long_stream=long_stream, signal_path=sig_path,
+            report["streaming"] = streaming_checks(report, artifacts_dir, cache_dir, tmp, n_windows=min(64, n),
+                                                   long_stream=long_stream, stream_signal=stream_signal,
                                                    timeout=max(config.timeout_s, 600.0), progress=progress)
             for e in report["streaming"].get("errors", []):
                 report["errors"].append(f"streaming: {e}")
@@ -266,241 +274,18 @@ def bench_model(artifacts_dir, devices=None, out_path=None, progress=print, *, r
     return report
 
 
-# --------------------------------------------------------------------------- calibration
-
-CALIBRATION_METHOD = ("effective cycles per int8 MAC = emulated cycles of the whole-sequence int8 model "
-                      "(instructions x the profile's cycles_per_instruction) / its MACs, everything included "
-                      "(gate matrices, activations, cell update, dense head); calibrated estimate of another "
-                      "int8 .tflite artifact = its int8 MACs x that figure (+ any non-int8 MACs at the profile's "
-                      "cost). The emulated firmware is generated C without an interpreter: a TFLite Micro "
-                      "deployment adds per-invoke dispatch, given separately as dispatch_overhead_us.")
-
-
-def calibrate(report: dict, profiles) -> dict:
-    """Per emulated device: the cost-model estimate against the emulated figure of the int8
-    whole-sequence artifact, the effective cycles per int8 MAC derived from it, and calibrated
-    estimates (devices.<profile>.latency_calibrated) for the model's other int8 .tflite artifacts.
-    Devices without an emulated run get {"status": "not_emulated", "reason"}."""
-    out = {}
-    arts = report["artifacts"]
-    for prof in profiles:
-        src = None
-        for name, a in arts.items():
-            d = (a.get("devices") or {}).get(prof.name) or {}
-            if (a.get("status") == "ok" and not a.get("streaming") and (d.get("latency_emulated") or {}).get("cycles")
-                    and (d.get("latency") or {}).get("cycles")):
-                src = name
-                break
-        if src is None:
-            why = next((d["emulated"].get("reason") or d["emulated"].get("error") or d["emulated"].get("status")
-                        for a in arts.values() for d in [(a.get("devices") or {}).get(prof.name) or {}]
-                        if isinstance(d.get("emulated"), dict) and d["emulated"].get("status") != "ok"), None)
-            out[prof.name] = {"status": "not_emulated",
-                              "reason": why or "no emulated run of an int8 whole-sequence artifact on this device"}
-            continue
-        a = arts[src]
-        d = a["devices"][prof.name]
-        emu, est = d["latency_emulated"], d["latency"]
-        macs_by = (a.get("analysis") or {}).get("macs_by_dtype") or {}
-        macs = macs_by.get("int8") or (a.get("analysis") or {}).get("macs")
-        if not macs:
-            out[prof.name] = {"status": "error", "reason": f"{src}: no MAC count from the static analysis"}
-            continue
-        eff = emu["cycles"] / macs
-        factor = emu["cycles"] / est["cycles"]
-        cal = {"status": "ok", "source_artifact": src, "board": emu.get("board"), "macs_int8": int(macs),
-               "emulated_us": emu["value"], "emulated_cycles": emu["cycles"], "instructions": emu.get("instructions"),
-               "cycles_per_instruction": emu.get("cycles_per_instruction"),
-               "estimated_us": est["value"], "estimated_cycles": est["cycles"],
-               "gap_pct": round(100.0 * (est["value"] - emu["value"]) / emu["value"], 2),
-               "factor": round(factor, 4), "effective_cycles_per_mac_int8": round(eff, 4),
-               "profile_cycles_per_mac_int8": prof.cycles_per_mac_int8, "kind": "estimated",
-               "method": CALIBRATION_METHOD, "calibrated": {}}
-        d["latency_vs_emulated"] = {"estimated_us": est["value"], "emulated_us": emu["value"],
-                                    "gap_pct": cal["gap_pct"], "factor": cal["factor"]}
-        for name, b in arts.items():
-            if name == src or b.get("status") != "ok" or b.get("format") != "tflite":
-                continue
-            an = b.get("analysis") or {}
-            mb = an.get("macs_by_dtype") or {}
-            if not mb.get("int8"):
-                continue
-            bd = (b.get("devices") or {}).get(prof.name)
-            if not bd or not bd.get("latency"):
-                continue
-            inv = int(an.get("invokes_per_window") or 1)
-            per_invoke = sum(m * (eff if dt == "int8" else prof.cycles_per_mac(dt)) for dt, m in mb.items())
-            cycles = per_invoke * inv
-            overhead = inv * (an.get("ops") or 0) * prof.op_overhead_cycles
-            lc = {"kind": "estimated", "basis": "calibrated", "unit": "us",
-                  "value": round(cycles / prof.clock_hz * 1e6, 3), "cycles": round(cycles),
-                  "invokes_per_window": inv,
-                  "uncalibrated_us": bd["latency"]["value"],
-                  "dispatch_overhead_us": round(overhead / prof.clock_hz * 1e6, 3),
-                  "calibration": {"source_artifact": src, "effective_cycles_per_mac_int8": cal["effective_cycles_per_mac_int8"],
-                                  "profile_cycles_per_mac_int8": prof.cycles_per_mac_int8, "factor": cal["factor"]},
-                  "method": CALIBRATION_METHOD}
-            if inv > 1:
-                lc["per_step"] = round(lc["value"] / inv, 3)
-                lc["uncalibrated_per_step"] = bd["latency"].get("per_step")
-            if (bd.get("latency_emulated") or {}).get("value"):
-                lc["emulated_us"] = bd["latency_emulated"]["value"]
-            bd["latency_calibrated"] = lc
-            cal["calibrated"][name] = {k: lc.get(k) for k in ("value", "per_step", "uncalibrated_us",
-                                                               "uncalibrated_per_step", "dispatch_overhead_us",
-                                                               "invokes_per_window")}
-        out[prof.name] = cal
-    return out
-
-
-# --------------------------------------------------------------------------- streaming
-
-def _stream_code_key() -> str:
-    import hashlib
-    src = (Path(__file__).resolve().parent / "stream_check.py").read_bytes()
-    vers = [version_of(t) for t in ("ai-edge-litert", "tflite-micro", "onnxruntime", "numpy")]
-    return hashlib.sha256(src + repr(vers).encode()).hexdigest()[:16]
-
-
-def _cached_isolated(cache_dir, prefix, key_parts, target, kwargs, timeout):
-    """run_isolated with a JSON cache keyed by key_parts; returns (value | None, record)."""
-    import hashlib
-    import json
-    from groundfloor.fileio import read_json
-    key = hashlib.sha256(json.dumps(key_parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
-    path = Path(cache_dir) / f"{prefix}_{key}.json"
-    if path.is_file():
-        try:
-            return read_json(path), {"cached": True, "seconds": 0.0}
-        except Exception:
-            pass
-    res = run_isolated(target, kwargs, timeout=timeout)
-    if not res.ok:
-        return None, {"cached": False, "status": res.status, "error": res.error, "seconds": round(res.seconds, 3)}
-    write_json(path, res.value)
-    return res.value, {"cached": False, "seconds": round(res.seconds, 3)}
-
-
-def streaming_checks(report: dict, artifacts_dir, manifest: dict, cache_dir, n_windows: int = 64,
-                     long_stream: bool = True, signal_path=None, timeout: float = 600.0,
-                     progress=None) -> dict:
-    """bench.json "streaming": per-step figures of every streaming artifact, the stream vs
-    whole-sequence agreement (firmware_sim.stream_check.stream_agreement) and the long-stream drift
-    over the model's real series (stream_check.bench_long_stream). Both checks are cached."""
-    from . import stream_check as sc
-    progress = progress or (lambda *_: None)
-    artifacts_dir = Path(artifacts_dir)
-    out = {"per_step": {}, "agreement": None, "long_stream": None, "errors": []}
-    arts = report["artifacts"]
-    for name, a in arts.items():
-        if not a.get("streaming"):
-            continue
-        mem = a.get("memory") or {}
-        row = {"file": a.get("file"), "format": a.get("format"), "mode": a.get("mode"), "status": a.get("status"),
-               "state_bytes": (mem.get("state_bytes") or {}).get("value"),
-               "state_tensors": [{k: t.get(k) for k in ("tensor", "shape", "dtype", "bytes")}
-                                 for t in (mem.get("state_bytes") or {}).get("tensors") or []],
-               "invokes_per_window": (a.get("analysis") or {}).get("invokes_per_window"),
-               "runners": {}, "devices": {}}
-        for rn, rr in (a.get("runners") or {}).items():
-            if rr.get("status") == "ok" and (rr.get("latency_host") or {}).get("per") == "step":
-                lat = rr["latency_host"]
-                cross = (rr.get("metrics") or {}).get("cross") or {}
-                row["runners"][rn] = {"latency_host_step": {k: lat.get(k) for k in ("kind", "unit", "per", "n", "p50",
-                                                                                   "p90", "p99", "mean", "max")},
-                                      "latency_host_window_p50": (rr.get("latency_host_window") or {}).get("p50"),
-                                      "drift_rmse": cross.get("rmse"), "drift_max_abs": cross.get("max_abs")}
-        for dn, d in (a.get("devices") or {}).items():
-            lat, cal = d.get("latency") or {}, d.get("latency_calibrated") or {}
-            row["devices"][dn] = {"estimated_us_per_step": lat.get("per_step", lat.get("value")),
-                                  "estimated_kind": "estimated",
-                                  "calibrated_us_per_step": cal.get("per_step"),
-                                  "calibration_factor": (cal.get("calibration") or {}).get("factor"),
-                                  "dispatch_overhead_us_per_step": (None if cal.get("dispatch_overhead_us") is None
-                                                                    else round(cal["dispatch_overhead_us"] / max(1, cal.get("invokes_per_window") or 1), 3))}
-        out["per_step"][name] = row
-
-    files = sorted(p.name for p in artifacts_dir.iterdir() if p.suffix in (".tflite", ".onnx"))
-    shas = {f: sha256_file(artifacts_dir / f) for f in files if f.startswith(("stream_", "model_"))}
-    data_sha = report.get("data_sha256")
-    progress("[bench]   streaming: stream vs whole-sequence agreement")
-    val, meta = _cached_isolated(cache_dir, "stream_agreement", ["agreement", shas, data_sha, n_windows, _stream_code_key()],
-                                 "firmware_sim.stream_check:stream_agreement",
-                                 {"artifacts_dir": str(artifacts_dir), "n": int(n_windows), "tflm": True}, timeout)
-    if val is None:
-        out["agreement"] = {"status": meta.get("status"), "error": meta.get("error")}
-        out["errors"].append(f"agreement: {meta.get('status')}: {meta.get('error')}")
-    else:
-        out["agreement"] = {**val, **meta, "status": "ok", "windows": int(n_windows)}
-
-    sf = next((a for a in arts.values() if a.get("streaming") and a.get("format") == "tflite"
-               and a.get("mode") == "float32" and a.get("status") == "ok"), None)
-    sq = next((a for a in arts.values() if a.get("streaming") and a.get("format") == "tflite"
-               and a.get("mode") == "int8" and a.get("status") == "ok"), None)
-    if not long_stream:
-        out["long_stream"] = {"status": "skipped", "reason": "long stream off (long_stream=False or EDGE_BENCH_LONG_STREAM=0)"}
-    elif sf is None or sq is None:
-        out["long_stream"] = {"status": "not_applicable",
-                              "reason": "needs a float32 and an int8 streaming .tflite that ran"}
-    else:
-        spec = sc.series_spec(artifacts_dir) if signal_path is None else {
-            "status": "ok", "given": sha256_file(signal_path)}
-        if spec["status"] != "ok":
-            out["long_stream"] = {"status": spec["status"], "reason": spec["reason"]}
-        else:
-            progress("[bench]   streaming: long stream over the real series")
-            val, meta = _cached_isolated(
-                cache_dir, "stream_long", ["long", sf["sha256"], sq["sha256"], spec, sc.WINDOW, _stream_code_key()],
-                "firmware_sim.stream_check:bench_long_stream",
-                {"artifacts_dir": str(artifacts_dir), "stream_float_path": str(artifacts_dir / sf["file"]),
-                 "stream_int8_path": str(artifacts_dir / sq["file"]), "window": sc.WINDOW, "tflm": True,
-                 "signal_path": str(signal_path) if signal_path else None}, timeout)
-            if val is None:
-                out["long_stream"] = {"status": meta.get("status"), "error": meta.get("error")}
-                out["errors"].append(f"long stream: {meta.get('status')}: {meta.get('error')}")
-            else:
-                out["long_stream"] = {**val, **meta, "float_artifact": sf["file"], "int8_artifact": sq["file"]}
-    return out
-
-
-def _memory_totals(rec, arena):
-    mem = rec["memory"]
-    rss = {r: rr["peak_rss_bytes"]["value"] for r, rr in rec["runners"].items()
-           if rr.get("status") == "ok" and rr.get("peak_rss_bytes")}
-    if rss:
-        mem["peak_rss_bytes"] = {"value": max(rss.values()), "kind": "measured", "by_runner": rss,
-                                 "note": "peak RSS of the runners' host processes (largest; by_runner for each)"}
-    if arena:
-        mem["arena_bytes"] = {"value": arena["min_arena_bytes"], "kind": "measured",
-                              "reported": (arena.get("reported") or {}).get("total_bytes"),
-                              "note": "TFLite Micro exact minimum arena (search) and print_allocations() total"}
-        mem["ram_total_bytes"] = {"value": arena["min_arena_bytes"], "kind": "measured",
-                                  "note": "TFLite Micro arena: tensors, I/O buffers and state (runtime/app RAM not included)"}
-    elif "state_bytes" in mem:
-        mem["ram_total_bytes"] = {"value": mem["state_bytes"]["value"] + mem["io_bytes"]["value"]
-                                  + mem["activation_bytes_upper"]["value"], "kind": "estimated",
-                                  "note": "state + I/O + all activations without memory planning (upper bound)"}
-
-
-def _emulated_device(d: dict, prof, rr: dict, y_float, task) -> dict:
-    """devices.<profile>.emulated: the emulating runner's per-device figures plus their margins
-    against the profile (the emulated firmware alone: no application or RTOS reserve)."""
-    out = dict(d)
-    if d.get("status") == "ok":
-        fl, ram = d.get("image_bytes") or d.get("flash_bytes"), d.get("ram_bytes")
-        out["fit"] = {
-            "flash": None if fl is None else {"need": int(fl), "budget": prof.flash_bytes,
-                                              "margin": prof.flash_bytes - int(fl), "fits": fl <= prof.flash_bytes,
-                                              "kind": "emulated", "basis": "firmware image (text+rodata+data)"},
-            "ram": None if ram is None else {"need": int(ram), "budget": prof.sram_bytes,
-                                             "margin": prof.sram_bytes - int(ram), "fits": ram <= prof.sram_bytes,
-                                             "kind": "emulated", "basis": "data+bss + stack high-water"},
-            "note": "the emulated firmware alone (generated C, no TFLite Micro interpreter, no application); "
-                    "the fit verdict above stays on the TFLite Micro basis"}
-        m = (rr.get("metrics") or {}).get("cross")
-        if m:
-            out["drift"] = {k: m.get(k) for k in ("n", "rmse", "max_abs", "argmax_agreement") if k in m}
-    return out
+def _new_report(manifest, model, artifacts_dir, dfile, config, runner_names, n, profiles) -> dict:
+    return {
+        "schema": SCHEMA, "model": model, "task": manifest.get("task", "regression"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": None, "artifacts_dir": str(artifacts_dir),
+        "manifest_sha256": sha256_file(artifacts_dir / "manifest.json"), "data_sha256": sha256_file(dfile),
+        "machine": machine(), "tool_versions": tool_versions(),
+        "config": {**config.as_dict(), "runners": runner_names, "n_samples": int(n)},
+        "devices": {p.name: p.as_dict() for p in profiles},
+        "float_reference": {"float_metric": manifest.get("float_metric")},
+        "artifacts": {}, "errors": [],
+    }
 
 
 def summary_lines(report: dict) -> list[str]:
@@ -573,8 +358,9 @@ def _g(v):
     return "n/a" if v is None else f"{v:.3g}"
 
 
-def _bench_artifact(name, art, artifacts_dir, x_path, x, y_float, y_true, task, steps, runner_objs,
-                    profiles, config, cache_dir, tmp, progress) -> dict:
+# --------------------------------------------------------------------------- one artifact
+
+def _bench_artifact(name, art, job: _Job) -> dict:
     rec = {k: art.get(k) for k in ("file", "format", "mode", "quantized", "streaming")}
     rec.update({"bytes": None, "sha256": None, "status": "ok", "error": "", "notes": [],
                 "analysis": None, "memory": None, "runners": {}, "devices": {}})
@@ -582,7 +368,7 @@ def _bench_artifact(name, art, artifacts_dir, x_path, x, y_float, y_true, task, 
         why = "not applicable" if art.get("status") == "not_applicable" else "export failed"
         rec.update(status="skipped", error=f"{why}: {art.get('error') or 'no reason given'}")
         return rec
-    path = artifacts_dir / str(art.get("file", ""))
+    path = job.artifacts_dir / str(art.get("file", ""))
     if not art.get("file") or not path.is_file():
         rec.update(status="failed", error=f"artifact file not found: {path}")
         return rec
@@ -592,8 +378,28 @@ def _bench_artifact(name, art, artifacts_dir, x_path, x, y_float, y_true, task, 
         rec["notes"].append("file sha256 differs from the manifest (changed or truncated after export)")
     if art.get("bytes") and art["bytes"] != rec["bytes"]:
         rec["notes"].append(f"file is {rec['bytes']} bytes, the manifest says {art['bytes']}")
+    analysis, invokes = _analyse(rec, path, job.steps)
+    rec["memory"] = memory_figures(rec["bytes"], analysis)
+    any_ok, problems, shared = _run_runners(name, art, rec, path, job)
+    ran = [r for r in rec["runners"].values() if r["status"] not in ("skipped", "not_applicable")]
+    if not any_ok:
+        rec["status"] = "failed"
+        if ran:
+            rec["error"] = "; ".join(problems)
+        elif analysis is None:
+            rec["error"] = f"analysis {rec['analysis']['status']}: {rec['analysis']['error']}"
+        else:
+            rec["error"] = "no runner applies to this artifact"
+    elif analysis is None:
+        rec["notes"].append(f"static analysis failed: {rec['analysis']['error']}")
+    _memory_totals(rec, shared.get("arena"))
+    _device_figures(rec, analysis, invokes, shared.get("arena"), job)
+    return rec
 
-    # static analysis (isolated: a malformed file must not take the bench down)
+
+def _analyse(rec, path, steps) -> tuple[dict | None, int]:
+    """Static analysis (isolated: a malformed file must not take the bench down) into rec["analysis"];
+    returns it and the invokes per window (a one-step model streams a window step by step)."""
     res = run_isolated("firmware_sim.latency:child_analyze",
                        {"path": str(path), "fmt": rec["format"], "steps_hint": steps}, timeout=120)
     analysis = res.value if res.ok else None
@@ -607,11 +413,14 @@ def _bench_artifact(name, art, artifacts_dir, x_path, x, y_float, y_true, task, 
                            "steps": analysis.get("steps"), "invokes_per_window": invokes}
     else:
         rec["analysis"] = {"status": res.status, "error": res.error}
-    rec["memory"] = memory_figures(rec["bytes"], analysis)
+    return analysis, invokes
 
-    any_ok, problems = False, []
-    tflm_arena = None
-    for runner in runner_objs:
+
+def _run_runners(name, art, rec, path, job: _Job) -> tuple[bool, list, dict]:
+    """Every available and applicable runner on one artifact, in registry order, each through the
+    same hooks. Returns (any ok, problems, the figures the runners shared)."""
+    any_ok, problems, shared = False, [], {}
+    for runner in job.runners:
         ok, why = runner.available()
         if not ok:
             rec["runners"][runner.name] = {"status": "skipped", "reason": why, "runner_kind": runner.kind}
@@ -621,70 +430,54 @@ def _bench_artifact(name, art, artifacts_dir, x_path, x, y_float, y_true, task, 
             rec["runners"][runner.name] = {"status": "not_applicable", "reason": why, "runner_kind": runner.kind}
             continue
         # emulating runners pick their boards from the profiles and cache per file sha256
-        extra = {"artifact": art, "profiles": profiles, "sha256": rec["sha256"], "cache_dir": str(cache_dir),
-                 "tflm_arena": tflm_arena}
-        arena = None
-        if runner.name == "tflm":
-            progress(f"[bench]   tflm arena search")
-            arena = arena_search(path, x_path, rec["sha256"], cache_dir=cache_dir,
-                                 timeout=max(config.timeout_s, 60))
-            extra["arena"] = arena
-            if arena.get("status") == "ok":
-                tflm_arena = arena
-            if arena.get("status") != "ok":
-                rr = {"runner": runner.name, "runner_kind": runner.kind, "status": arena.get("status", "error"),
-                      "error": f"arena search failed: {arena.get('error', '')}", "arena": arena}
-                rec["runners"][runner.name] = rr
-                problems.append(f"{runner.name}: {rr['error']}")
-                continue
-        progress(f"[bench]   {runner.name}")
-        out_npz = tmp / f"{name}.{runner.name}.npz"
-        rr = runner.run(path, x_path, out_npz, config, extra)
-        if arena is not None:
-            rr["arena"] = arena
+        extra = {"artifact": art, "profiles": job.profiles, "sha256": rec["sha256"], "cache_dir": str(job.cache_dir),
+                 **shared}
+        figures, failed = runner.prepare(path, job.x_path, job.config, extra, job.progress)
+        if failed is not None:
+            rec["runners"][runner.name] = failed
+            problems.append(f"{runner.name}: {failed['error']}")
+            shared.update(runner.shared_figures(failed))
+            continue
+        job.progress(f"[bench]   {runner.name}")
+        out_npz = job.tmp / f"{name}.{runner.name}.npz"
+        rr = runner.run(path, job.x_path, out_npz, job.config, {**extra, **figures})
+        rr.update(figures)
         if rr["status"] == "ok":
             any_ok = True
-            try:
-                with np.load(out_npz) as d:
-                    out = d["out_0"]
-                rr["metrics"] = evaluate(out, y_float=y_float[:out.shape[0]],
-                                         y_true=None if y_true is None else y_true[:out.shape[0]], task=task)
-            except Exception as e:  # output shape not comparable: record, keep going
-                rr["metrics"] = None
-                rr["metrics_error"] = f"{type(e).__name__}: {e}"
-            finally:
-                if out_npz.exists():
-                    out_npz.unlink()
+            _evaluate(rr, out_npz, job)
         elif rr["status"] not in ("not_applicable", "skipped"):
             problems.append(f"{runner.name}: {rr['status']}: {rr.get('error', '')}")
         rec["runners"][runner.name] = rr
+        shared.update(runner.shared_figures(rr))
+    return any_ok, problems, shared
 
-    ran = [r for r in rec["runners"].values() if r["status"] not in ("skipped", "not_applicable")]
-    if not any_ok:
-        rec["status"] = "failed"
-        if ran:
-            rec["error"] = "; ".join(problems)
-        elif analysis is None:
-            rec["error"] = f"analysis {rec['analysis']['status']}: {rec['analysis']['error']}"
-        else:
-            rec["error"] = "no runner applies to this artifact"
-    elif analysis is None:
-        rec["notes"].append(f"static analysis failed: {rec['analysis']['error']}")
 
-    # per device: estimated latency, emulated figures from emulating runners, fit
-    host = rec["runners"].get(HOST_RUNNER_FOR.get(rec["format"], ""), {})
+def _evaluate(rr, out_npz, job: _Job):
+    """rr["metrics"] of the runner's outputs against the float model and the ground truth."""
+    try:
+        with np.load(out_npz) as d:
+            out = d["out_0"]
+        rr["metrics"] = evaluate(out, y_float=job.y_float[:out.shape[0]],
+                                 y_true=None if job.y_true is None else job.y_true[:out.shape[0]], task=job.task)
+    except Exception as e:  # output shape not comparable: record, keep going
+        rr["metrics"] = None
+        rr["metrics_error"] = f"{type(e).__name__}: {e}"
+    finally:
+        if out_npz.exists():
+            out_npz.unlink()
+
+
+def _device_figures(rec, analysis, invokes, arena, job: _Job):
+    """Per device: estimated latency, the emulating runners' figures, and the fit."""
+    host = next((rec["runners"].get(r.name) or {} for r in job.runners if rec["format"] in r.footprint_for), {})
     rss = (host.get("peak_rss_bytes") or {}).get("value") if host.get("status") == "ok" else None
-    arena = (rec["runners"].get("tflm") or {}).get("arena")
-    if arena is not None and (rec["runners"]["tflm"].get("status") != "ok"):
-        arena = None
-    _memory_totals(rec, arena)
-    for prof in profiles:
+    for prof in job.profiles:
         dev = {"latency": _lat.estimate_latency(analysis, prof, invokes) if analysis else None,
                "latency_emulated": None, "fit": None}
         if dev["latency"] and invokes > 1:   # streaming: what one new sample costs
             dev["latency"]["per_step"] = round(dev["latency"]["value"] / invokes, 3)
         emu_mem = None
-        for runner in runner_objs:
+        for runner in job.runners:
             rr = rec["runners"].get(runner.name)
             if rr and rr.get("status") == "ok":
                 figs = runner.device_figures(prof, rr)
@@ -692,12 +485,51 @@ def _bench_artifact(name, art, artifacts_dir, x_path, x, y_float, y_true, task, 
                     dev["latency_emulated"] = figs.get("latency") or dev["latency_emulated"]
                     emu_mem = figs.get("memory") or emu_mem
                     if figs.get("details") is not None:
-                        dev["emulated"] = _emulated_device(figs["details"], prof, rr, y_float, task)
-            elif rr and rr.get("runner_kind") == "emulated" and rr.get("status") not in ("skipped",):
-                d = ((rr.get("details") or {}).get("devices") or {}).get(prof.name)
+                        dev["emulated"] = _emulated_device(figs["details"], prof, rr)
+            elif rr and rr.get("status") not in ("skipped",):
+                d = runner.device_details(prof, rr)
                 if d:
                     dev["emulated"] = d
         if rec["status"] != "skipped":
             dev["fit"] = _fit(prof, rec["memory"], arena=arena, rss_bytes=rss, emulated=emu_mem)
         rec["devices"][prof.name] = dev
-    return rec
+
+
+def _memory_totals(rec, arena):
+    mem = rec["memory"]
+    rss = {r: rr["peak_rss_bytes"]["value"] for r, rr in rec["runners"].items()
+           if rr.get("status") == "ok" and rr.get("peak_rss_bytes")}
+    if rss:
+        mem["peak_rss_bytes"] = {"value": max(rss.values()), "kind": "measured", "by_runner": rss,
+                                 "note": "peak RSS of the runners' host processes (largest; by_runner for each)"}
+    if arena:
+        mem["arena_bytes"] = {"value": arena["min_arena_bytes"], "kind": "measured",
+                              "reported": (arena.get("reported") or {}).get("total_bytes"),
+                              "note": "TFLite Micro exact minimum arena (search) and print_allocations() total"}
+        mem["ram_total_bytes"] = {"value": arena["min_arena_bytes"], "kind": "measured",
+                                  "note": "TFLite Micro arena: tensors, I/O buffers and state (runtime/app RAM not included)"}
+    elif "state_bytes" in mem:
+        mem["ram_total_bytes"] = {"value": mem["state_bytes"]["value"] + mem["io_bytes"]["value"]
+                                  + mem["activation_bytes_upper"]["value"], "kind": "estimated",
+                                  "note": "state + I/O + all activations without memory planning (upper bound)"}
+
+
+def _emulated_device(d: dict, prof, rr: dict) -> dict:
+    """devices.<profile>.emulated: the emulating runner's per-device figures plus their margins
+    against the profile (the emulated firmware alone: no application or RTOS reserve)."""
+    out = dict(d)
+    if d.get("status") == "ok":
+        fl, ram = d.get("image_bytes") or d.get("flash_bytes"), d.get("ram_bytes")
+        out["fit"] = {
+            "flash": None if fl is None else {"need": int(fl), "budget": prof.flash_bytes,
+                                              "margin": prof.flash_bytes - int(fl), "fits": fl <= prof.flash_bytes,
+                                              "kind": "emulated", "basis": "firmware image (text+rodata+data)"},
+            "ram": None if ram is None else {"need": int(ram), "budget": prof.sram_bytes,
+                                             "margin": prof.sram_bytes - int(ram), "fits": ram <= prof.sram_bytes,
+                                             "kind": "emulated", "basis": "data+bss + stack high-water"},
+            "note": "the emulated firmware alone (generated C, no TFLite Micro interpreter, no application); "
+                    "the fit verdict above stays on the TFLite Micro basis"}
+        m = (rr.get("metrics") or {}).get("cross")
+        if m:
+            out["drift"] = {k: m.get(k) for k in ("n", "rmse", "max_abs", "argmax_agreement") if k in m}
+    return out

@@ -1,7 +1,7 @@
 """Offline device-latency estimate from the model graph and a device profile's cost model.
 
 Method (stated in every estimate as "method"):
-1. Parse the model file. TFLite: the flatbuffer (ai_edge_litert's schema module), every
+1. Parse the model file. TFLite: the flatbuffer (groundfloor.tflite_file), every
    operator with its tensors' shapes and dtypes. ONNX: the graph after onnx shape inference.
 2. Count per operator: MACs (multiply-accumulates), nonlinearity elements (sigmoid/tanh/exp/
    softmax), elementwise elements (add/mul/requantize/copy) and one invocation.
@@ -22,7 +22,8 @@ Method (stated in every estimate as "method"):
 from __future__ import annotations
 
 import math
-from pathlib import Path
+
+from groundfloor import tflite_file
 
 METHOD = ("per-operator MAC/nonlinearity/elementwise counts from the model file's tensor shapes "
           "(recurrent ops: steps x batch x weight-matrix elements), times the device profile's "
@@ -55,54 +56,35 @@ def _dtype_name(dtype: str) -> str:
 
 # ---------------------------------------------------------------------------- TFLite
 
-def _tflite_names(S):
-    ops = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
-    types = {v: k for k, v in vars(S.TensorType).items() if not k.startswith("_")}
-    return ops, types
+def _tflite_tensors(model, sg) -> list[dict]:
+    out = []
+    for t in sg.tensors or []:
+        shape = [int(s) for s in t.shape] if t.shape is not None and len(t.shape) else []
+        tname = tflite_file.dtype_name(t).upper()
+        size = _TFL_DTYPE_BYTES.get(tname, 4)
+        out.append({"name": tflite_file.tensor_name(t), "shape": shape, "dtype": tname.lower(),
+                    "bytes": int(math.ceil(_prod(shape) * size)) if shape else int(size),
+                    "const": bool(t.buffer and tflite_file.has_data(model, t)), "variable": bool(t.isVariable)})
+    return out
 
 
 def analyze_tflite(path) -> dict:
-    from ai_edge_litert import schema_py_generated as S
-    data = Path(path).read_bytes()
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ValueError("not a TFLite flatbuffer (no TFL3 identifier)")
-    model = S.Model.GetRootAs(data, 0)
-    op_names, type_names = _tflite_names(S)
-    n_sub = model.SubgraphsLength()
-    if n_sub == 0:
-        raise ValueError("TFLite model has no subgraphs")
-    main = model.Subgraphs(0)
-
-    def tensors_of(sg):
-        out = []
-        for i in range(sg.TensorsLength()):
-            t = sg.Tensors(i)
-            shape = [int(s) for s in t.ShapeAsNumpy()] if t.ShapeLength() else []
-            tname = type_names.get(t.Type(), str(t.Type()))
-            b = t.Buffer()
-            const = 0 < b < model.BuffersLength() and (model.Buffers(b).DataLength() > 0 or model.Buffers(b).Size() > 0)
-            out.append({"name": (t.Name() or b"").decode(errors="replace"), "shape": shape,
-                        "dtype": tname.lower(), "bytes": int(math.ceil(_prod(shape) * _TFL_DTYPE_BYTES.get(tname, 4))) if shape else int(_TFL_DTYPE_BYTES.get(tname, 4)),
-                        "const": bool(const), "variable": bool(t.IsVariable())})
-        return out
-
-    in_t = tensors_of(main)
-    in_shape = in_t[main.Inputs(0)]["shape"] if main.InputsLength() else []
+    model = tflite_file.read(path)
+    names = tflite_file.builtin_names()
+    main = model.subgraphs[0]
+    in_t = _tflite_tensors(model, main)
+    in_shape = in_t[main.inputs[0]]["shape"] if main.inputs is not None and len(main.inputs) else []
     steps_guess = in_shape[1] if len(in_shape) == 3 else 1
     ops, state, acts = [], [], 0
-    for si in range(n_sub):
-        sg = model.Subgraphs(si)
-        tens = in_t if si == 0 else tensors_of(sg)
+    for si, sg in enumerate(model.subgraphs):
+        tens = in_t if si == 0 else _tflite_tensors(model, sg)
         repeat = 1 if si == 0 else steps_guess
         acts += sum(t["bytes"] for t in tens if not t["const"] and not t["variable"])
-        for oi in range(sg.OperatorsLength()):
-            op = sg.Operators(oi)
-            oc = model.OperatorCodes(op.OpcodeIndex())
-            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-            name = op_names.get(code, f"CUSTOM:{(oc.CustomCode() or b'').decode()}" if code == 32 else str(code))
-            ins = [tens[i] if i >= 0 else None for i in op.InputsAsNumpy()] if op.InputsLength() else []
-            outs = [tens[i] for i in op.OutputsAsNumpy()] if op.OutputsLength() else []
-            rec = _count_tflite_op(name, ins, outs, op, S)
+        for oi, op in enumerate(sg.operators or []):
+            name = tflite_file.op_name(model, op, names)
+            ins = [tens[i] if i >= 0 else None for i in op.inputs] if op.inputs is not None else []
+            outs = [tens[i] for i in op.outputs] if op.outputs is not None else []
+            rec = _count_tflite_op(name, ins, outs, op)
             rec.update({"subgraph": si, "index": oi, "repeat": repeat})
             ops.append(rec)
             if name in _TFL_RECURRENT:
@@ -110,8 +92,8 @@ def analyze_tflite(path) -> dict:
                     if t is not None and t["variable"]:
                         state.append({"op": name, "subgraph": si, "tensor": t["name"], "shape": t["shape"],
                                       "dtype": t["dtype"], "bytes": t["bytes"]})
-    io = {"inputs": [in_t[main.Inputs(i)] for i in range(main.InputsLength())],
-          "outputs": [in_t[main.Outputs(i)] for i in range(main.OutputsLength())]}
+    io = {"inputs": [in_t[i] for i in (main.inputs if main.inputs is not None else [])],
+          "outputs": [in_t[i] for i in (main.outputs if main.outputs is not None else [])]}
     # variable tensors not attached to a recurrent op (e.g. VAR_HANDLE style state)
     seen = {(s["subgraph"], s["tensor"]) for s in state}
     for t in in_t:
@@ -122,29 +104,16 @@ def analyze_tflite(path) -> dict:
     for t in in_t:
         if t["const"]:
             weights[t["dtype"]] = weights.get(t["dtype"], 0) + t["bytes"]
-    return {"format": "tflite", "subgraphs": n_sub, "ops": ops, "state": state, "io": io,
+    return {"format": "tflite", "subgraphs": len(model.subgraphs), "ops": ops, "state": state, "io": io,
             "activation_bytes_upper": acts, "weight_bytes_by_dtype": weights,
             "steps": steps_guess}
 
 
-def _time_major(op, S, name):
-    try:
-        if name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-            o = S.UnidirectionalSequenceLSTMOptions()
-        elif name == "BIDIRECTIONAL_SEQUENCE_LSTM":
-            o = S.BidirectionalSequenceLSTMOptions()
-        else:
-            o = S.SequenceRNNOptions()
-        tab = op.BuiltinOptions()
-        if tab is None:
-            return False
-        o.Init(tab.Bytes, tab.Pos)
-        return bool(o.TimeMajor())
-    except Exception:
-        return False
+def _time_major(op) -> bool:
+    return bool(getattr(op.builtinOptions, "timeMajor", False))
 
 
-def _count_tflite_op(name, ins, outs, op, S) -> dict:
+def _count_tflite_op(name, ins, outs, op) -> dict:
     macs = nonlin = elem = 0
     mac_dtype = None
     out_elems = sum(_prod(t["shape"]) for t in outs)
@@ -153,7 +122,7 @@ def _count_tflite_op(name, ins, outs, op, S) -> dict:
         shape = x["shape"] if x else []
         if name in ("LSTM", "RNN") or len(shape) < 3:
             steps, batch = 1, shape[0] if shape else 1
-        elif _time_major(op, S, name):
+        elif _time_major(op):
             steps, batch = shape[0], shape[1]
         else:
             batch, steps = shape[0], shape[1]

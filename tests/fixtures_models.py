@@ -166,5 +166,78 @@ def child_hang(**kwargs):
     time.sleep(3600)
 
 
+# ----------------------------------------------------------------------------- stream demo models
+
+TESTS_DIR = str(Path(__file__).resolve().parent)
+
+
+def demo_model_child(out_dir: str, steps: int = 8, features: int = 2, units: int = 8,
+                     stacked: bool = False, bidirectional: bool = False, seed: int = 0) -> dict:
+    """Child process (TensorFlow): a tiny tf-keras LSTM, batch 1, briefly trained on smooth
+    random signals; writes source_tfkeras.h5, data.npz and model_float32.tflite."""
+    from export.tfenv import seed_everything, tf_and_keras2
+    from groundfloor.fileio import write_npz
+    from export.tflite import convert
+    tf, K = tf_and_keras2()
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    n = 96
+    t = np.arange(steps)[None, :, None]
+    freq = rng.uniform(0.05, 0.3, (n, 1, features))
+    phase = rng.uniform(0, 2 * np.pi, (n, 1, features))
+    x = (np.sin(2 * np.pi * freq * t + phase) + 0.1 * rng.standard_normal((n, steps, features))).astype(np.float32)
+    y = (x[:, -3:, :1].mean(axis=1) + 0.5 * x[:, 0, 1:2]).astype(np.float32)
+
+    def build(batch):
+        inp = K.Input(batch_shape=(batch, steps, features))
+        h = inp
+        if stacked:
+            h = K.layers.LSTM(units, return_sequences=True)(h)
+        lstm = K.layers.LSTM(units)
+        h = K.layers.Bidirectional(lstm)(h) if bidirectional else lstm(h)
+        return K.Model(inp, K.layers.Dense(1)(h))
+
+    model = build(1)
+    if not bidirectional:  # (the Bidirectional model only has to be refused)
+        train = build(None)
+        train.compile(K.optimizers.Adam(0.02), "mse")
+        train.fit(x[:64], y[:64], batch_size=16, epochs=3, verbose=0)
+        model.set_weights(train.get_weights())
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(str(out / "source_tfkeras.h5"), include_optimizer=False)
+    x_eval = x[64:]
+    y_float = np.concatenate([np.asarray(model(w[None], training=False)) for w in x_eval])
+    write_npz(out / "data.npz", x_calib=x[:64], x_eval=x_eval, y_eval=y[64:], y_float=y_float)
+    if not bidirectional:
+        convert(str(out / "source_tfkeras.h5"), str(out / "model_float32.tflite"), "float32")
+    return {"steps": steps, "features": features}
+
+
+def run_demo_model_child(timeout: float = 600.0, **kwargs):
+    """demo_model_child in an isolated child process (this folder on its path)."""
+    from groundfloor.isolate import run_isolated
+    return run_isolated("fixtures_models:demo_model_child", kwargs, timeout,
+                        env={"PYTHONPATH": TESTS_DIR + os.pathsep + os.environ.get("PYTHONPATH", "")})
+
+
+def build_demo_artifacts(out_dir, stacked: bool = False, timeout: float = 600.0) -> dict:
+    """A tiny LSTM(8) on [1, 8, 2] with its whole-sequence float32/int8 TFLite files and all
+    streaming artifacts, in out_dir: enough to try edge.runtime without the full pipeline."""
+    from groundfloor.isolate import run_isolated
+    from export.streaming import export_streaming
+    out = Path(out_dir)
+    r = run_demo_model_child(timeout, out_dir=str(out), stacked=stacked)
+    if not r.ok:
+        raise RuntimeError(f"demo model: {r.error} {r.stderr_tail[-300:]}")
+    r = run_isolated("export.tflite:convert", {"model_path": str(out / "source_tfkeras.h5"),
+                                               "out_path": str(out / "model_int8.tflite"), "mode": "int8",
+                                               "calib_path": str(out / "data.npz")}, timeout)
+    if not r.ok:
+        raise RuntimeError(f"demo int8 conversion: {r.error}")
+    records = export_streaming(out / "source_tfkeras.h5", out, out / "data.npz", timeout=timeout)
+    return {"dir": str(out), "records": records}
+
+
 if __name__ == "__main__":
     build(sys.argv[1])

@@ -22,7 +22,7 @@ TESTS_DIR = str(Path(__file__).resolve().parent)
 class FakeEmulated(Runner):
     """Stands in for the emulated Cortex-M runner: same interface, per-device figures."""
     name, kind, formats = "fake_emulated", "emulated", ("tflite",)
-    target = "firmware_sim.runners:child_litert"
+    target = "firmware_sim.runners.litert:child_litert"
 
     def applicable(self, artifact):
         return (artifact.get("mode") == "int8", "int8 only")
@@ -186,3 +186,86 @@ def test_unknown_device_and_missing_inputs_are_bad_input(tiny_artifacts, tmp_pat
     with pytest.raises(BadInput, match="y_float"):
         bench_model(art, ["cortex_m4f"], tmp_path / "b.json")
     assert not (tmp_path / "b.json").exists()
+
+
+class Prepares(Runner):
+    """Measures a figure before its run (as TFLite Micro measures its arena) and shares it with the
+    runners after it; refuses streaming artifacts before running them."""
+    name, formats, target = "prepares", ("tflite",), "-"
+
+    def prepare(self, model_path, x_path, config, extra, progress):
+        if extra["artifact"].get("streaming"):
+            return {}, {"runner": self.name, "runner_kind": self.kind, "status": "error",
+                        "error": "refused before the run"}
+        return {"probe": {"status": "ok", "bytes": Path(model_path).stat().st_size}}, None
+
+    def run(self, model_path, x_path, out_path, config, extra=None):
+        with np.load(x_path) as d:
+            np.savez(out_path, out_0=np.zeros((d["x"].shape[0], 1), np.float32))
+        return {"runner": self.name, "runner_kind": self.kind, "status": "ok", "error": "",
+                "details": {"probe_in_extra": extra["probe"]["bytes"]}}
+
+    def shared_figures(self, record):
+        return {"probe_shared": record["probe"]} if record.get("status") == "ok" else {}
+
+
+class Sees(Prepares):
+    name = "sees"
+
+    def prepare(self, model_path, x_path, config, extra, progress):
+        return {}, None
+
+    def run(self, model_path, x_path, out_path, config, extra=None):
+        rec = super().run(model_path, x_path, out_path, config, {"probe": {"bytes": 0}})
+        rec["details"] = {"shared": extra.get("probe_shared")}
+        return rec
+
+    def shared_figures(self, record):
+        return {}
+
+
+def test_the_bench_runs_every_runner_through_the_same_hooks(tiny_artifacts, tmp_path):
+    """prepare() figures reach run() and the record, a prepare() failure stands for the run, and
+    shared_figures() reach the runners after it: no runner is special-cased by name."""
+    RUNNERS["prepares"], RUNNERS["sees"] = Prepares, Sees
+    try:
+        rep = bench_model(tiny_artifacts, ["cortex_m4f"], tmp_path / "b.json", progress=lambda *_: None,
+                          runners=["prepares", "sees"], config=RunConfig(warmup=0, runs=1, timeout_s=60),
+                          cache_dir=tmp_path / "cache", streaming=False)
+    finally:
+        RUNNERS.pop("prepares", None)
+        RUNNERS.pop("sees", None)
+    a = rep["artifacts"]["float32_tflite"]
+    size = a["bytes"]
+    assert a["runners"]["prepares"]["probe"] == {"status": "ok", "bytes": size}
+    assert a["runners"]["prepares"]["details"]["probe_in_extra"] == size
+    assert a["runners"]["sees"]["details"]["shared"] == {"status": "ok", "bytes": size}
+    s = rep["artifacts"]["stream_float32_tflite"]["runners"]
+    assert s["prepares"]["status"] == "error" and s["sees"]["details"]["shared"] is None
+    assert "stream_float32_tflite/prepares: error: refused before the run" in rep["errors"]
+
+
+def test_the_long_stream_signal_comes_from_the_task(tmp_path):
+    """edge.tasks gives the bench the task's own series, standardized as in training; a model of
+    independent sequences or without training.json gets a reason instead."""
+    from edge.tasks import get_task
+    from edge.tasks.long_stream import long_stream_signal, signal_loader
+    art = tmp_path / "seattle_temp"
+    assert "training.json" in long_stream_signal(get_task("seattle_temp"), art)["reason"]
+    (art / "train").mkdir(parents=True)
+    prep = {"features": ["temp_degF"], "standardize": {"mean": [50.0], "std": [10.0]}}
+    (art / "train" / "training.json").write_text(json.dumps({"preprocessing": prep}))
+    task = get_task("seattle_temp")
+    sig = task.long_stream_signal(art)
+    raw = task.raw_series()
+    assert sig["status"] == "ok" and sig["name"] == "seattle_temps" and sig["rows"] == len(raw) == 8759
+    assert sig["passes"] == 2 and sig["signal"].shape == (2 * 8759, 1) and sig["signal"].dtype == np.float32
+    np.testing.assert_array_equal(sig["signal"][:8759], ((raw - 50.0) / 10.0).astype(np.float32))
+    np.testing.assert_array_equal(sig["signal"][8759:], sig["signal"][:8759])
+    none = long_stream_signal(get_task("japanese_vowels"), art)
+    assert none["status"] == "not_applicable" and "not one continuous series" in none["reason"]
+    assert long_stream_signal(None, art)["status"] == "not_applicable"
+    # the bench command's loader: the same signal, loaded in a child process into a file
+    loaded = signal_loader("seattle_temp", art, tmp_path)()
+    assert {k: v for k, v in loaded.items() if k != "signal_path"} == {k: v for k, v in sig.items() if k != "signal"}
+    np.testing.assert_array_equal(np.load(loaded["signal_path"]), sig["signal"])

@@ -173,11 +173,16 @@ def test_streaming_results_in_bench_json(stream_artifacts, tmp_path):
     assert rep2["streaming"]["agreement"]["cached"] and rep2["streaming"]["long_stream"]["cached"]
     assert rep2["streaming"]["long_stream"]["summary"] == s
     print(f"\nstream bench: first {first:.1f} s, cached {rep2['seconds']:.1f} s")
-    # without the long stream (and without a series) it says why
+    assert ls["signal"]["name"] == "given signal" and ls["signal"]["rows"] == 2400
+    # without a signal (the app gives a model of independent sequences none) it says why
     rep3 = bench_model(stream_artifacts, ["cortex_m4f"], tmp_path / "b3.json", runners=["litert"], config=QUICK,
                        cache_dir=tmp_path / "cache", progress=None)
     assert rep3["streaming"]["long_stream"]["status"] == "not_applicable"
-    assert "training.json" in rep3["streaming"]["long_stream"]["reason"]
+    assert "no long-stream signal given" in rep3["streaming"]["long_stream"]["reason"]
+    why = {"status": "not_applicable", "reason": "the data is not one continuous series"}
+    rep4 = bench_model(stream_artifacts, ["cortex_m4f"], tmp_path / "b4.json", runners=["litert"], config=QUICK,
+                       cache_dir=tmp_path / "cache", progress=None, stream_signal=why)
+    assert rep4["streaming"]["long_stream"] == why
 
 
 def test_onnx_explicit_state_stream_is_benched(tmp_path):

@@ -80,5 +80,31 @@ def test_missing_profile_file(tmp_path):
         load_profile(str(tmp_path / "nope.toml"))
 
 
-def test_bad_input_exit_code():
-    assert BadInput.exit_code == 2
+@pytest.mark.parametrize("edit, words", [
+    (lambda t: t + "\nturbo_mode = true\n", ["unknown field", "turbo_mode"]),
+    (lambda t: t.replace("sram_bytes = 262_144", "sram_bytes = 1.5"), ["sram_bytes", "whole number of bytes"]),
+    (lambda t: t.replace("clock_hz = 80_000_000", "clock_hz = 0"), ["clock_hz", "> 0"]),
+    (lambda t: t.replace("flash_bytes = 1_048_576", "flash_bytes = true"), ["flash_bytes", "must be a number"]),
+    (lambda t: t.replace('core = "cortex-m4f"', 'core = " "'), ["core", "non-empty text"]),
+])
+def test_invalid_field_values_are_refused(tmp_path, edit, words):
+    p = _write(tmp_path, edit(_m4_text()))
+    with pytest.raises(BadInput) as e:
+        load_profile(str(p))
+    for w in words + [str(p)]:
+        assert w in str(e.value)
+
+
+def test_optional_fields_default_and_duplicate_names_are_refused(tmp_path):
+    text = "\n".join(l for l in _m4_text().splitlines() if not l.startswith("cycles_per_mac_int16"))
+    prof = load_profile(str(_write(tmp_path, text)))
+    assert prof.cycles_per_mac_int16 == 0.0 and prof.cycles_per_mac("int16") == prof.cycles_per_mac_int8
+    with pytest.raises(BadInput, match="given twice: cortex_m4f"):
+        load_profiles(["cortex_m4f", str(_write(tmp_path, _m4_text(), "copy.toml"))])
+
+
+def test_a_bad_profile_gives_exit_code_2_on_the_command_line(tmp_path, capsys):
+    from edge.cli import main
+    p = _write(tmp_path, _m4_text() + "\nturbo_mode = true\n")
+    assert main(["bench", "--models", "seattle_temp", "--devices", str(p)]) == 2
+    assert "turbo_mode" in capsys.readouterr().err

@@ -7,8 +7,8 @@ from groundfloor.isolate import run_isolated
 from groundfloor.tflm import parse_allocations
 from firmware_sim import latency
 from firmware_sim.profiles import load_profile
-from firmware_sim.runners import (RUNNERS, RunConfig, Runner, arena_search, dequantize, get_runner,
-                                  quantize)
+from firmware_sim.runners import (RUNNERS, RunConfig, Runner, arena_search, get_runner, post_output,
+                                  prep_input)
 from fixtures_models import F, T, UNITS, tiny_models, x_eval_npz  # noqa: F401
 
 FAST = RunConfig(warmup=1, runs=20, timeout_s=60)
@@ -47,11 +47,15 @@ def test_registry_has_the_runners_and_an_emulated_runner_can_be_added():
         RUNNERS.pop("fake_emulated", None)
 
 
-def test_quantize_roundtrip():
-    x = np.array([-1.0, 0.0, 0.5, 10.0])
-    q = quantize(x, 0.01, 3, np.int8)
+def test_the_child_quantizes_inputs_and_dequantizes_outputs():
+    x = np.array([-1.0, 0.0, 0.5, 10.0], np.float32)
+    q = prep_input(x, np.int8, 0.01, 3)
     assert q.dtype == np.int8 and list(q) == [-97, 3, 53, 127]   # 10.0 saturates
-    assert dequantize(q, 0.01, 3)[:3] == pytest.approx([-1.0, 0.0, 0.5])
+    y = post_output(q, 0.01, 3)
+    assert y.dtype == np.float32 and y[:3] == pytest.approx([-1.0, 0.0, 0.5])
+    assert prep_input(x, np.float32, 0.0, 0).dtype == np.float32 and post_output(x, 0.0, 0).dtype == np.float32
+    with pytest.raises(ValueError, match="without quantization parameters"):
+        prep_input(x, np.int8, 0.0, 0)
 
 
 def test_litert_and_onnxruntime_float_match_keras(tiny_models, x_eval_npz, data, tmp_path):
@@ -112,7 +116,7 @@ def test_arena_search_finds_the_exact_minimum(tiny_models, x_eval_npz, arena, tm
     results = {}
     for size in (n, n - 1):
         cfg["arena_bytes"] = size
-        results[size] = run_isolated("firmware_sim.runners:child_tflm",
+        results[size] = run_isolated("firmware_sim.runners.tflm:child_tflm",
                                      {"model_path": str(tiny_models / "int8.tflite"), "x_path": str(x_eval_npz),
                                       "out_path": str(tmp_path / f"a{size}.npz"), "cfg": dict(cfg)}, timeout=60)
     assert results[n].status == "ok"

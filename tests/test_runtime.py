@@ -110,7 +110,21 @@ def test_streams_are_independent_and_reset(demo, data):
     b.push_many(x[1])  # another stream's state does not leak into a
     a.reset()
     np.testing.assert_array_equal(a.push_many(x[0]), ya)
-    assert a.clipped_inputs >= 0
+
+
+def test_clipped_inputs_counts_the_values_outside_the_int8_input_range(demo):
+    m = runtime.load(Path(demo["dir"]) / "stream_int8.tflite")
+    scale, zp = m.input_io["scale"], m.input_io["zero_point"]
+    lo, hi = (-128 - zp) * scale, (127 - zp) * scale       # the real values of codes -128 and 127
+    inside, above, below = 0.5 * (lo + hi), hi + 5 * scale, lo - 5 * scale
+    s = m.stream()
+    s.push(np.array([inside, lo + 0.25 * scale], np.float32))   # both inside (the second rounds to -128)
+    assert s.clipped_inputs == 0
+    s.push(np.array([above, inside], np.float32))
+    s.push_many(np.array([[below, above], [inside, inside]], np.float32))
+    assert s.clipped_inputs == 3 and s.steps == 4
+    s.reset()
+    assert s.clipped_inputs == 0
 
 
 def test_clear_errors(demo, data, tmp_path):

@@ -59,13 +59,19 @@ def test_stream_agrees_with_whole_sequence_everywhere(demo):
     json.dumps(res)
 
 
-def test_long_stream_drift_reports_windows_and_cell_range(demo):
-    from firmware_sim.stream_check import long_stream_drift
+def test_long_stream_drift_reports_windows_and_cell_range(demo, tmp_path):
+    from firmware_sim.stream_check import bench_long_stream
     d = Path(demo["dir"])
     t = np.arange(3000)
     signal = np.stack([np.sin(t / 37.0), np.cos(t / 91.0) * 1.5], axis=1).astype(np.float32)
-    res = long_stream_drift(d / "stream_float32.tflite", d / "stream_int8.tflite", signal, window=500, tflm=True)
-    json.dumps(res)
+    np.save(tmp_path / "signal.npy", signal)
+    info = {"status": "ok", "name": "two sines", "rows": 3000, "passes": 1, "description": "what the app says"}
+    out = bench_long_stream(d / "stream_float32.tflite", d / "stream_int8.tflite", tmp_path / "signal.npy",
+                            signal_info=info, window=500, tflm=True)
+    json.dumps(out)
+    assert out["status"] == "ok" and out["signal"] == info and out["summary"]["steps"] == 3000
+    res = out["result"]
+    assert res["label"] == "two sines"
     assert res["steps"] == 3000 and len(res["per_window"]["litert_rmse"]) == 6
     assert len(res["per_window"]["tflm_rmse"]) == 6
     # the numpy cell (used for max |c|) reproduces the float model's hidden state
@@ -77,10 +83,9 @@ def test_long_stream_drift_reports_windows_and_cell_range(demo):
 
 
 def test_bidirectional_model_cannot_stream(tmp_path):
-    from groundfloor.isolate import run_isolated
+    from fixtures_models import run_demo_model_child
     from export.streaming import NotStreamable, export_streaming
-    r = run_isolated("firmware_sim.stream_check:_demo_model_child",
-                     {"out_dir": str(tmp_path), "bidirectional": True, "units": 4}, 300)
+    r = run_demo_model_child(300, out_dir=str(tmp_path), bidirectional=True, units=4)
     assert r.ok, r.error
     with pytest.raises(NotStreamable, match="Bidirectional"):
         export_streaming(tmp_path / "source_tfkeras.h5", tmp_path, tmp_path / "data.npz")

@@ -1,4 +1,5 @@
-"""What every reference task provides, and the shared training recipe."""
+"""What every reference task provides (data, layers, and for a continuous series its raw series,
+which the bench's long stream replays: edge.tasks.long_stream), and the shared training recipe."""
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ class ReferenceTask(ABC):
     batch_size = 64
     learning_rate = 3e-3
     calib_pool = 1000            # training windows kept for calibration (x_calib)
+    series_name = None           # a task whose data is one continuous series: its name, and
+    series_description = ""      # what it is (the bench's long stream replays it, raw_series)
 
     @abstractmethod
     def load(self) -> Split:
@@ -43,6 +46,15 @@ class ReferenceTask(ABC):
     @property
     def metric(self):
         return "accuracy" if self.kind == "classification" else "rmse"
+
+    def raw_series(self) -> np.ndarray:
+        """The continuous series [S, F] in its own units (float64), for a task with series_name."""
+        raise NotImplementedError(f"{self.name}: the data is not one continuous series")
+
+    def long_stream_signal(self, artifacts_dir, **kw) -> dict:
+        """What the bench's long stream replays for this task's exported model (edge.tasks.long_stream)."""
+        from edge.tasks.long_stream import long_stream_signal
+        return long_stream_signal(self, artifacts_dir, **kw)
 
 
 def standardize(train, *others):

@@ -13,10 +13,15 @@ class SeattleTemp(ReferenceTask):
                    "colder than most of training) is the test set.")
     window = 48
     epochs = 15
+    series_name = "seattle_temps"
+    series_description = "vega_datasets seattle_temps: hourly Seattle temperatures 2010 (8,759 h)"
+
+    def raw_series(self) -> np.ndarray:
+        from vega_datasets import data
+        return data.seattle_temps()["temp"].to_numpy(np.float64)[:, None]
 
     def load(self) -> Split:
-        from vega_datasets import data
-        temp = data.seattle_temps()["temp"].to_numpy(np.float32)[:, None]
+        temp = self.raw_series().astype(np.float32)
         x, y, t = windows(temp, self.window, 0)
         cut = int(0.8 * len(temp))
         train, test = t < cut, t >= cut

