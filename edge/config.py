@@ -51,9 +51,11 @@ class Config:
 def load_config(path=None) -> Config:
     path = Path(path) if path else DEFAULT_CONFIG
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise BadInput(path, "config file not found")
+    except UnicodeDecodeError as e:
+        raise BadInput(path, f"not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise BadInput(path, f"invalid TOML: {e}")
     unknown = set(raw) - TOP_KEYS

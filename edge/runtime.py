@@ -4,9 +4,9 @@ Implemented in groundfloor/runtime.py (numpy + LiteRT or onnxruntime, never Tens
 export and bench stages use the same code the application does. `python -m edge.runtime
 MODEL DATA.npz` prints predictions for the first windows of x_eval.
 """
-from groundfloor.runtime import Model, Stream, load, main
+from groundfloor.runtime import Model, ModelRejected, Stream, load, main
 
-__all__ = ["load", "Model", "Stream"]
+__all__ = ["load", "Model", "Stream", "ModelRejected"]
 
 if __name__ == "__main__":
     main()

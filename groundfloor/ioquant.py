@@ -18,6 +18,16 @@ def quantize_input(x: np.ndarray, io: dict) -> np.ndarray:
     return x.astype(io["dtype"])
 
 
+def quantize_counting(x: np.ndarray, io: dict) -> tuple[np.ndarray, int]:
+    """quantize_input plus how many values fell outside the integer range (and were clipped)."""
+    if not is_integer(io):
+        return x.astype(io["dtype"]), 0
+    info = np.iinfo(io["dtype"])
+    q = np.round(x / io["scale"]) + (io.get("zero_point") or 0)
+    clipped = int(np.count_nonzero((q < info.min) | (q > info.max)))
+    return np.clip(q, info.min, info.max).astype(io["dtype"]), clipped
+
+
 def dequantize_output(y: np.ndarray, io: dict) -> np.ndarray:
     if is_integer(io):
         return (y.astype(np.float32) - (io.get("zero_point") or 0)) * io["scale"]

@@ -5,7 +5,8 @@ imports TensorFlow. int8 models take and give floats here: inputs are quantized 
 model's input scale/zero point and outputs dequantized.
 
     import numpy as np
-    from groundfloor import runtime
+
+    from edge import runtime
 
     data = np.load("artifacts/seattle_temp/data.npz")          # x_eval: [N, 48, 1], standardized
     model = runtime.load("artifacts/seattle_temp/stream_int8.tflite")
@@ -28,26 +29,78 @@ the first windows of x_eval.
 """
 from __future__ import annotations
 
+import atexit
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load", "Model", "Stream"]
+from groundfloor import ioquant
+
+__all__ = ["load", "Model", "Stream", "ModelRejected"]
 
 STREAM_METADATA_KEY = "lstm_edge.stream"  # ONNX metadata_props: which inputs/outputs are state (export/streaming.py writes it)
 
 
-def load(path, num_threads: int = 1) -> "Model":
-    """Open a .tflite or .onnx model exported by this toolkit."""
+class ModelRejected(ValueError):
+    """The file is not safe or not fit to run: corrupt, changed since export, or it crashes the
+    runtime. The message names the file and what is wrong."""
+
+
+def load(path, num_threads: int = 1, verify_hash: bool = True, probe: bool = True) -> "Model":
+    """Open a .tflite or .onnx model exported by this toolkit.
+
+    Before the runtime sees the file it is verified (groundfloor.verify: structure, indices,
+    sizes), its sha256 is compared with the manifest.json next to it when there is one
+    (verify_hash=False skips that), and it is loaded and run once in a child process
+    (probe=False skips that), so a file that would crash the runtime raises ModelRejected
+    here instead of killing the calling process."""
+    from groundfloor import verify
+    from groundfloor.errors import BadInput
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: model file not found")
-    if path.suffix == ".tflite":
-        return Model(path, _TFLiteBackend, num_threads)
-    if path.suffix == ".onnx":
-        return Model(path, _OnnxBackend, num_threads)
-    raise ValueError(f"{path}: unsupported model format '{path.suffix}' (expected .tflite or .onnx)")
+    backend = _BACKENDS.get(path.suffix)
+    if backend is None:
+        raise ValueError(f"{path}: unsupported model format '{path.suffix}' (expected .tflite or .onnx)")
+    try:
+        if verify_hash:   # first: a file the export recorded must be exactly that file
+            verify.verify_hash(path)
+        (verify.verify_tflite if path.suffix == ".tflite" else verify.verify_onnx)(path)
+    except BadInput as e:
+        raise ModelRejected(str(e)) from None
+    if probe:
+        _probe(path, num_threads)
+    return Model(path, backend, num_threads)
+
+
+_probe_worker = None   # one child process for every probe of this process (replaced after a crash)
+_probe_lock = threading.Lock()
+
+
+def _probe(path, num_threads):
+    global _probe_worker
+    from groundfloor.isolate import Worker
+    with _probe_lock:
+        if _probe_worker is None:
+            _probe_worker = Worker()
+            atexit.register(_probe_worker.close)
+        r = _probe_worker.run("groundfloor.runtime:probe_child", {"path": str(path), "num_threads": num_threads},
+                              timeout=120)
+    if r.status in ("crashed", "timeout"):
+        raise ModelRejected(f"{path}: the runtime {r.error.replace('process ', '')} loading and running it "
+                            "once: refused")
+    if not r.ok:
+        raise ModelRejected(f"{path}: {r.error}")
+
+
+def probe_child(path: str, num_threads: int = 1) -> bool:
+    """Child side of load(): open the file in its runtime and run one window of zeros."""
+    p = Path(path)
+    model = Model(p, _BACKENDS[p.suffix], num_threads)
+    model.predict(np.zeros((1, model.steps or 1, model.features), np.float32))
+    return True
 
 
 # --------------------------------------------------------------------------- backends
@@ -56,9 +109,7 @@ class _TFLiteBackend:
     """LiteRT interpreter. State (streaming models) lives in the LSTM's variable tensors."""
 
     def __init__(self, path, num_threads):
-        from ai_edge_litert.interpreter import Interpreter
-        self.interp = Interpreter(model_path=str(path), num_threads=num_threads)
-        self.interp.allocate_tensors()
+        self.interp, self.delegate = _litert_interpreter(path, num_threads)
         inputs, outputs = self.interp.get_input_details(), self.interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
@@ -76,6 +127,23 @@ class _TFLiteBackend:
 
     def stateful(self):
         return True  # the fused LSTM's variable tensors
+
+
+def _litert_interpreter(path, num_threads):
+    """LiteRT with its default delegate (XNNPACK); without it when the delegate cannot prepare
+    the graph (an unrolled masked LSTM: "failed to create XNNPACK runtime"), as the export does."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    try:
+        interp = Interpreter(model_path=str(path), num_threads=num_threads)
+        interp.allocate_tensors()
+        return interp, "xnnpack"
+    except RuntimeError as e:
+        if "XNNPACK" not in str(e).upper() and "DELEGATE" not in str(e).upper():
+            raise
+    interp = Interpreter(model_path=str(path), num_threads=num_threads,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    return interp, "none (the default XNNPACK delegate cannot prepare this graph)"
 
 
 class _OnnxBackend:
@@ -131,6 +199,9 @@ def _io(name, dtype, shape, quantization):
             "scale": float(scale) if quantized else None, "zero_point": int(zp) if quantized else None}
 
 
+_BACKENDS = {".tflite": _TFLiteBackend, ".onnx": _OnnxBackend}
+
+
 # --------------------------------------------------------------------------- public API
 
 class Model:
@@ -158,19 +229,10 @@ class Model:
 
     # -- conversions shared with Stream
     def _quantize(self, x):
-        io = self.input_io
-        if io["scale"] is None:
-            return x.astype(io["dtype"]), 0
-        info = np.iinfo(io["dtype"])
-        q = np.round(x / io["scale"]) + io["zero_point"]
-        clipped = int(np.count_nonzero((q < info.min) | (q > info.max)))
-        return np.clip(q, info.min, info.max).astype(io["dtype"]), clipped
+        return ioquant.quantize_counting(x, self.input_io)
 
     def _dequantize(self, y):
-        io = self.output_io
-        if io["scale"] is None:
-            return y.astype(np.float32)
-        return ((y.astype(np.float32) - io["zero_point"]) * io["scale"]).astype(np.float32)
+        return ioquant.dequantize_output(y, self.output_io).astype(np.float32)
 
     def predict(self, sequences, return_sequences: bool = False, raw: bool = False) -> np.ndarray:
         """Outputs for windows [N, T, F] (floats), state reset before each window.

@@ -1,0 +1,111 @@
+"""Corrupt and hostile files through the on-device API and the loaders: refused with one clear
+line (naming the file), never a crash of the calling process, never silently run when the
+export recorded the file's hash."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge import fuzz, runtime
+from groundfloor import tflite_file
+from groundfloor.errors import BadInput
+from groundfloor.verify import verify_onnx, verify_tflite
+from fixtures_models import tiny_artifacts, tiny_models  # noqa: F401
+
+
+def test_short_campaign_no_crash_no_hang_every_known_hash_refused(tiny_artifacts):
+    m = fuzz.run_models(tiny_artifacts.parent, n=60, seed=0, chunk=30, progress=lambda *_: None)
+    assert m["crashes"] == 0 and m["hangs"] == 0, m["crashers"]
+    known = {k: v for k, v in m.items() if k.startswith("hash_known:")}
+    assert sum(known.values()) == 60 and set(known) <= {"hash_known:refused_hash", "hash_known:refused"}
+    assert sum(v for k, v in m.items() if k.startswith("no_hash:")) == 60
+
+
+@pytest.mark.parametrize("part", ["data", "configs"])
+def test_bad_data_and_configs_get_one_line(part):
+    counts = (fuzz.run_data if part == "data" else fuzz.run_configs)(40, seed=0)
+    assert set(counts) <= {"bad_input_one_line", "accepted"}, counts
+    assert counts.get("bad_input_one_line", 0) >= 20
+
+
+def _copy(src, tmp_path, with_manifest):
+    dst = tmp_path / src.name
+    shutil.copy(src, dst)
+    if with_manifest:
+        shutil.copy(src.parent / "manifest.json", tmp_path / "manifest.json")
+    return dst
+
+
+def test_a_flipped_bit_is_refused_by_the_recorded_hash(tiny_artifacts, tmp_path):
+    dst = _copy(tiny_artifacts / "model_int8.tflite", tmp_path, with_manifest=True)
+    assert runtime.load(dst).predict(np.zeros((1, 8, 2), np.float32)).shape == (1, 1)   # intact: runs
+    data = bytearray(dst.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    dst.write_bytes(bytes(data))
+    with pytest.raises(runtime.ModelRejected, match="sha256") as e:
+        runtime.load(dst)
+    assert str(dst) in str(e.value) and "\n" not in str(e.value)
+
+
+def _rewritten(tiny_artifacts, tmp_path, change):
+    model = tflite_file.read(tiny_artifacts / "model_int8.tflite")
+    change(model, model.subgraphs[0])
+    out = tmp_path / "bad.tflite"
+    tflite_file.write(model, out)
+    return out
+
+
+def _fc(model, sg):
+    return next(op for op in sg.operators if tflite_file.op_name(model, op) == "FULLY_CONNECTED")
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda m, sg: setattr(_fc(m, sg), "inputs", np.array([0, 999, -1], np.int32)), "outside the"),
+    (lambda m, sg: setattr(sg.tensors[_fc(m, sg).inputs[1]], "buffer", 10_000), "names buffer"),
+    (lambda m, sg: setattr(m.buffers[sg.tensors[_fc(m, sg).inputs[1]].buffer], "data", np.zeros(3, np.uint8)),
+     "bytes of data"),
+    (lambda m, sg: setattr(m.buffers[sg.tensors[_fc(m, sg).inputs[1]].buffer], "data", None),
+     "no input, earlier operator or constant data"),
+    (lambda m, sg: setattr(m.operatorCodes[0], "builtinCode", 250), "does not know"),
+    (lambda m, sg: setattr(sg.tensors[0], "shape", np.array([1, -5, 2], np.int32)), "negative dimension"),
+    (lambda m, sg: setattr(sg, "outputs", np.array([77], np.int32)), "outputs"),
+])
+def test_verifier_names_what_is_wrong(tiny_artifacts, tmp_path, change, problem):
+    bad = _rewritten(tiny_artifacts, tmp_path, change)
+    with pytest.raises(BadInput, match=problem):
+        verify_tflite(bad)
+    with pytest.raises(runtime.ModelRejected, match=problem):
+        runtime.load(bad)
+
+
+CRASHER = Path(__file__).parent / "fixtures" / "litert_segfault_int8.tflite"
+
+
+def test_the_probe_turns_a_runtime_crash_into_a_refusal(tmp_path, monkeypatch):
+    """A mutated seattle_temp int8 model from the fuzz campaign (zeroed bytes cut an LSTM weight
+    buffer) that kills LiteRT with SIGSEGV. The verifier refuses it; with that check switched
+    off, the probe's child dies instead of the caller."""
+    from groundfloor import verify
+    with pytest.raises(runtime.ModelRejected, match="no input, earlier operator or constant data"):
+        runtime.load(CRASHER)
+    monkeypatch.setattr(verify, "_unfed_input", lambda model, sg: None)
+    with pytest.raises(runtime.ModelRejected, match="crashed with SIGSEGV"):
+        runtime.load(CRASHER)
+
+
+def test_onnx_external_data_outside_the_folder_is_refused(tiny_artifacts, tmp_path):
+    import onnx
+    model = onnx.load(str(tiny_artifacts / "model_float32.onnx"))
+    init = model.graph.initializer[0]
+    init.data_location = onnx.TensorProto.EXTERNAL
+    entry = init.external_data.add()
+    entry.key, entry.value = "location", "../../etc/passwd"
+    init.ClearField("raw_data")
+    bad = tmp_path / "m.onnx"
+    onnx.save(model, str(bad))
+    with pytest.raises(BadInput, match="points outside the directory|outside the model's folder"):
+        verify_onnx(bad)
+    (tmp_path / "junk.onnx").write_bytes(b"\x08\x07garbage")
+    with pytest.raises(BadInput, match="not a valid ONNX model"):
+        verify_onnx(tmp_path / "junk.onnx")
