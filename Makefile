@@ -14,7 +14,7 @@ MODEL_ARG := $(if $(MODEL),--models $(MODEL))
 DEVICE_ARG := $(if $(DEVICE),--devices $(DEVICE))
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages demo export lint quantize bench report check test test-fast clean
+.PHONY: help setup system-packages demo export lint quantize bench report check test test-fast fuzz clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -72,6 +72,11 @@ test: setup  ## the test suite (unit tests + end-to-end tests on the reference m
 
 test-fast: $(STAMP)  ## unit tests only, no reference-model end-to-end tests
 	$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+
+FUZZ_MODELS ?= 10000
+FUZZ_SEED ?= 0
+fuzz: $(STAMP)  ## seeded fuzz campaign: mutated models through edge.runtime, bad data and configs (needs `make export`)
+	$(PY) -m edge.fuzz --artifacts artifacts --models $(FUZZ_MODELS) --seed $(FUZZ_SEED) --out reports/fuzz.json
 
 clean:  ## remove generated artifacts and reports (keeps the virtualenv)
 	rm -rf artifacts reports

@@ -10,114 +10,9 @@ child process with a timeout, and writes the report atomically. A crash, hang or
 is recorded for that artifact/runner and the bench goes on. Bad input (no manifest, no data,
 unknown device, bad profile) raises groundfloor.errors.BadInput.
 
-bench.json schema (schema 1). Every figure is {"value"|stats..., "kind": "measured" |
-"estimated" | "emulated"}; byte figures are bytes, latency figures microseconds.
-{
-  "schema": 1, "model": str, "task": "regression" | "classification",
-  "created": ISO-8601 UTC, "seconds": float (wall time of the bench),
-  "artifacts_dir": str, "manifest_sha256": str, "data_sha256": str,
-  "machine": {"platform", "machine", "cpu", "cores_logical", "cores_usable", "ram_bytes", "python"},
-  "tool_versions": {"<distribution>": "version" | null, ...},
-  "config": {"warmup", "runs", "timeout_s", "max_samples", "reset_state", "runners": [...]},
-  "devices": {"<profile name>": {profile fields..., "source_file"}},
-  "float_reference": {"float_metric": <manifest float_metric>,
-                      "truth": metrics of y_float against y_eval (absent without y_eval)},
-  "artifacts": {
-    "<artifact name>": {
-      "file", "format", "mode", "quantized", "streaming", "bytes", "sha256",
-      "status": "ok" | "failed" | "skipped",   # ok: at least one runner ran it
-      "error": str,                            # why failed/skipped ("" when ok)
-      "notes": [str],
-      "analysis": {"status": "ok"|"error"|"crashed"|"timeout", "error",
-                   "ops", "op_types", "macs", "macs_by_dtype", "nonlinear", "elementwise",
-                   "steps", "invokes_per_window"},
-      "memory": {"model_bytes", "state_bytes" (+ "tensors"), "io_bytes", "activation_bytes_upper",
-                 "arena_bytes" (+ "reported": print_allocations() total; int8 TFLite with TFLM),
-                 "ram_total_bytes" (arena, measured; else state + io + activations, estimated),
-                 "peak_rss_bytes" (+ "by_runner"): {"value", "kind", "note"},
-                 "weight_bytes_by_dtype": {dtype: bytes}},
-      "runners": {
-        "<runner>": {
-          "status": "ok" | "error" | "crashed" | "timeout" | "skipped" | "not_applicable",
-          "error" | "reason": str, "runner_kind": "host" | "emulated", "seconds": float (child wall time),
-          "peak_rss_bytes": {"value", "kind": "measured", "note"},
-          "latency_host": {"kind": "measured", "unit": "us", "per": "invoke" | "step",
-                           "n", "p50", "p90", "p99", "mean", "std", "min", "max"},
-                           # "step": a streaming artifact fed one sample per invoke, state carried
-          "latency_host_window": (streaming) the same statistics per whole window ("per": "sequence"),
-          "arena": (tflm) {"status", "min_arena_bytes", "largest_failing_bytes", "kind": "measured",
-                   "reported": {"total_bytes", "head_bytes", "tail_bytes", "categories", "raw"},
-                   "probes", "search_seconds", "cached", "method", "note"},
-          "details": {"plan": "whole" | "stepped", "inputs": [...], "n_samples", ...},
-                     # emulated runner: {"windows_emulated", "cached", "code_hash", "devices": {profile:
-                     #   per-device figures as in devices.<profile>.emulated below, or
-                     #   {"status": "not_emulated", "reason"}}}
-          "metrics": {"cross": {"n", "rmse", "mae", "max_abs", "l2r", "mean_err", "std_err",
-                                "nse", "cos", ["argmax_agreement"], ["per_step": {"rmse": [..],
-                                "max_abs": [..]}]},
-                      "truth": regression: same keys against y_eval;
-                               classification: {"n", "acc", "acc_float", "acc_change"}}
-        }
-      },
-      "devices": {
-        "<profile name>": {
-          "latency": {"kind": "estimated", "unit": "us", "value", "cycles", "invokes_per_window",
-                      "clock_hz", "method", "cost_model", "per_op": [{"op","macs","mac_dtype","cycles"}],
-                      "per_step" (streaming: value / invokes_per_window)},
-          "latency_emulated": {"kind": "emulated", "value", "instructions", "cycles", "cycles_per_instruction",
-                               "board", "windows", "counter", "cached", "method"} | null,
-          "latency_calibrated": (other int8 .tflite on an emulated device) {"kind": "estimated",
-                               "basis": "calibrated", "value", "per_step", "cycles", "uncalibrated_us",
-                               "uncalibrated_per_step", "dispatch_overhead_us", "emulated_us",
-                               "calibration": {"source_artifact", "effective_cycles_per_mac_int8",
-                                               "profile_cycles_per_mac_int8", "factor"}, "method"},
-          "latency_vs_emulated": (the calibration source) {"estimated_us", "emulated_us", "gap_pct", "factor"},
-          "emulated": (int8 whole-sequence .tflite) {"status": "ok" | "not_emulated" | "too_large" |
-                      "mismatch" | "error", "reason" | "error", "board", "core", "windows",
-                      "instructions": {"per_inference", "min", "max", "split" {matrix, activations,
-                                       lstm_rest, other_layers}, "split_pct", "per_lstm_step", "gate_macs",
-                                       "matrix_instr_per_mac", "mac_kernel_instr_per_mac", "top_functions",
-                                       "counter", "kind": "emulated"},
-                      "plain_c": {"instructions_per_inference", "matrix_instr_per_mac", "flash_bytes",
-                                  "outputs_identical"}, "simd_vs_plain",
-                      "flash_bytes" (text+rodata), "image_bytes" (+data), "ram_bytes" (data+bss+stack
-                      high-water), "ram": {"static_bytes", "stack_high_water_bytes", "model_arena_bytes"},
-                      "tflm": {"max_lsb_diff", "bit_exact_fraction", "arena_reported_bytes"},
-                      "tflm_arena_bytes", "ram_vs_tflm_arena", "reference_max_lsb_diff",
-                      "cycles_per_instruction", "clock_hz", "latency_us", "cycles", "cached", "seconds",
-                      "drift": {"n", "rmse", "max_abs"[, "argmax_agreement"]} (vs y_float, emulated windows),
-                      "fit": {"flash", "ram": {"need", "budget", "margin", "fits", "kind": "emulated"}}},
-          "fit": {"flash": {"need","budget","margin","margin_pct","fits","kind","basis","parts"},
-                  "ram": same | null, "fits": bool | null,
-                  "verdict": "fits" | "does not fit" | "unknown"}
-        }
-      }
-    }
-  },
-  "calibration": {"<profile>": {"status": "ok", "source_artifact", "board", "macs_int8", "emulated_us",
-                   "emulated_cycles", "instructions", "estimated_us", "estimated_cycles", "gap_pct"
-                   ((estimated - emulated) / emulated, %), "factor" (emulated / estimated cycles),
-                   "effective_cycles_per_mac_int8", "profile_cycles_per_mac_int8", "method",
-                   "calibrated": {"<artifact>": {"value", "per_step", "uncalibrated_us", ...}}}
-                  | {"status": "not_emulated" | "error", "reason"}},
-  "streaming": (when the manifest has streaming artifacts) {
-      "per_step": {"<artifact>": {"file", "format", "mode", "state_bytes", "state_tensors", "invokes_per_window",
-                   "runners": {"<runner>": {"latency_host_step": {...measured, per step}, "latency_host_window_p50",
-                                            "drift_rmse", "drift_max_abs"}},
-                   "devices": {"<profile>": {"estimated_us_per_step", "calibrated_us_per_step",
-                                             "calibration_factor", "dispatch_overhead_us_per_step"}}}},
-      "agreement": firmware_sim.stream_check.stream_agreement() result {"rows", "ok", "float_tolerance",
-                   "int8_bound_lsb"} + {"status", "cached", "seconds", "windows"},
-      "long_stream": {"status": "ok", "signal": {"name", "description", "rows", "passes", "mean", "std", ...},
-                      "result": stream_check.long_stream_drift() result (per_window arrays for the plots),
-                      "summary": stream_check.summarize_long_stream() {"steps", "rmse_litert", "rmse_tflm",
-                                 "verdict": "saturates" | "grows" | "stays bounded (...)", "float_max_abs_c",
-                                 "int16_cell_range", "cell_range_used_pct", "int8_cell_at_limit_fraction", ...},
-                      "cached", "seconds", "float_artifact", "int8_artifact"}
-                     | {"status": "skipped" | "not_applicable" | <error>, "reason" | "error"},
-      "errors": [str]},
-  "errors": [str]   # one line per artifact/runner problem, for the CLI summary
-}
+The bench.json layout is defined once, in groundfloor/contracts.py (BENCH), checked before the
+file is written and shown in docs/CONTRACTS.md. Every figure is {"value"|stats..., "kind":
+"measured" | "estimated" | "emulated"}; byte figures are bytes, latency figures microseconds.
 Caches ($EDGE_CACHE_DIR/firmware_sim/, groundfloor.cache): arena_<sha>.json (TFLM arena search,
 runners/tflm.py), emulated_<key>.json (per artifact sha256, profile, board, windows, emulator sources
 and tool versions, runners/emulated.py), stream_agreement_<key>.json and stream_long_<key>.json (per
@@ -138,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from groundfloor import cache as _cache
+from groundfloor import contracts
 from groundfloor.errors import BadInput
 from groundfloor.fileio import read_json, sha256_file, write_json, write_npz
 from groundfloor.isolate import run_isolated
@@ -269,6 +165,7 @@ def bench_model(artifacts_dir, devices=None, out_path=None, progress=print, *, r
             for e in report["streaming"].get("errors", []):
                 report["errors"].append(f"streaming: {e}")
     report["seconds"] = round(time.perf_counter() - t_start, 3)
+    contracts.require("bench", report)   # what the report and the gate read
     write_json(out_path, report)
     progress(f"[bench] wrote {out_path} ({report['seconds']:.1f} s)")
     return report

@@ -57,7 +57,8 @@ BENCH_RUNNER = {
 }
 
 BENCH_DEVICE = {
-    "latency": ("dict", "kind estimated: value (us), cycles, method, cost_model, per_op"),
+    "latency": ("dict?", "kind estimated: value (us), cycles, method, cost_model, per_op; null when the "
+                         "file could not be analysed"),
     "latency_emulated?": ("dict?", "kind emulated: value, instructions, cycles, board, windows"),
     "latency_calibrated?": "dict", "latency_vs_emulated?": "dict",
     "emulated?": ("dict", "the emulated firmware: status, instructions, flash_bytes, ram_bytes, tflm, drift, fit"),

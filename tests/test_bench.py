@@ -40,7 +40,8 @@ class Hangs(Runner):
     def run(self, model_path, x_path, out_path, config, extra=None):
         res = run_isolated(self.target, {}, timeout=2, env={"PYTHONPATH": TESTS_DIR + os.pathsep +
                                                               os.environ.get("PYTHONPATH", "")})
-        return {"runner": self.name, "runner_kind": self.kind, **res.as_record()}
+        return {"runner": self.name, "runner_kind": self.kind, **res.as_record(),
+                "peak_rss_bytes": {"value": res.peak_rss_bytes, "kind": "measured"}}
 
 
 def _profile(tmp_path, name, sram, reserve=0):
