@@ -36,7 +36,8 @@ def cmd_export(args):
     if args.model:  # a user's own model, outside the config
         if not args.data:
             raise BadInput(args.model, "--data is required with --model")
-        name = args.name or Path(args.model).stem
+        from edge.config import check_model_name
+        name = check_model_name(args.name or Path(args.model).stem, args.model)
         out = Path(args.artifacts_dir or "artifacts") / name
         manifests = [export_model(args.model, args.data, out, name=name, task=args.kind, progress=_progress)]
     else:

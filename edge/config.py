@@ -1,5 +1,6 @@
 """The pipeline config (TOML): models, devices, budgets. Unknown keys are errors, not
 silently ignored, so a typo in a budget never turns a CI gate off."""
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,17 @@ DEFAULT_CONFIG = Path(__file__).with_name("default.toml")
 TOP_KEYS = {"artifacts_dir", "reports_dir", "devices", "models", "budgets"}
 MODEL_KEYS = {"task", "path", "data", "kind"}
 KINDS = {"regression", "classification"}
+# A model name becomes a folder under artifacts/ and reports/: no separators, no "..", so a
+# config (or `edge export --name`) can never make the toolkit write outside those folders.
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_model_name(name, where) -> str:
+    if not isinstance(name, str) or not MODEL_NAME.match(name) or ".." in name:
+        raise BadInput(where, f"model name {name!r}: use letters, digits, '_', '-' and '.' (at most 64, "
+                              "not starting with '.' or '-', no '..'): it names folders under artifacts/ "
+                              "and reports/")
+    return name
 
 
 @dataclass
@@ -31,6 +43,7 @@ class Config:
     budgets: dict = field(default_factory=dict)
 
     def model(self, name) -> ModelEntry:
+        check_model_name(name, self.path)
         if name in self.models:
             return self.models[name]
         # A model exported with `edge export --model ...` is usable by name without a config entry.
@@ -64,6 +77,7 @@ def load_config(path=None) -> Config:
     base = path.parent if path != DEFAULT_CONFIG else Path.cwd()
     models = {}
     for name, entry in raw.get("models", {}).items():
+        check_model_name(name, path)
         if not isinstance(entry, dict):
             raise BadInput(path, f"models.{name} must be a table")
         bad = set(entry) - MODEL_KEYS

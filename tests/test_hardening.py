@@ -109,3 +109,14 @@ def test_onnx_external_data_outside_the_folder_is_refused(tiny_artifacts, tmp_pa
     (tmp_path / "junk.onnx").write_bytes(b"\x08\x07garbage")
     with pytest.raises(BadInput, match="not a valid ONNX model"):
         verify_onnx(tmp_path / "junk.onnx")
+
+
+@pytest.mark.parametrize("name", ["../outside", "a/b", "..", ".hidden", "x" * 65, "-flag"])
+def test_a_model_name_cannot_lead_outside_the_folders(tmp_path, name):
+    from edge.config import load_config
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(f'[models."{name}"]\ntask = "seattle_temp"\n')
+    with pytest.raises(BadInput, match="model name"):
+        load_config(cfg)
+    with pytest.raises(BadInput, match="model name"):
+        load_config(None).model(name)
