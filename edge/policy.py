@@ -13,8 +13,6 @@ BEST_RULE = ("For each device the best choice is the smallest artifact (file byt
              "budget the config sets for this model and device (accuracy/RMSE, drift, latency), with the budget "
              "values applied to every variant, quantized or not; ties go to the lower device latency. "
              "Streaming variants are listed separately and not ranked.")
-# The runtimes a device runs when its profile does not name them (bench runner names).
-DEFAULT_RUNTIMES = {"mcu": ("tflm", "emulated"), "linux": ("litert", "onnxruntime")}
 MODE_RANK = {"float32": 0, "float16": 1, "dynamic": 2, "dynamic_int8": 2, "int8": 3, "qdq_int8": 4, "int16x8": 5}
 NOT_QUANTIZED = "NOT QUANTIZED"   # the export's note on a file whose weights stayed float
 
@@ -62,6 +60,7 @@ def budget_failures(judged, artifact: str, device: str) -> list[str]:
 
 def device_runtimes(bench: dict, device: str) -> tuple:
     """The bench runners that stand for what the device runs (its profile's `runtimes`)."""
+    from firmware_sim.profiles import DEFAULT_RUNTIMES   # for bench files older than `runtimes`
     prof = (bench.get("devices") or {}).get(device) or {}
     return tuple(prof.get("runtimes") or DEFAULT_RUNTIMES.get(prof.get("device_class"), ()))
 

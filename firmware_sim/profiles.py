@@ -37,7 +37,12 @@ class DeviceProfile:
     runtime_sram_bytes: int = 0    # RAM reserved for stack, heap, OS, application
     cycles_per_mac_int16: float = 0.0
     cycles_per_elementwise: float = 0.0
+    runtimes: tuple = ()           # bench runners that stand for what the device runs
     source_file: str = ""
+
+    def __post_init__(self):
+        if not self.runtimes:
+            self.runtimes = DEFAULT_RUNTIMES[self.device_class]
 
     def cycles_per_mac(self, dtype: str) -> float:
         if dtype == "int8":
@@ -50,6 +55,9 @@ class DeviceProfile:
         return asdict(self)
 
 
+# What a device runs when its profile does not say: bare-metal TFLite Micro (or the generated
+# firmware the emulator runs) on a microcontroller, LiteRT or onnxruntime on a Linux board.
+DEFAULT_RUNTIMES = {"mcu": ("tflm", "emulated"), "linux": ("litert", "onnxruntime")}
 _TEXT = {"name", "core", "device_class"}
 _NUMBERS_REQUIRED = ["clock_hz", "sram_bytes", "flash_bytes", "cycles_per_mac_int8",
                      "cycles_per_mac_float32", "op_overhead_cycles", "cycles_per_activation",
@@ -124,6 +132,11 @@ def parse_profile(path) -> DeviceProfile:
     if unknown:
         raise BadInput(path, f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known - {'source_file'}))}")
     values["description"] = str(raw.get("description", ""))
+    if "runtimes" in raw:
+        rt = raw["runtimes"]
+        if not isinstance(rt, list) or not rt or not all(isinstance(r, str) and r for r in rt):
+            raise BadInput(path, "field 'runtimes' must be a non-empty list of runner names, e.g. [\"tflm\"]")
+        values["runtimes"] = tuple(rt)
     return DeviceProfile(**values, source_file=str(path))
 
 

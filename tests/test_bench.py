@@ -111,7 +111,9 @@ def test_runner_results_and_metrics(bench):
     arts = bench["report"]["artifacts"]
     f = arts["float32_tflite"]["runners"]
     assert f["litert"]["metrics"]["cross"]["max_abs"] < 1e-5
-    assert f["tflm"]["status"] == "not_applicable" and f["onnxruntime"]["status"] == "not_applicable"
+    assert f["onnxruntime"]["status"] == "not_applicable"
+    # TFLite Micro runs the float model too (an M4F/M7 has an FPU), and equals LiteRT up to rounding
+    assert f["tflm"]["status"] == "ok" and f["tflm"]["metrics"]["cross"]["max_abs"] < 1e-5
     assert f["tflite_runtime"]["status"] in ("skipped", "ok")
     q = arts["int8_tflite"]["runners"]
     assert q["tflm"]["status"] == "ok" and q["tflm"]["arena"]["min_arena_bytes"] == bench["need"]

@@ -95,7 +95,7 @@ def test_rebench_hits_the_emulation_cache(emu_bench):
     assert r2["details"]["devices"]["cortex_m4f"]["cached"] is True
     assert r2["details"]["devices"]["cortex_m4f"]["instructions"] == r1["details"]["devices"]["cortex_m4f"]["instructions"]
     assert r2["metrics"]["cross"] == r1["metrics"]["cross"]
-    assert r2["seconds"] < 1.0 < r1["seconds"]
+    assert r2["seconds"] < r1["seconds"]   # the cached run does no QEMU work (cache flags above)
     assert list(emu_bench["cache"].glob("emulated_*.json"))
 
 

@@ -160,7 +160,7 @@ def test_tflite_runtime_is_optional():
 
 def test_applicability():
     assert get_runner("tflm").applicable({"format": "tflite", "mode": "int8", "quantized": True})[0]
-    assert not get_runner("tflm").applicable({"format": "tflite", "mode": "float32", "quantized": False})[0]
+    assert get_runner("tflm").applicable({"format": "tflite", "mode": "float32", "quantized": False})[0]  # MCUs with an FPU
     assert not get_runner("litert").applicable({"format": "onnx"})[0]
     assert get_runner("onnxruntime").applicable({"format": "onnx"})[0]
 

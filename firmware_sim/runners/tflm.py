@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 
-from groundfloor.ioquant import INTEGER_DTYPES
 from groundfloor.isolate import run_isolated
 from groundfloor.versions import version_of
 
@@ -75,13 +74,6 @@ def arena_search(model_path, x_path, sha256: str, cache_dir=None, timeout=300.0)
     return {**rec, "cached": False}
 
 
-def _is_integer_tflite(artifact: dict) -> bool:
-    dtype = io_dtype(artifact)
-    if dtype:
-        return dtype in INTEGER_DTYPES
-    return bool(artifact.get("quantized")) and "int8" in str(artifact.get("mode", ""))
-
-
 @register_runner
 class TFLMRunner(Runner):
     name = "tflm"
@@ -90,8 +82,8 @@ class TFLMRunner(Runner):
     description = "TFLite Micro host build (tflite-micro), arena from the exact arena search"
 
     def accepts(self, artifact):
-        if not _is_integer_tflite(artifact):
-            return False, "tflm runs the integer (int8) TFLite artifacts, the ones meant for microcontrollers"
+        # Every .tflite: a microcontroller with an FPU runs float models in TFLite Micro too, and
+        # the best-choice rule counts an artifact for a device only when its runtime ran it.
         return True, ""
 
     def prepare(self, model_path, x_path, config, extra, progress):
