@@ -31,8 +31,22 @@ def cmd_lint(args):
 
 
 def cmd_export(args):
-    from export.pipeline import export_model
+    from groundfloor.isolate import shared_worker
     start = time.perf_counter()
+    # One child process for the conversions (TensorFlow imported once, not once per artifact);
+    # a crash still costs only the artifact that caused it.
+    with shared_worker():
+        manifests = _export_all(args)
+    failed = [(mf["model"], n, a["error"]) for mf in manifests for n, a in mf["artifacts"].items()
+              if a["status"] == "failed"]
+    for model, name, err in failed:
+        print(f"warning: {model}/{name} was not built: {err}", file=sys.stderr)
+    print(f"export finished in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _export_all(args) -> list:
+    from export.pipeline import export_model
     if args.model:  # a user's own model, outside the config
         if not args.data:
             raise BadInput(args.model, "--data is required with --model")
@@ -50,12 +64,7 @@ def cmd_export(args):
                 manifests.append(export_reference(m.task, out, progress=_progress))
             else:
                 manifests.append(export_model(m.path, m.data, out, name=m.name, task=m.kind, progress=_progress))
-    failed = [(mf["model"], n, a["error"]) for mf in manifests for n, a in mf["artifacts"].items()
-              if a["status"] == "failed"]
-    for model, name, err in failed:
-        print(f"warning: {model}/{name} was not built: {err}", file=sys.stderr)
-    print(f"export finished in {time.perf_counter() - start:.1f} s")
-    return 0
+    return manifests
 
 
 def cmd_bench(args):
