@@ -232,14 +232,23 @@ def _call(args_path, out_path):
     write_json(out_path, result)
 
 
-def _fresh_keras_state():
-    """Between calls of a shared worker: Keras layer-name counters and graph state as in a new
-    process, so a converted file is byte-identical to one converted in a fresh child."""
-    if "tf_keras" in sys.modules:
-        sys.modules["tf_keras"].backend.clear_session()
-    if "keras" in sys.modules and hasattr(sys.modules["keras"], "backend"):
-        with contextlib.suppress(Exception):
-            sys.modules["keras"].backend.clear_session()
+def _clear_keras(module):
+    module.backend.clear_session()
+
+
+# Process-wide state of the converters that names things inside the files they write: reset
+# between calls of a shared worker, so a file is byte-identical to one made in a fresh child.
+# (module name -> reset; a module not imported yet needs none.) tf2onnx's node counter is reset
+# by export/onnx_export.py, which knows its value at import.
+FRESH_STATE = {"tf_keras": _clear_keras, "keras": _clear_keras}
+
+
+def _fresh_state():
+    for name, reset in FRESH_STATE.items():
+        module = sys.modules.get(name)
+        if module is not None:
+            with contextlib.suppress(Exception):
+                reset(module)
 
 
 _retiring = False
@@ -260,7 +269,7 @@ def _serve():
     os.dup2(devnull, 1)   # what the called functions print must not reach the control pipe
     for line in sys.stdin:
         args_path, out_path = line.rstrip("\n").split("\t")
-        _fresh_keras_state()
+        _fresh_state()
         _call(args_path, out_path)
         control.write(b"done retire\n" if _retiring else b"done\n")
         control.flush()

@@ -57,3 +57,4 @@ def test_conversion_in_the_worker_is_byte_identical(tmp_path, tiny16, mode):
         assert w.started == (1 if mode == "float32" else 3)
     ref = (tmp_path / "fresh.tflite").read_bytes()
     assert all((tmp_path / n).read_bytes() == ref for n in ("a.tflite", "b.tflite", "c.tflite"))
+
