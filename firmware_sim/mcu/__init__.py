@@ -3,6 +3,8 @@
 run_emulated(tflite_path, x, profile, board="mps2-an386", workdir=None) -> dict
 generate_c(tflite_path, out_dir) -> dict          (model.h / model.c)
 build(src_dir, build_dir, profile, board, variant) -> dict   (raises ModelTooLarge)
+HostModel(tflite_path).predict_int8(x) / .predict(x)   the same C built for the host (ctypes)
+host_check(tflite_path, x_int8_path, out_path) -> dict      every window, isolated, vs TFLite Micro
 See emulate.py for the measurement and latency (CPI) assumptions.
 
 Modules:
@@ -16,15 +18,18 @@ Modules:
   arena         the static memory plan: steps, buffer lifetimes, offsets in one arena
   codegen       model.h / model.c: the constants in both weight layouts and model_invoke()
   toolchain     arm-none-eabi-gcc builds against the profile's memories; qemu-system-arm
+  host          the generated C built with the host compiler (cached), called through ctypes
   firmware      one firmware run in QEMU: its outputs, stack and instruction counts
   debug/        the per-layer int8 drift debugger built on the reference (see its __init__)
 C sources: mcu_kernels.c/.h (the int8 kernels, SIMD and plain), mcu_main.c (the harness),
-mcu_startup.c/.h, mcu_link.ld (the linker script template), mcu_icount_plugin.c (TCG plugin).
+mcu_startup.c/.h, mcu_link.ld (the linker script template), mcu_icount_plugin.c (TCG plugin),
+mcu_host.c (the host library's harness).
 """
 from .codegen import generate_c
 from .emulate import run_emulated, to_jsonable
+from .host import HostModel, build_host, host_check
 from .quant import quantize_input
 from .toolchain import BOARDS, ModelTooLarge, ToolMissing, build
 
-__all__ = ["run_emulated", "generate_c", "build", "quantize_input",
-           "to_jsonable", "BOARDS", "ModelTooLarge", "ToolMissing"]
+__all__ = ["run_emulated", "generate_c", "build", "quantize_input", "HostModel", "build_host",
+           "host_check", "to_jsonable", "BOARDS", "ModelTooLarge", "ToolMissing"]

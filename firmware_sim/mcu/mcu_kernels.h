@@ -9,13 +9,25 @@
  * weights are stored interleaved in blocks of 4 rows x 4 columns with the bytes of each word
  * ordered (c0, c2, c1, c3), inputs are widened to int16 once per step and input zero points are
  * folded into the biases offline. MCU_SIMD=0 is the plain-C build of the same arithmetic,
- * written like TFLite Micro's reference kernels. Both give identical results. */
+ * written like TFLite Micro's reference kernels, for any core and for the host (host.py).
+ * Both give identical results. */
 #ifndef MCU_KERNELS_H
 #define MCU_KERNELS_H
 #include <stdint.h>
 
+/* MCU_SIMD picks the build. Left undefined it follows the compiler: the DSP kernels where the
+ * target has the Arm DSP extension (__ARM_FEATURE_DSP: Cortex-M4/M7/M33/M55), the plain C
+ * everywhere else (Cortex-M0/M3, a host). Forcing the DSP build elsewhere is an error, not
+ * inline assembly for the wrong instruction set. */
 #ifndef MCU_SIMD
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define MCU_SIMD 1
+#else
 #define MCU_SIMD 0
+#endif
+#endif
+#if MCU_SIMD && !(defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP)
+#error "MCU_SIMD=1 needs a target with the Arm DSP extension (e.g. -mcpu=cortex-m4)"
 #endif
 
 typedef struct {

@@ -2,7 +2,8 @@
 
 Boards: mps2-an386 (Cortex-M4) and mps2-an500 (Cortex-M7); flash at 0x0 and SRAM at
 0x20000000 sized from the device profile, so a model that does not fit fails the link
-(ModelTooLarge, with the sizes against the budget).
+(ModelTooLarge, with the sizes against the budget). Host-side builds (the TCG plugin, host.py's
+libraries) use host_cc() and live under cache_root().
 """
 from __future__ import annotations
 
@@ -173,14 +174,25 @@ def symbols(elf) -> list[tuple[str, int, int]]:
     return sorted(((n, a, b) for (a, b), n in syms.items()), key=lambda s: s[1])
 
 
+def cache_root() -> Path:
+    """Where built host-side helpers live (the TCG plugin, host.py's model libraries):
+    $MCU_CACHE_DIR, else ~/.cache/lstm-edge-mcu."""
+    return Path(os.environ.get("MCU_CACHE_DIR") or Path.home() / ".cache" / "lstm-edge-mcu")
+
+
+def host_cc() -> str | None:
+    """The host C compiler (gcc, else cc), or None."""
+    return shutil.which("gcc") or shutil.which("cc")
+
+
 def plugin_path() -> Path | None:
     """Build (once) the instruction-counting TCG plugin; None when it cannot be built."""
     src = HERE / "mcu_icount_plugin.c"
-    cache = Path(os.environ.get("MCU_CACHE_DIR") or Path.home() / ".cache" / "lstm-edge-mcu")
+    cache = cache_root()
     so = cache / f"icount-{int(src.stat().st_mtime)}.so"
     if so.exists():
         return so
-    cc = shutil.which("gcc") or shutil.which("cc")
+    cc = host_cc()
     if not cc:
         return None
     cache.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ from groundfloor.versions import version_of
 from .base import Runner, io_dtype, load_x, register_runner
 
 EMULATED_BOARDS = {"cortex-m4f": "mps2-an386", "cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
-EMULATED_WINDOWS = 24   # evaluation windows emulated per artifact and device (outputs, drift, counts)
+EMULATED_WINDOWS = 24   # windows QEMU runs per artifact and device (instruction counts, sizes, QEMU = host)
 MCU_DIR = Path(__file__).resolve().parent.parent / "mcu"
 _PROFILE_KEYS = ("name", "flash_bytes", "sram_bytes", "clock_hz", "cycles_per_instruction")
 _CACHED_STATUSES = ("ok", "mismatch", "too_large")
@@ -173,6 +173,35 @@ class EmulatedRunner(Runner):
                                                              "windows": job["n"], "code": job["code"]}})
         return res, False, r.peak_rss_bytes or 0, None
 
+    def _host_check(self, job: dict, x_path, n_all: int) -> dict:
+        """The generated C built for the host on every evaluation window, compared with TFLite
+        Micro code for code (firmware_sim.mcu.host_check); cached like the QEMU runs."""
+        import tempfile
+        from groundfloor import tflite_file
+        from groundfloor.cache import key_of
+        from groundfloor.fileio import write_npz
+        from groundfloor.ioquant import quantize_input
+        key = key_of(job["sha"], "host", n_all, job["code"])
+        cached = job["cache"].get("host_check", key)
+        if cached is not None:
+            return {**cached, "cached": True}
+        from firmware_sim.mcu import host_check
+        with tempfile.TemporaryDirectory(prefix="edge-host-check-") as tmp:
+            xq, yq = Path(tmp) / "x.npz", Path(tmp) / "y.npz"
+            try:
+                io = tflite_file.summary(job["model_path"])["io"]["inputs"][0]
+                write_npz(xq, x=quantize_input(load_x(x_path, n_all), io))
+                res = host_check(job["model_path"], xq, yq, timeout=job["timeout"])
+            except Exception as e:   # a refused or unreadable model: the QEMU runs report it per device
+                return {"status": "error", "error": f"{type(e).__name__}: {e}", "cached": False}
+            if yq.exists():
+                with np.load(yq) as d:
+                    res["outputs_int8"], res["outputs"] = d["y"].tolist(), d["y_float"].tolist()
+        res.pop("host", None)
+        if res.get("status") in ("ok", "mismatch"):
+            job["cache"].put("host_check", key, res)
+        return {**res, "cached": False}
+
     def run(self, model_path, x_path, out_path, config, extra=None):
         from groundfloor.cache import ResultCache   # (parent side: runner children stay light)
         extra = extra or {}
@@ -184,8 +213,11 @@ class EmulatedRunner(Runner):
         job = {"sha": sha, "n": n, "code": _mcu_code_hash(), "model_path": model_path, "x_path": x_path,
                "out_path": out_path, "timeout": max(config.timeout_s, 600.0),
                "cache": ResultCache(extra.get("cache_dir") if sha else None)}
-        devices, outputs, problems, cached_all, rss = {}, None, [], True, None
+        n_all = min(n_avail, config.max_samples or n_avail)
+        host = self._host_check(job, x_path, n_all)
+        devices, outputs, problems, cached_all, rss = {}, None, [], bool(host.get("cached")), None
         first_q = None
+        host_q = np.asarray(host["outputs_int8"]) if host.get("outputs_int8") is not None else None
         for prof in extra.get("profiles") or []:
             board, why = emulation_board(prof)
             if board is None:
@@ -206,19 +238,33 @@ class EmulatedRunner(Runner):
                 problems.append(f"{prof.name}: {summ['status']}: {summ.get('error') or ''}".rstrip(": "))
             if res.get("outputs") is not None:
                 q = np.asarray(res["outputs_int8"])
+                if host_q is not None:   # the firmware in QEMU against the same C built for the host
+                    summ["qemu_equals_host"] = {"windows": int(len(q)), "equal": bool(
+                        np.array_equal(q.reshape(len(q), -1), host_q[:len(q)].reshape(len(q), -1)))}
                 if outputs is None:
                     outputs, first_q = np.asarray(res["outputs"], np.float32), q
                 else:
                     summ["outputs_identical_to_first_board"] = bool(np.array_equal(q, first_q))
-        return self._record(t0, n, job["code"], devices, outputs, problems, cached_all, rss, out_path)
+        if host.get("outputs") is not None:   # outputs and drift over every window, not QEMU's first n
+            outputs = np.asarray(host["outputs"], np.float32)
+        return self._record(t0, n, job["code"], devices, outputs, problems, cached_all, rss, out_path, host)
 
-    def _record(self, t0, n, code, devices, outputs, problems, cached_all, rss, out_path) -> dict:
+    def _record(self, t0, n, code, devices, outputs, problems, cached_all, rss, out_path, host) -> dict:
+        host_summary = {k: host.get(k) for k in ("status", "error", "windows", "windows_equal_to_tflm",
+                                                 "max_lsb_diff", "bit_exact", "cached")}
+        n_out = int(len(outputs)) if outputs is not None else 0
         rec = {"runner": self.name, "runner_kind": self.kind, "seconds": round(time.perf_counter() - t0, 3),
-               "details": {"plan": "whole", "windows_emulated": n, "n_samples": n, "cached": cached_all,
-                           "devices": devices, "code_hash": code,
-                           "note": f"first {n} evaluation windows emulated (drift and LSB agreement on those); "
-                                   "instruction counts are exact (TCG plugin), cycles = instructions x the "
-                                   "profile's cycles_per_instruction (an assumption)"}}
+               "details": {"plan": "whole", "windows_emulated": n, "n_samples": n_out, "cached": cached_all,
+                           "devices": devices, "code_hash": code, "host_build": host_summary,
+                           "note": (f"outputs and drift on {n_out} evaluation windows from the generated C built "
+                                    f"for the host ({host_summary['windows_equal_to_tflm']} of "
+                                    f"{host_summary['windows']} windows equal TFLite Micro's codes); QEMU runs "
+                                    f"the first {n} per device for exact instruction counts (TCG plugin) and "
+                                    "checks the firmware equals the host build there; cycles = instructions "
+                                    "x the profile's cycles_per_instruction (an assumption)")
+                           if host.get("outputs") is not None else
+                           (f"first {n} evaluation windows emulated (host build: {host.get('status')}: "
+                            f"{host.get('error') or ''}); instruction counts are exact (TCG plugin)")}}
         if rss:   # not a runtime's footprint: kept apart from peak_rss_bytes (memory totals use that)
             rec["host_rss_bytes"] = {"value": rss, "kind": "measured",
                                      "note": "peak resident set of the emulation driver process on this host"}

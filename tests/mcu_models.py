@@ -1,0 +1,111 @@
+"""Tiny int8 LSTMs for the firmware_sim.mcu tests (test_mcu.py: QEMU, test_mcu_host.py: the host
+build), converted once in a child process (TensorFlow stays out of pytest) and cached in
+pytest's cache directory keyed by the build script and the TensorFlow versions.
+
+    from mcu_models import mcu_models  # noqa: F401   (fixture: {name: {"tflite", "x_eval"}})
+
+with_unsupported_op() copies a model with an op the generator does not implement.
+
+small: LSTM(8) on [8, 2] -> Dense(1); stacked: LSTM(32, return_sequences) -> LSTM(16) on
+[12, 3] -> Dense(1); classifier: LSTM(8) on [10, 3] -> Dense(4, softmax); sequence: LSTM(6,
+return_sequences) on [6, 1] (F = 1, the whole hidden sequence is the output).
+x_eval: 40 float evaluation windows per model, drawn apart from the calibration windows.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+NAMES = ("small", "stacked", "classifier", "sequence")
+N_EVAL = 40
+
+MAKE_MODELS = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as K
+    out = sys.argv[1]
+
+    def convert(model, X, name):
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([X[i:i + 1]] for i in range(len(X)))
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+        with open(os.path.join(out, name + ".tflite"), "wb") as f:
+            f.write(conv.convert())
+
+    def make(name, shape, layers, loss, target):
+        X = rng.normal(size=(64 + N_EVAL,) + shape).astype(np.float32)
+        m = K.Sequential([K.layers.Input(shape, batch_size=1)] + layers)
+        m.compile("adam", loss)
+        m.fit(X[:64], target(X[:64]), epochs=1, verbose=0)
+        convert(m, X[:64], name)
+        np.savez(os.path.join(out, name + ".npz"), x_eval=X[64:])
+
+    N_EVAL = int(sys.argv[2])
+    rng = np.random.default_rng(0)
+    K.utils.set_random_seed(0)  # Python, numpy and TF: unseeded initializers draw from Python random
+    make("small", (8, 2), [K.layers.LSTM(8), K.layers.Dense(1)], "mse", lambda X: X[:, -1, :1])
+    make("stacked", (12, 3), [K.layers.LSTM(32, return_sequences=True), K.layers.LSTM(16),
+                              K.layers.Dense(1)], "mse", lambda X: X[:, -1, :1])
+    make("classifier", (10, 3), [K.layers.LSTM(8), K.layers.Dense(4, activation="softmax")],
+         "sparse_categorical_crossentropy", lambda X: (X[:, :, 0].mean(axis=1) > 0) + 2 * (X[:, -1, 1] > 0))
+    make("sequence", (6, 1), [K.layers.LSTM(6, return_sequences=True)], "mse",
+         lambda X: np.repeat(np.cumsum(X, axis=1) / 3, 6, axis=2))
+""")
+
+
+def _cache_key():
+    vers = [metadata.version(d) for d in ("tensorflow-cpu", "tf-keras")]
+    return hashlib.sha256((MAKE_MODELS + json.dumps([vers, NAMES, N_EVAL])).encode()).hexdigest()[:16]
+
+
+def _files(d: Path):
+    return [d / f"{n}.{ext}" for n in NAMES for ext in ("tflite", "npz")]
+
+
+@pytest.fixture(scope="session")
+def mcu_models(request):
+    """{name: {"tflite": path, "x_eval": float windows [N_EVAL, T, F]}} for NAMES."""
+    cache = Path(request.config.cache.mkdir(f"mcu_models_{_cache_key()}"))
+    if not all(f.is_file() for f in _files(cache)):
+        tmp = cache.with_name(cache.name + ".building")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+        r = subprocess.run([sys.executable, "-c", MAKE_MODELS, str(tmp), str(N_EVAL)],
+                           capture_output=True, text=True, env=env, timeout=600)
+        if r.returncode != 0:
+            pytest.fail(f"model conversion failed ({r.returncode}): {r.stderr[-2000:]}")
+        for f in _files(tmp):
+            shutil.copy2(f, cache / f.name)
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = {}
+    for n in NAMES:
+        with np.load(cache / f"{n}.npz") as d:
+            out[n] = {"tflite": str(cache / f"{n}.tflite"), "x_eval": d["x_eval"]}
+    return out
+
+
+def with_unsupported_op(src, dst):
+    """A copy of the .tflite at dst with its FULLY_CONNECTED ops relabelled SQUARE (an op the
+    generator does not implement): the model it must refuse, naming SQUARE."""
+    from groundfloor import tflite_file
+    ops = tflite_file.schema().BuiltinOperator
+    m = tflite_file.read(src)
+    for oc in m.operatorCodes:
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == ops.FULLY_CONNECTED:
+            oc.builtinCode = ops.SQUARE
+            oc.deprecatedBuiltinCode = min(ops.SQUARE, 127)
+    tflite_file.write(m, dst)
+    return dst
