@@ -8,7 +8,7 @@ import numpy as np
 from groundfloor.errors import BadInput
 from export import inspect
 from groundfloor.fileio import read_json, sha256_file, sha256_json, write_json
-from export.pipeline import DATA_FILE, MANIFEST, SOURCE_FILE
+from export.pipeline import DATA_FILE, MANIFEST, SOURCE_FILE, read_json_or_none
 
 SEARCH_DIR = "quantize"
 DEFAULT_BUDGETS = {"regression": {"max_rmse_increase": 0.02}, "classification": {"max_accuracy_drop": 0.5}}
@@ -29,7 +29,7 @@ def quantize_model(artifacts_dir, budget=None, exhaustive=True, progress=print) 
                        "data": sha256_file(artifacts_dir / DATA_FILE), "budget": budget,
                        "exhaustive": exhaustive, "versions": manifest["tool_versions"],
                        "candidates": default_candidates()})
-    previous = _read(out / "search.json")
+    previous = read_json_or_none(out / "search.json")
     if previous and previous.get("cache_key") == key and _chosen_intact(previous, out):
         progress(f"[{manifest['model']}] quantization search up to date (cache hit)")
         result = previous
@@ -70,10 +70,3 @@ def _register(manifest, manifest_path, result, out):
 def _chosen_intact(result, out):
     chosen = result.get("chosen")
     return not chosen or not chosen.get("file") or (out / chosen["file"]).exists()
-
-
-def _read(path):
-    try:
-        return read_json(path)
-    except (OSError, ValueError):
-        return None

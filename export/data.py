@@ -43,6 +43,11 @@ def _load_npz(path):
     x, y = data["x"], data.get("y")
     if y is not None and len(y) != len(x):
         raise BadInput(path, f"'y' has {len(y)} rows but 'x' has {len(x)}")
+    return _split(x, y)
+
+
+def _split(x, y):
+    """Chronological split: the first CALIB_FRACTION calibrates, the rest evaluates."""
     cut = int(round(CALIB_FRACTION * len(x)))
     out = {"x_calib": x[:cut], "x_eval": x[cut:]}
     if y is not None:
@@ -70,14 +75,7 @@ def _load_csv(path, input_shape):
     if len(features) < steps:
         raise BadInput(path, f"only {len(features)} rows; the model needs windows of {steps} steps")
     x = np.stack([features[i:i + steps] for i in range(len(features) - steps + 1)])
-    arrays = {"x": x}
-    if y_col is not None:
-        arrays["y"] = table[steps - 1:, y_col]
-    cut = int(round(CALIB_FRACTION * len(x)))
-    out = {"x_calib": x[:cut], "x_eval": x[cut:]}
-    if y_col is not None:
-        out.update(y_calib=arrays["y"][:cut], y_eval=arrays["y"][cut:])
-    return out
+    return _split(x, table[steps - 1:, y_col] if y_col is not None else None)
 
 
 def _check(path, arrays, input_shape):

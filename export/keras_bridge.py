@@ -127,6 +127,9 @@ def _rebuild_from_keras3(tf_keras, model, overrides):
         except Exception as e:
             raise BadInput(None, f"layer '{layer.name}' ({type(layer).__name__}) has no tf-keras "
                                  f"equivalent: {' '.join(str(e).split())[:160]}")
+        if not isinstance(new, tf_keras.layers.Layer):  # an unknown class comes back as its name
+            raise BadInput(None, f"layer '{layer.name}' ({type(layer).__name__}) has no tf-keras "
+                                 "equivalent: not a built-in layer class")
         x = new(x)
     return tf_keras.Model(inp, x, name=model.name)
 

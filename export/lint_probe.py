@@ -7,7 +7,7 @@ TFLite LSTM kernel, which fall back to WHILE loops, and which crash or give wron
 
 Every conversion runs in its own child process (groundfloor.isolate.run_isolated): full-int8
 calibration segfaults on WHILE-loop graphs and must cost one row, not the run.
-The table this prints is what export/lint.py's MEASURED table records; re-run it when
+The table this prints is what export/lint_measured.py records; re-run it when
 tensorflow / tf-keras / tf2onnx versions move and update that table.
 
 Models are tf-keras (Keras 2), batch 1, input [1, 16, 3], LSTM(8)-sized, random weights.
@@ -89,41 +89,29 @@ def _input(name):
 def _ops(content):
     """Op names of every subgraph (WHILE bodies included) and the primary subgraph."""
     from ai_edge_litert.interpreter import Interpreter
+    from groundfloor import tflite_file
     it = Interpreter(model_content=content)
     primary = sorted({d["op_name"] for d in it._get_ops_details()})
-    try:  # all subgraphs, via the flatbuffer schema shipped with tensorflow
-        from tensorflow.lite.python import schema_py_generated as s
-        m = s.ModelT.InitFromObj(s.Model.GetRootAsModel(content, 0))
-        names = {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
-        codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in m.operatorCodes]
-        n_ops = sum(len(g.operators or []) for g in m.subgraphs)
-        every = sorted({names.get(codes[o.opcodeIndex], "?") for g in m.subgraphs for o in g.operators or []})
-    except Exception:
-        n_ops, every = len(it._get_ops_details()), primary
-    return primary, every, n_ops
+    every = tflite_file.op_names(tflite_file.read("<converted model>", data=content), subgraph=None)
+    return primary, sorted(set(every)), len(every)
+
+
+def _io(details):
+    """An I/O record (groundfloor.ioquant) from LiteRT's tensor details."""
+    scale, zero_point = details["quantization"]
+    return {"dtype": details["dtype"].__name__, "scale": scale, "zero_point": zero_point}
 
 
 def _run_tflite(content, x):
-    import numpy as np
     from ai_edge_litert.interpreter import Interpreter
+    from groundfloor.ioquant import dequantize_output, quantize_input
     it = Interpreter(model_content=content)
     it.allocate_tensors()
     ind = it.get_input_details()[0]
-    xq = x
-    if ind["dtype"] == np.int8:
-        s, z = ind["quantization"]
-        xq = np.clip(np.round(x / s + z), -128, 127).astype(np.int8)
     it.reset_all_variables()
-    it.set_tensor(ind["index"], xq)
+    it.set_tensor(ind["index"], quantize_input(x, _io(ind)))
     it.invoke()
-    outs = []
-    for od in it.get_output_details():
-        y = it.get_tensor(od["index"]).astype("float32")
-        if od["dtype"] == np.int8:
-            s, z = od["quantization"]
-            y = (y - z) * s
-        outs.append(y)
-    return outs
+    return [dequantize_output(it.get_tensor(od["index"]), _io(od)) for od in it.get_output_details()]
 
 
 def _keras_out(model, x):
@@ -152,8 +140,6 @@ def _compare(ref, got):
 
 
 def _build(name, unroll):
-    import numpy as np
-    import tensorflow as tf
     import tf_keras as k
     k.utils.set_random_seed(SEED)
     builder, _ = _builders()[name]
@@ -216,12 +202,6 @@ def _convert(model, x, mode):
     return conv.convert()
 
 
-def rebuild_with_overrides(model, overrides: dict):
-    """The model rebuilt as `edge export` would (export.keras_bridge), lint overrides applied."""
-    from export.keras_bridge import rebuild_batch1
-    return rebuild_batch1(model, overrides=overrides)
-
-
 def lint_and_convert(names: list, mode: str = "int8") -> dict:
     """Child-process entry used by tests/test_lint.py: for each probe case, lint the plain
     (unroll=False) model, rebuild it as the report says, convert, run, compare with Keras."""
@@ -232,10 +212,10 @@ def _lint_and_convert_one(name, mode):
     from export.lint import lint_model
     model = _build(name, False)
     report = lint_model(model)
-    rebuilt = rebuild_with_overrides(model, report.overrides)
+    from export.keras_bridge import rebuild_batch1
+    rebuilt = rebuild_batch1(model, overrides=report.overrides)  # as `edge export` rebuilds it
     x = _input(name)
     ref = _keras_out(model, x)
-    import tensorflow as tf
     import numpy as np
     content = _convert(rebuilt, x, mode)
     _, every, n_ops = _ops(content)

@@ -8,7 +8,6 @@ Incremental: an artifact whose cache key (model hash, data hash, its options, to
 versions) matches the manifest and whose file is intact is not rebuilt. The check runs
 before TensorFlow is imported, so an up-to-date export takes about a second.
 """
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -130,8 +129,13 @@ def export_model(model_path, data_path, out_dir, name=None, task="regression", o
 
 
 def _read_manifest(out_dir):
+    return read_json_or_none(out_dir / MANIFEST)
+
+
+def read_json_or_none(path):
+    """A JSON file's content, or None when it is missing or unreadable (then it is rebuilt)."""
     try:
-        return read_json(out_dir / MANIFEST)
+        return read_json(path)
     except (OSError, ValueError):
         return None
 
@@ -214,6 +218,8 @@ def _predict(model, x):
 
 
 def _float_metric(data, y_float):
+    # float32 arithmetic, as the manifests always recorded it (groundfloor.metrics works in
+    # float64: the last digits would change)
     if "y_eval" not in data:
         return None
     y = data["y_eval"]
@@ -271,7 +277,7 @@ def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
     return record
 
 
-def _stream_key(manifest, out_dir):
+def _stream_key(manifest):
     int8 = manifest["artifacts"].get("tflite_int8", {})
     return sha256_json({"stage": "streaming", "model": manifest["source"]["sha256"],
                         "data": manifest["data"].get("source_sha256"), "versions": manifest["tool_versions"],
@@ -280,7 +286,7 @@ def _stream_key(manifest, out_dir):
 
 def _stream_fresh(manifest, out_dir):
     st = manifest.get("streaming")
-    if not st or st.get("cache_key") != _stream_key(manifest, out_dir):
+    if not st or st.get("cache_key") != _stream_key(manifest):
         return False
     return all(_intact(out_dir / a["file"], a["sha256"]) for a in manifest["artifacts"].values()
                if a.get("streaming") and a["status"] == "ok")
@@ -289,7 +295,7 @@ def _stream_fresh(manifest, out_dir):
 def _build_streaming(out_dir, manifest, old, progress):
     """The streaming twins, or the reason the model cannot stream (e.g. Bidirectional)."""
     from export.streaming import NotStreamable, export_streaming
-    key = _stream_key(manifest, out_dir)
+    key = _stream_key(manifest)
     if old and _stream_fresh(dict(old, artifacts=old.get("artifacts", {})), out_dir) \
             and old["streaming"]["cache_key"] == key:
         progress("  streaming: unchanged")

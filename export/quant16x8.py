@@ -36,10 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from groundfloor import tflite_file
 from groundfloor.fileio import write_bytes, write_npz
+from groundfloor.ioquant import dequantize_output, quantize_input
+from groundfloor.metrics import error_metrics
 
 INT16_MAX = 32767
-_T_INT16, _T_INT32, _T_INT64, _T_INT8 = 7, 2, 4, 9
+_T_INT16, _T_INT32, _T_INT64, _T_INT8 = 7, 2, 4, 9  # schema.fbs TensorType codes
 # ops that move int16 values without rescaling them: output keeps its input's scale
 _PASS_THROUGH = {"STRIDED_SLICE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SLICE", "TRANSPOSE"}
 _SUPPORTED = {"UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED"} | _PASS_THROUGH
@@ -48,62 +51,9 @@ _VERSIONS_16X8 = {"UNIDIRECTIONAL_SEQUENCE_LSTM": 5, "FULLY_CONNECTED": 7}
 _LSTM_BIAS_SLOTS = ((12, 1), (13, 2), (14, 3), (15, 4))  # (bias slot, input-weight slot)
 
 
-# ---------------------------------------------------------------- flatbuffer helpers
-def _load(path):
-    from ai_edge_litert import schema_py_generated as schema
-    return schema, schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
-
-
-def _pack(model) -> bytes:
-    import flatbuffers
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
-
-
-def _op_names(schema, model):
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    out = []
-    for oc in model.operatorCodes:
-        code = max(int(oc.builtinCode or 0), int(oc.deprecatedBuiltinCode or 0))
-        out.append(names.get(code, f"BUILTIN_{code}"))
-    return out
-
-
-def _has_data(model, t):
-    b = model.buffers[t.buffer] if t.buffer is not None and t.buffer < len(model.buffers) else None
-    return b is not None and b.data is not None and len(b.data) > 0
-
-
-def _tensor_data(model, t, dtype):
-    return np.frombuffer(bytes(bytearray(model.buffers[t.buffer].data)), dtype=dtype).copy()
-
-
-def _set_data(model, t, arr):
-    """Give t a buffer of its own holding arr (the converter shares identical constant buffers,
-    e.g. all-zero gate biases, so rewriting one in place would rewrite the others)."""
-    from ai_edge_litert import schema_py_generated as schema
-    b = schema.BufferT()
-    b.data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)
-    model.buffers.append(b)
-    t.buffer = len(model.buffers) - 1
-
-
-def _qparams(t):
-    q = t.quantization
-    if q is None or q.scale is None or not len(q.scale):
-        return None, None
-    zp = q.zeroPoint if q.zeroPoint is not None else [0] * len(q.scale)
-    return np.asarray(q.scale, np.float64), np.asarray(zp, np.int64)
-
-
-def _name(t):
-    return t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-
-
 def _int8_amax(t):
     """max(|lo|, |hi|) of the float interval an int8 tensor covers."""
-    s, z = _qparams(t)
+    s, z = tflite_file.qparams(t)
     return float(max(abs((-128 - z[0]) * s[0]), abs((127 - z[0]) * s[0])))
 
 
@@ -180,19 +130,8 @@ def convert_16x8(int8_tflite_path, float_model_h5=None, calib_npz=None, out_path
         raise ValueError(f"ranges must be 'int8' or 'float', not {ranges!r}")
     if hidden not in ("calibrated", "unit"):
         raise ValueError(f"hidden must be 'calibrated' or 'unit', not {hidden!r}")
-    schema, model = _load(int8_tflite_path)
-    if len(model.subgraphs) != 1:
-        raise ValueError(f"expected one subgraph, found {len(model.subgraphs)}")
+    model, ops = _read_full_int8(int8_tflite_path)
     g = model.subgraphs[0]
-    names = _op_names(schema, model)
-    ops = [(names[op.opcodeIndex], op) for op in g.operators]
-    bad = sorted({n for n, _ in ops if n not in _SUPPORTED})
-    if bad:
-        raise ValueError(f"ops not handled by the 16x8 rewrite: {', '.join(bad)}")
-    for i in list(g.inputs) + list(g.outputs):
-        if g.tensors[i].type != _T_INT8:
-            raise ValueError(f"graph I/O tensor '{_name(g.tensors[i])}' is not int8: start from a "
-                             "full-int8 model (int8 inference input/output)")
     notes = []
     facts = None
     if float_model_h5 is not None:
@@ -202,14 +141,70 @@ def convert_16x8(int8_tflite_path, float_model_h5=None, calib_npz=None, out_path
     if ranges == "float" and not facts.get("sequential"):
         raise ValueError("ranges='float' supports Sequential LSTM/Dense models only; use ranges='int8'")
 
-    # 1) the new symmetric int16 amax of every int8 activation tensor (int8-derived first)
+    # 1) int8 activations -> symmetric int16; 2) biases -> int64 at the new input scales
+    amax = _activation_amax(model, ops, facts if ranges == "float" else None, hidden, headroom)
+    new_scale, tensors_rec = _retype_int16(g, amax)
+    bias_rec = _rewrite_biases(model, ops, facts, new_scale, notes)
+    _drop_unused_buffers(model)
+    # 3) op versions for the int16 forms
+    versions = {}
+    for n, op in ops:
+        if n in _VERSIONS_16X8:
+            oc = model.operatorCodes[op.opcodeIndex]
+            versions[n] = {"from": int(oc.version or 1), "to": _VERSIONS_16X8[n]}
+            oc.version = _VERSIONS_16X8[n]
+
+    data = tflite_file.pack(model)
+    write_bytes(out_path, data)
+    cells = [float(tflite_file.qparams(g.tensors[op.inputs[19]])[0][0]) for op in _of(ops, _LSTM)]
+    return {
+        "out_path": str(out_path), "bytes": len(data),
+        "int8_bytes": os.path.getsize(int8_tflite_path),
+        "options": {"ranges": ranges, "hidden": hidden, "headroom": headroom,
+                    "bias_dtype": "int64", "activations": "int16 symmetric (zero point 0)",
+                    "weights": "int8 as converted", "calib_key": calib_key if ranges == "float" else None},
+        "tensors": tensors_rec, "biases": bias_rec, "cell_state_scales": cells,
+        "op_versions": versions, "notes": notes,
+    }
+
+
+_LSTM, _FC = "UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED"
+
+
+def _of(ops, kind):
+    return [op for n, op in ops if n == kind]
+
+
+def _read_full_int8(path):
+    """The model and its [(op name, op)] after checking it is a one-subgraph full-int8 graph
+    of ops the rewrite handles."""
+    model = tflite_file.read(path)
+    if len(model.subgraphs) != 1:
+        raise ValueError(f"expected one subgraph, found {len(model.subgraphs)}")
+    g = model.subgraphs[0]
+    names = tflite_file.builtin_names()
+    ops = [(tflite_file.op_name(model, op, names), op) for op in g.operators]
+    bad = sorted({n for n, _ in ops if n not in _SUPPORTED})
+    if bad:
+        raise ValueError(f"ops not handled by the 16x8 rewrite: {', '.join(bad)}")
+    for i in list(g.inputs) + list(g.outputs):
+        if g.tensors[i].type != _T_INT8:
+            raise ValueError(f"graph I/O tensor '{tflite_file.tensor_name(g.tensors[i])}' is not int8: "
+                             "start from a full-int8 model (int8 inference input/output)")
+    return model, ops
+
+
+def _activation_amax(model, ops, float_facts, hidden, headroom) -> dict:
+    """The new symmetric int16 amax of every int8 activation tensor: int8-derived, or the
+    float model's measured ranges (float_facts), widened by headroom; then the hidden state."""
+    g = model.subgraphs[0]
     amax = {}
     for i, t in enumerate(g.tensors):
-        if t.type == _T_INT8 and not _has_data(model, t) and _qparams(t)[0] is not None:
+        if t.type == _T_INT8 and not tflite_file.has_data(model, t) and tflite_file.qparams(t)[0] is not None:
             amax[i] = _int8_amax(t)
-    lstm_ops = [op for n, op in ops if n == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
-    fc_ops = [op for n, op in ops if n == "FULLY_CONNECTED"]
-    if ranges == "float":
+    lstm_ops, fc_ops = _of(ops, _LSTM), _of(ops, _FC)
+    if float_facts is not None:
+        facts = float_facts
         if len(facts["lstm_amax"]) != len(lstm_ops) or len(facts["dense_amax"]) != len(fc_ops):
             raise ValueError("the Keras model's LSTM/Dense layers do not match the graph's ops")
         for i in g.inputs:
@@ -236,8 +231,15 @@ def convert_16x8(int8_tflite_path, float_model_h5=None, calib_npz=None, out_path
     for n, op in ops:
         if n in _PASS_THROUGH and op.inputs[0] in amax and op.outputs[0] in amax:
             amax[op.outputs[0]] = amax[op.inputs[0]]
+    return amax
 
-    old_q = {i: (float(_qparams(g.tensors[i])[0][0]), int(_qparams(g.tensors[i])[1][0])) for i in amax}
+
+def _retype_int16(g, amax):
+    """Make each tensor in amax int16 with scale amax / 32767, zero point 0."""
+    old_q = {}
+    for i in amax:
+        s, z = tflite_file.qparams(g.tensors[i])
+        old_q[i] = (float(s[0]), int(z[0]))
     new_scale = {i: max(a, 1e-12) / INT16_MAX for i, a in amax.items()}
     tensors_rec = []
     for i, s in new_scale.items():
@@ -245,59 +247,69 @@ def convert_16x8(int8_tflite_path, float_model_h5=None, calib_npz=None, out_path
         t.type = _T_INT16
         t.quantization.scale = [float(s)]
         t.quantization.zeroPoint = [0]
-        tensors_rec.append({"index": i, "name": _name(t), "int8": list(old_q[i]),
+        tensors_rec.append({"index": i, "name": tflite_file.tensor_name(t), "int8": list(old_q[i]),
                             "int16_scale": float(s), "range": [-float(amax[i]), float(amax[i])]})
+    return new_scale, tensors_rec
 
-    # 2) biases -> int64 at (new int16 input scale) * weight scale
+
+def _requant_bias(model, bias_idx, w_idx, in_scale, keras_bias, where, notes) -> dict:
+    """One int32 bias -> int64 at in_scale * weight scale; the float values from the Keras
+    model when they agree with the int8 bias (within half an LSB), else from the int8 bias."""
+    g = model.subgraphs[0]
+    bt, wt = g.tensors[bias_idx], g.tensors[w_idx]
+    if bt.type != _T_INT32 or not tflite_file.has_data(model, bt):
+        raise ValueError(f"{where}: bias is not a constant int32 tensor")
+    old_scale, _ = tflite_file.qparams(bt)
+    w_scale, _ = tflite_file.qparams(wt)
+    old_int = tflite_file.tensor_data(model, bt, "<i4").astype(np.float64)
+    from_int8 = old_int * old_scale
+    source = "int8"
+    value = from_int8
+    if keras_bias is not None:
+        err = np.abs(keras_bias - from_int8)
+        if keras_bias.shape == from_int8.shape and np.all(err <= 0.51 * old_scale + 1e-9):
+            value, source = keras_bias, "keras"
+        else:
+            notes.append(f"{where}: Keras bias disagrees with the int8 bias (max diff "
+                         f"{float(err.max()) if err.size else 0:.3g}); used the int8 bias")
+    scale = (w_scale * in_scale).astype(np.float64)  # one per weight channel
+    q = np.round(value / np.broadcast_to(scale, old_int.shape) if scale.size > 1 else value / scale[0])
+    lim = float(2 ** 63 - 1)
+    q = np.clip(q, -lim, lim).astype("<i8")
+    tflite_file.set_tensor_data(model, bt, q)
+    bt.type = _T_INT64
+    bt.quantization.scale = [float(v) for v in scale]
+    bt.quantization.zeroPoint = [0] * len(scale)
+    return {"where": where, "tensor": bias_idx, "source": source,
+            "max_abs_int64": int(np.abs(q).max()) if q.size else 0}
+
+
+def _check_lstm(g, k, ins):
+    for j in (1, 2, 3, 4, 5, 6, 7, 8):
+        if ins[j] < 0 or g.tensors[ins[j]].type != _T_INT8:
+            raise ValueError(f"LSTM #{k}: weight {j} is missing or not int8 (CIFG/hybrid?)")
+    if any(ins[j] >= 0 for j in (9, 10, 11, 16, 17, 20, 21, 22, 23)):
+        raise ValueError(f"LSTM #{k}: peephole/projection/layer-norm LSTMs are not handled")
+    if g.tensors[ins[19]].type != _T_INT16:
+        raise ValueError(f"LSTM #{k}: cell state is not int16")
+
+
+def _rewrite_biases(model, ops, facts, new_scale, notes) -> list:
+    """Every LSTM gate bias and FULLY_CONNECTED bias -> int64 (the 16x8 kernels read int64)."""
+    g = model.subgraphs[0]
     bias_rec = []
-
-    def requant_bias(bias_idx, w_idx, in_idx, keras_bias, where):
-        bt, wt = g.tensors[bias_idx], g.tensors[w_idx]
-        if bt.type != _T_INT32 or not _has_data(model, bt):
-            raise ValueError(f"{where}: bias is not a constant int32 tensor")
-        old_scale, _ = _qparams(bt)
-        w_scale, _ = _qparams(wt)
-        old_int = _tensor_data(model, bt, "<i4").astype(np.float64)
-        from_int8 = old_int * old_scale
-        source = "int8"
-        value = from_int8
-        if keras_bias is not None:
-            err = np.abs(keras_bias - from_int8)
-            if keras_bias.shape == from_int8.shape and np.all(err <= 0.51 * old_scale + 1e-9):
-                value, source = keras_bias, "keras"
-            else:
-                notes.append(f"{where}: Keras bias disagrees with the int8 bias (max diff "
-                             f"{float(err.max()) if err.size else 0:.3g}); used the int8 bias")
-        scale = (w_scale * new_scale[in_idx]).astype(np.float64)  # one per weight channel
-        q = np.round(value / np.broadcast_to(scale, old_int.shape) if scale.size > 1 else value / scale[0])
-        lim = float(2 ** 63 - 1)
-        q = np.clip(q, -lim, lim).astype("<i8")
-        _set_data(model, bt, q)
-        bt.type = _T_INT64
-        bt.quantization.scale = [float(v) for v in scale]
-        bt.quantization.zeroPoint = [0] * len(scale)
-        bias_rec.append({"where": where, "tensor": bias_idx, "source": source,
-                         "max_abs_int64": int(np.abs(q).max()) if q.size else 0})
-
-    for k, op in enumerate(lstm_ops):
+    for k, op in enumerate(_of(ops, _LSTM)):
         ins = list(op.inputs)
-        for j in (1, 2, 3, 4, 5, 6, 7, 8):
-            if ins[j] < 0 or g.tensors[ins[j]].type != _T_INT8:
-                raise ValueError(f"LSTM #{k}: weight {j} is missing or not int8 (CIFG/hybrid?)")
-        if any(ins[j] >= 0 for j in (9, 10, 11, 16, 17, 20, 21, 22, 23)):
-            raise ValueError(f"LSTM #{k}: peephole/projection/layer-norm LSTMs are not handled")
-        cell = g.tensors[ins[19]]
-        if cell.type != _T_INT16:
-            raise ValueError(f"LSTM #{k}: cell state is not int16")
+        _check_lstm(g, k, ins)
         kb = None
         if facts is not None and k < len(facts["lstm_bias"]):
             units = facts["lstm_units"][k]
             full = facts["lstm_bias"][k]
             kb = [full[gi * units:(gi + 1) * units] for gi in range(4)]  # Keras order i, f, c, o
         for gi, (bslot, wslot) in enumerate(_LSTM_BIAS_SLOTS):
-            requant_bias(ins[bslot], ins[wslot], ins[0], kb[gi] if kb else None,
-                         f"LSTM #{k} gate {'ifco'[gi]} bias")
-    for k, op in enumerate(fc_ops):
+            bias_rec.append(_requant_bias(model, ins[bslot], ins[wslot], new_scale[ins[0]],
+                                          kb[gi] if kb else None, f"LSTM #{k} gate {'ifco'[gi]} bias", notes))
+    for k, op in enumerate(_of(ops, _FC)):
         ins = list(op.inputs)
         if g.tensors[ins[1]].type != _T_INT8:
             raise ValueError(f"FULLY_CONNECTED #{k}: weights are not int8")
@@ -305,77 +317,47 @@ def convert_16x8(int8_tflite_path, float_model_h5=None, calib_npz=None, out_path
         if facts is not None and k < len(facts["dense_bias"]):
             kb = facts["dense_bias"][k]
         if len(ins) > 2 and ins[2] >= 0:
-            requant_bias(ins[2], ins[1], ins[0], kb, f"FULLY_CONNECTED #{k} bias")
+            bias_rec.append(_requant_bias(model, ins[2], ins[1], new_scale[ins[0]], kb,
+                                          f"FULLY_CONNECTED #{k} bias", notes))
         elif kb is not None and np.any(np.abs(kb) > 0):
             notes.append(f"FULLY_CONNECTED #{k}: the graph has no bias but the Keras Dense has a "
                          f"non-zero one (max |b| {float(np.abs(kb).max()):.3g})")
+    return bias_rec
 
-    # drop the data of buffers no tensor uses any more (the int32 biases just replaced)
+
+def _drop_unused_buffers(model):
+    """Drop the data of buffers no tensor uses any more (the int32 biases just replaced)."""
     used = {t.buffer for sg in model.subgraphs for t in sg.tensors}
     for bi, b in enumerate(model.buffers):
         if bi not in used and bi != 0 and b.data is not None:
             b.data = None
 
-    # 3) op versions for the int16 forms
-    versions = {}
-    for n, op in ops:
-        if n in _VERSIONS_16X8:
-            oc = model.operatorCodes[op.opcodeIndex]
-            versions[n] = {"from": int(oc.version or 1), "to": _VERSIONS_16X8[n]}
-            oc.version = _VERSIONS_16X8[n]
-
-    data = _pack(model)
-    write_bytes(out_path, data)
-    cells = [float(_qparams(g.tensors[op.inputs[19]])[0][0]) for op in lstm_ops]
-    return {
-        "out_path": str(out_path), "bytes": len(data),
-        "int8_bytes": os.path.getsize(int8_tflite_path),
-        "options": {"ranges": ranges, "hidden": hidden, "headroom": headroom,
-                    "bias_dtype": "int64", "activations": "int16 symmetric (zero point 0)",
-                    "weights": "int8 as converted", "calib_key": calib_key if ranges == "float" else None},
-        "tensors": tensors_rec, "biases": bias_rec, "cell_state_scales": cells,
-        "op_versions": versions, "notes": notes,
-    }
-
 
 # ---------------------------------------------------------------- running (child side)
-def _tflite_io(tflite_path):
-    """(dtype, scale, zero point, shape) of input 0 and output 0, read from the flatbuffer."""
-    _, model = _load(tflite_path)
+def _io_records(tflite_path):
+    """The I/O records (dtype, shape, scale, zero point) of input 0 and output 0."""
+    model = tflite_file.read(tflite_path)
     g = model.subgraphs[0]
-    np_t = {_T_INT8: np.int8, _T_INT16: np.int16, 0: np.float32}
-
-    def one(i):
-        t = g.tensors[i]
-        s, z = _qparams(t)
-        return np_t[t.type], (float(s[0]) if s is not None else 1.0), \
-            (int(z[0]) if z is not None else 0), tuple(int(d) for d in t.shape)
-
-    return one(g.inputs[0]), one(g.outputs[0])
-
-
-def quantize(x, dtype, scale, zp):
-    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
-    if info is None:
-        return np.asarray(x, dtype)
-    q = np.round(np.asarray(x, np.float64) / scale) + zp
-    return np.clip(q, info.min, info.max).astype(dtype)
+    return tflite_file.io_record(g.tensors[g.inputs[0]]), tflite_file.io_record(g.tensors[g.outputs[0]])
 
 
 def predict_tflm(tflite_path: str, x_npz: str, out_npz: str, x_key: str = "x_eval",
                  arena_size: int = 0) -> dict:
     """Float windows in, float outputs out, through TFLite Micro (state reset per window)."""
     from groundfloor import tflm
-    (idt, isc, izp, ishape), (odt, osc, ozp, _) = _tflite_io(tflite_path)
+    io_in, io_out = _io_records(tflite_path)
     x = np.load(x_npz)[x_key].astype(np.float32)
     interp = tflm.interpreter(tflite_path, arena_size)
-    raw = tflm.run_windows(interp, [quantize(w.reshape(ishape), idt, isc, izp) for w in x])[0].astype(np.int64)
-    y = (raw.astype(np.float64) - ozp) * osc if odt != np.float32 else raw.astype(np.float64)
+    # x / scale in float64, as this runner always rounded it
+    windows = [quantize_input(w.reshape(io_in["shape"]).astype(np.float64), io_in) for w in x]
+    raw = tflm.run_windows(interp, windows)[0].astype(np.int64)
+    y = dequantize_output(raw, io_out)
+    odt = np.dtype(io_out["dtype"])
     write_npz(out_npz, y=y.astype(np.float32), raw=raw)
     return {"n": len(x), "arena_reported": tflm.reported_arena(interp),
             "arena_given": int(arena_size) or tflm.default_arena(tflite_path),
             "saturated_outputs": int(np.sum((raw == np.iinfo(odt).max) | (raw == np.iinfo(odt).min)))
-            if odt != np.float32 else 0}
+            if odt.kind in "iu" else 0}
 
 
 def predict_keras(h5: str, x_npz: str, out_npz: str, x_key: str = "x_eval") -> dict:
@@ -395,18 +377,18 @@ def predict_keras_int8_weights(h5: str, int8_tflite_path: str, x_npz: str, out_n
     precision grows, so |16x8 - this| isolates the int16 activation arithmetic."""
     from export.tfenv import tf_and_keras2
     tf, K = tf_and_keras2()
-    schema, model_fb = _load(int8_tflite_path)
+    model_fb = tflite_file.read(int8_tflite_path)
     g = model_fb.subgraphs[0]
-    names = _op_names(schema, model_fb)
+    names = tflite_file.builtin_names()
+    ops = [(tflite_file.op_name(model_fb, op, names), op) for op in g.operators]
 
     def deq(i):
         t = g.tensors[i]
-        s, _ = _qparams(t)
-        w = _tensor_data(model_fb, t, np.int8).reshape([int(d) for d in t.shape]).astype(np.float64)
+        s, _ = tflite_file.qparams(t)
+        w = tflite_file.tensor_data(model_fb, t, np.int8).reshape([int(d) for d in t.shape]).astype(np.float64)
         return w * (s.reshape(-1, *([1] * (w.ndim - 1))) if s.size > 1 else s[0])
 
-    lstm_ops = [op for op in g.operators if names[op.opcodeIndex] == "UNIDIRECTIONAL_SEQUENCE_LSTM"]
-    fc_ops = [op for op in g.operators if names[op.opcodeIndex] == "FULLY_CONNECTED"]
+    lstm_ops, fc_ops = _of(ops, _LSTM), _of(ops, _FC)
     km = K.models.load_model(h5, compile=False)
     li = fi = 0
     for layer in km.layers:
@@ -452,8 +434,9 @@ def _min_arena(path) -> int | None:
 
 
 def drift(y, ref) -> dict:
-    d = np.asarray(y, np.float64).reshape(-1) - np.asarray(ref, np.float64).reshape(-1)
-    return {"rmse": float(np.sqrt(np.mean(d ** 2))), "max_abs": float(np.max(np.abs(d)))}
+    """rmse and max_abs of y against ref (flattened), as groundfloor.metrics defines them."""
+    m = error_metrics(np.ravel(ref), np.ravel(y))
+    return {"rmse": m["rmse"], "max_abs": m["max_abs"]}
 
 
 def evaluate(int8_path, path_16x8, float_model_h5, data_npz, work_dir, x_key: str = "x_eval",
@@ -504,9 +487,7 @@ def convert_artifact(src: str, out_path: str, model_path: str | None = None,
     """Pipeline entry point (export/pipeline.py): the 16x8 twin of `src`, a full-int8 model."""
     import time
     start = time.perf_counter()
-    schema, model = _load(src)
-    names = _op_names(schema, model)
-    unhandled = sorted({names[op.opcodeIndex] for op in model.subgraphs[0].operators} - _SUPPORTED)
+    unhandled = sorted(set(tflite_file.op_names(tflite_file.read(src))) - _SUPPORTED)
     if unhandled:
         raise NotApplicable(f"the 16x8 rewrite does not handle {', '.join(unhandled)}")
     rec = convert_16x8(src, float_model_h5=model_path, calib_npz=calib_path, out_path=out_path)

@@ -5,10 +5,11 @@ the first one whose task metric stays within the budget.
                     budget={"max_rmse_increase": 0.02}, out_dir="artifacts/seattle/search")
     result.met, result.chosen["name"], result.reason, result.candidates
 
-Order (see `default_candidates`): fully-int8 TFLite variants (default calibration, then range
-fixes: synthetic windows spanning the declared physical range, I/O range rewrite, larger
-and stratified calibration), then mixed precision (int8 LSTM with the dense layers float),
-then onnxruntime dynamic int8, then float32. Every conversion and every evaluation runs in a
+Each candidate is a spec naming a kind; the kinds (how each is built, what it needs) are
+the CANDIDATE_KINDS registry. Order (see `default_candidates`): fully-int8 TFLite variants
+(default calibration, then range fixes: synthetic windows spanning the declared physical
+range, I/O range rewrite, larger and stratified calibration), then 16x8, then mixed
+precision (int8 LSTM with the dense layers float), then onnxruntime dynamic int8, then float32. Every conversion and every evaluation runs in a
 child process (`groundfloor.isolate`): the TFLite calibrator can segfault. Each candidate's record:
 name, kind, options, status, bytes, task metric, drift vs the float model, meets budget.
 
@@ -22,14 +23,18 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from groundfloor.errors import BadInput
 from groundfloor.fileio import write_json, write_npz
+from groundfloor.metrics import accuracy, class_labels, error_metrics
 
 BUDGET_KEYS = {"max_rmse_increase": "regression", "max_accuracy_drop": "classification"}
-FLOAT_TOLERANCE = 1e-6   # a float32 artifact equals Keras up to rounding: count it as no change
+# A change of the task metric this small is no change: a float32 artifact equals Keras up to
+# rounding, so it must meet even a zero budget.
+NO_CHANGE_TOLERANCE = 1e-6
 
 # Candidate specs, cheapest first. "calib": how the representative dataset is shaped
 # (export.ranges.calibration_set arguments); "io_margin": rewrite the int8 input/output
@@ -59,9 +64,11 @@ _DEFAULTS = [
 
 
 def default_candidates(include_mixed=True, include_onnx=True, include_float=True) -> list:
-    keep = {"tflite_int8": True, "tflite_16x8": True, "tflite_mixed": include_mixed,
-            "onnx_dynamic": include_onnx, "tflite_float": include_float}
-    return [json.loads(json.dumps(c)) for c in _DEFAULTS if keep[c["kind"]]]
+    """The default candidate specs (fresh copies), cheapest first; a kind whose switch is off
+    is left out."""
+    switches = {None: True, "include_mixed": include_mixed, "include_onnx": include_onnx,
+                "include_float": include_float}
+    return [json.loads(json.dumps(c)) for c in _DEFAULTS if switches[CANDIDATE_KINDS[c["kind"]].switch]]
 
 
 @dataclass
@@ -106,31 +113,22 @@ def check_budget(task: str, budget: dict) -> tuple[str, float]:
 
 
 # ---------------------------------------------------------------- metrics
-def _labels(y):
-    y = np.asarray(y)
-    if y.ndim > 1 and y.shape[-1] > 1:
-        return y.reshape(len(y), -1).argmax(axis=1)
-    return y.reshape(-1).round().astype(int)
-
-
-def _pred_labels(out):
-    out = np.asarray(out).reshape(len(out), -1)
-    return out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0.5).astype(int)
-
-
 def task_metric(task, out, y_true) -> dict:
+    """RMSE against the targets (regression) or accuracy against the labels (classification)."""
     out = np.asarray(out, np.float64)
     if task == "regression":
         y = np.asarray(y_true, np.float64).reshape(out.shape)
-        return {"name": "rmse", "value": float(np.sqrt(np.mean((out - y) ** 2)))}
-    return {"name": "accuracy", "value": float(np.mean(_pred_labels(out) == _labels(y_true)))}
+        return {"name": "rmse", "value": error_metrics(y, out)["rmse"]}
+    return {"name": "accuracy", "value": accuracy(out.reshape(len(out), -1), y_true)}
 
 
 def drift(task, out, y_float) -> dict:
+    """rmse / max_abs against the float model's outputs; classifiers add argmax agreement."""
     out, ref = np.asarray(out, np.float64), np.asarray(y_float, np.float64).reshape(np.shape(out))
-    d = {"rmse": float(np.sqrt(np.mean((out - ref) ** 2))), "max_abs": float(np.max(np.abs(out - ref)))}
+    m = error_metrics(ref, out)
+    d = {"rmse": m["rmse"], "max_abs": m["max_abs"]}
     if task == "classification":
-        d["agreement"] = float(np.mean(_pred_labels(out) == _pred_labels(ref)))
+        d["agreement"] = accuracy(out.reshape(len(out), -1), class_labels(ref.reshape(len(ref), -1)))
     return d
 
 
@@ -140,25 +138,91 @@ def within_budget(task, key, value, float_value, metric_value) -> tuple[bool, fl
         change = (metric_value - float_value) / float_value if float_value > 0 else metric_value - float_value
     else:
         change = float_value - metric_value
-    return change <= value + FLOAT_TOLERANCE, float(change)
+    return change <= value + NO_CHANGE_TOLERANCE, float(change)
+
+
+# ---------------------------------------------------------------- candidate kinds
+@dataclass
+class Calibration:
+    """What a calibrated candidate is built from: the training windows and the shaped set."""
+    x_train: np.ndarray      # data.npz x_calib (the training split)
+    data: object             # the loaded data.npz (y_calib for the output range)
+    windows: np.ndarray      # the representative set (export.ranges.calibration_set)
+    file: str                # ... saved as x_calib for the converter
+
+
+def _build_float(model_path, out_path, spec, calib) -> dict:
+    from export.tflite import convert
+    return convert(model_path, out_path, "float32")
+
+
+def _build_onnx_dynamic(model_path, out_path, spec, calib) -> dict:
+    from export.onnx_export import quantize_dynamic_onnx, to_onnx
+    start = time.perf_counter()
+    float_path = str(Path(out_path).with_name(Path(out_path).stem + "_float32.onnx"))
+    to_onnx(model_path, float_path)
+    rec = quantize_dynamic_onnx(float_path, out_path)
+    Path(float_path).unlink(missing_ok=True)
+    return {"seconds": time.perf_counter() - start, "options": rec.get("options", {})}
+
+
+def _build_int8(model_path, out_path, spec, calib) -> dict:
+    from export.tflite import convert
+    options = dict(convert(model_path, out_path, "int8", calib.file).get("options", {}))
+    if spec.get("io_margin") is not None:
+        options["io_rewrite"] = _rewrite_io(model_path, out_path, calib.windows, calib.x_train, calib.data,
+                                            float(spec["io_margin"]))
+    return options
+
+
+def _build_16x8(model_path, out_path, spec, calib) -> dict:
+    from export.quant16x8 import convert_16x8
+    from export.tflite import convert
+    int8_path = str(Path(out_path).with_name(Path(out_path).stem + "_int8.tflite"))
+    convert(model_path, int8_path, "int8", calib.file)
+    rec = convert_16x8(int8_path, float_model_h5=model_path, calib_npz=calib.file, out_path=out_path)
+    Path(int8_path).unlink(missing_ok=True)
+    return dict(rec["options"], runtime="TFLite Micro (LiteRT has no 16x8 LSTM kernel)")
+
+
+def _build_mixed(model_path, out_path, spec, calib) -> dict:
+    _convert_mixed(model_path, out_path, calib.windows, spec.get("float_ops") or [],
+                   spec.get("float_nodes") or [])
+    return {"float_ops": spec.get("float_ops") or []}
+
+
+@dataclass(frozen=True)
+class CandidateKind:
+    """How one kind of candidate is built (in a child process) and what it needs."""
+    build: Callable            # (model_path, out_path, spec, Calibration | None) -> see `calibrated`
+    calibrated: bool = True    # True: built from spec["calib"]-shaped windows, returns its options;
+                               # False: no calibration, returns the whole {"seconds", "options"}
+    ext: str = ".tflite"
+    quantized: bool = False    # quantized by construction, whatever its weight bytes show
+    switch: str | None = None  # the default_candidates() argument that leaves it out
+
+
+# The registry of candidate kinds; a new kind is an entry here, not an if-chain.
+CANDIDATE_KINDS = {
+    "tflite_int8": CandidateKind(_build_int8),
+    "tflite_16x8": CandidateKind(_build_16x8),
+    "tflite_mixed": CandidateKind(_build_mixed, switch="include_mixed"),
+    "onnx_dynamic": CandidateKind(_build_onnx_dynamic, calibrated=False, ext=".onnx", quantized=True,
+                                  switch="include_onnx"),
+    "tflite_float": CandidateKind(_build_float, calibrated=False, switch="include_float"),
+}
 
 
 # ---------------------------------------------------------------- child-side work
 def convert_candidate(model_path: str, out_path: str, data_path: str, spec: dict) -> dict:
     """Child process: build one candidate artifact from the training calibration windows."""
     from export import ranges
-    kind = spec["kind"]
+    kind = CANDIDATE_KINDS.get(spec["kind"])
+    if kind is None:
+        raise ValueError(f"unknown candidate kind {spec['kind']!r}")
+    if not kind.calibrated:
+        return kind.build(model_path, out_path, spec, None)
     start = time.perf_counter()
-    if kind == "tflite_float":
-        from export.tflite import convert
-        return convert(model_path, out_path, "float32")
-    if kind == "onnx_dynamic":
-        from export.onnx_export import quantize_dynamic_onnx, to_onnx
-        float_path = str(Path(out_path).with_name(Path(out_path).stem + "_float32.onnx"))
-        to_onnx(model_path, float_path)
-        rec = quantize_dynamic_onnx(float_path, out_path)
-        Path(float_path).unlink(missing_ok=True)
-        return {"seconds": time.perf_counter() - start, "options": rec.get("options", {})}
     data = np.load(data_path)
     x_train = data["x_calib"].astype(np.float32)
     c = dict(spec.get("calib") or {})
@@ -170,27 +234,7 @@ def convert_candidate(model_path: str, out_path: str, data_path: str, spec: dict
     write_npz(calib_file, x_calib=xc)
     options = {"calibration_windows": int(len(xc)), **c}
     try:
-        if kind == "tflite_int8":
-            from export.tflite import convert
-            rec = convert(model_path, out_path, "int8", calib_file)
-            options.update(rec.get("options", {}))
-            if spec.get("io_margin") is not None:
-                options["io_rewrite"] = _rewrite_io(model_path, out_path, xc, x_train, data,
-                                                    float(spec["io_margin"]))
-        elif kind == "tflite_16x8":
-            from export.quant16x8 import convert_16x8
-            from export.tflite import convert
-            int8_path = str(Path(out_path).with_name(Path(out_path).stem + "_int8.tflite"))
-            convert(model_path, int8_path, "int8", calib_file)
-            rec = convert_16x8(int8_path, float_model_h5=model_path, calib_npz=calib_file, out_path=out_path)
-            Path(int8_path).unlink(missing_ok=True)
-            options.update(rec["options"], runtime="TFLite Micro (LiteRT has no 16x8 LSTM kernel)")
-        elif kind == "tflite_mixed":
-            _convert_mixed(model_path, out_path, xc, spec.get("float_ops") or [],
-                           spec.get("float_nodes") or [])
-            options["float_ops"] = spec.get("float_ops") or []
-        else:
-            raise ValueError(f"unknown candidate kind {kind!r}")
+        options.update(kind.build(model_path, out_path, spec, Calibration(x_train, data, xc, calib_file)))
     finally:
         Path(calib_file).unlink(missing_ok=True)
     return {"seconds": time.perf_counter() - start, "options": options}
@@ -236,13 +280,9 @@ def _convert_mixed(model_path, out_path, xc, float_ops, float_nodes):
     write_bytes(out_path, dbg.get_nondebug_quantized_model())
 
 
-def tflite_io_dtype(path) -> str:
-    from groundfloor.tflite_file import summary as tflite_summary
-    return tflite_summary(path)["io"]["inputs"][0]["dtype"]
-
-
 def evaluate_artifact(path: str, data_path: str, out_npz: str) -> dict:
     """Child process: outputs of one artifact on x_eval (TFLite state reset per sequence)."""
+    from groundfloor.tflite_file import summary as tflite_summary
     x = np.load(data_path)["x_eval"].astype(np.float32)
     start = time.perf_counter()
     if str(path).endswith(".onnx"):
@@ -252,14 +292,13 @@ def evaluate_artifact(path: str, data_path: str, out_npz: str) -> dict:
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         name = sess.get_inputs()[0].name
         out = np.stack([sess.run(None, {name: w[None]})[0].reshape(-1) for w in x])
-    elif tflite_io_dtype(path) == "int16":  # 16x8: only TFLite Micro has the kernel
+    elif tflite_summary(path)["io"]["inputs"][0]["dtype"] == "int16":  # 16x8: only TFLite Micro has the kernel
         from export.quant16x8 import predict_tflm
         predict_tflm(str(path), data_path, out_npz)
         return {"seconds": time.perf_counter() - start, "runtime": "tflm"}
     else:
         from ai_edge_litert.interpreter import Interpreter
         from groundfloor.ioquant import dequantize_output, quantize_input
-        from groundfloor.tflite_file import summary as tflite_summary
         io = tflite_summary(path)["io"]
         it = Interpreter(model_path=str(path), num_threads=1)
         it.allocate_tensors()
@@ -297,7 +336,6 @@ def search(model_h5, x_calib, x_eval, y_eval, task: str = "regression", budget: 
     when absent); y_calib: training targets (used for the output range of io_rewrite).
     Returns a SearchResult: met=False with the best candidate when none is within budget.
     """
-    from groundfloor.isolate import run_isolated
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
     key, limit = check_budget(task, budget if budget is not None else {"max_rmse_increase": 0.02})
@@ -319,86 +357,112 @@ def search(model_h5, x_calib, x_eval, y_eval, task: str = "regression", budget: 
     if y_calib is not None:
         arrays["y_calib"] = np.asarray(y_calib, np.float32)
     write_npz(data_path, **arrays)
-
     if y_float is None:
-        r = run_isolated("export.quantize_search:float_outputs",
-                         {"model_path": model_h5, "data_path": str(data_path),
-                          "out_npz": str(out / "y_float.npz")}, timeout)
-        if not r.ok:
-            raise RuntimeError(f"float reference failed: {r.error}")
-        y_float = np.load(out / "y_float.npz")["y"]
+        y_float = _float_reference(model_h5, data_path, out, timeout)
     y_float = np.asarray(y_float, np.float64).reshape(len(x_eval), -1)
     float_metric = task_metric(task, y_float, y_eval)
     say(f"float {float_metric['name']} {float_metric['value']:.6g}; budget {key} {limit:g}")
 
-    specs = candidates if candidates is not None else default_candidates()
+    run = _Run(model_h5, data_path, out, task, key, limit, float_metric, y_eval, y_float, timeout, say)
     records, chosen = [], None
-    for spec in specs:
-        name = spec["name"]
-        rec = {"name": name, "kind": spec["kind"], "options": {k: v for k, v in spec.items()
-                                                               if k not in ("name", "kind")},
+    for spec in candidates if candidates is not None else default_candidates():
+        rec = {"name": spec["name"], "kind": spec["kind"],
+               "options": {k: v for k, v in spec.items() if k not in ("name", "kind")},
                "status": "skipped", "error": "", "file": None, "bytes": None, "metric": None,
                "change": None, "drift": None, "meets_budget": None, "seconds": None}
         records.append(rec)
         if chosen is not None and not exhaustive:
             rec["error"] = f"not tried: {chosen['name']} (cheaper) already met the budget"
             continue
-        ext = ".onnx" if spec["kind"].startswith("onnx") else ".tflite"
-        path = out / f"{name}{ext}"
-        say(f"[{name}] converting")
-        t = time.perf_counter()
-        conv = run_isolated("export.quantize_search:convert_candidate",
-                            {"model_path": model_h5, "out_path": str(path),
-                             "data_path": str(data_path), "spec": spec}, timeout)
-        if not conv.ok:
-            rec.update(status="failed", error=f"conversion {conv.status}: {conv.error}",
-                       seconds=round(time.perf_counter() - t, 2))
-            say(f"[{name}] conversion failed: {conv.error}")
-            continue
-        rec["options"].update((conv.value or {}).get("options", {}))
-        ev = run_isolated("export.quantize_search:evaluate_artifact",
-                          {"path": str(path), "data_path": str(data_path),
-                           "out_npz": str(out / f"{name}_outputs.npz")}, timeout)
-        if not ev.ok:
-            rec.update(status="failed", error=f"evaluation {ev.status}: {ev.error}",
-                       seconds=round(time.perf_counter() - t, 2), file=path.name,
-                       bytes=path.stat().st_size)
-            say(f"[{name}] evaluation failed: {ev.error}")
-            continue
-        y = np.load(out / f"{name}_outputs.npz")["y"].astype(np.float64).reshape(y_float.shape)
-        metric = task_metric(task, y, y_eval)
-        meets, change = within_budget(task, key, limit, float_metric["value"], metric["value"])
-        rec.update(status="ok", file=path.name, bytes=path.stat().st_size, metric=metric,
-                   change=change, drift=drift(task, y, y_float), meets_budget=bool(meets),
-                   seconds=round(time.perf_counter() - t, 2))
-        from export.inspect import is_quantized, summary
-        info = summary(path)
-        rec["quantized"] = bool(is_quantized(info)) or spec["kind"] == "onnx_dynamic"
-        rec["ops"] = info["ops"]
-        say(f"[{name}] {metric['name']} {metric['value']:.6g} ({_fmt_change(task, change)}), "
-            f"{rec['bytes']} B, {'within' if meets else 'over'} budget")
-        if meets and chosen is None:
+        run.candidate(spec, rec)
+        if rec["meets_budget"] and chosen is None:
             chosen = rec
-
-    ok = [r for r in records if r["status"] == "ok"]
-    if chosen is not None:
-        reason = (f"{chosen['name']} is the first (cheapest) candidate within budget: "
-                  f"{_fmt_change(task, chosen['change'])} <= {_fmt_limit(task, limit)}")
-        met = True
-    elif ok:
-        best = (min(ok, key=lambda r: r["metric"]["value"]) if task == "regression"
-                else max(ok, key=lambda r: r["metric"]["value"]))
-        chosen, met = best, False
-        reason = (f"no candidate within {_fmt_limit(task, limit)}; best is {best['name']} "
-                  f"({_fmt_change(task, best['change'])})")
-    else:
-        met, reason = False, "every candidate failed"
+    met, chosen, reason = _conclusion(task, limit, records, chosen)
     result = SearchResult(met=met, chosen=chosen, reason=reason, task=task, budget={key: limit},
                           float_metric=float_metric, candidates=records,
                           seconds=round(time.perf_counter() - t0, 2))
     write_json(out / "search.json", result.to_dict())
     say(reason)
     return result
+
+
+def _float_reference(model_h5, data_path, out, timeout):
+    from groundfloor.isolate import run_isolated
+    r = run_isolated("export.quantize_search:float_outputs",
+                     {"model_path": model_h5, "data_path": str(data_path),
+                      "out_npz": str(out / "y_float.npz")}, timeout)
+    if not r.ok:
+        raise RuntimeError(f"float reference failed: {r.error}")
+    return np.load(out / "y_float.npz")["y"]
+
+
+@dataclass
+class _Run:
+    """One search's fixed inputs: what each candidate is converted from and judged against."""
+    model_h5: str
+    data_path: Path
+    out: Path
+    task: str
+    key: str
+    limit: float
+    float_metric: dict
+    y_eval: object
+    y_float: np.ndarray
+    timeout: float
+    say: Callable
+
+    def candidate(self, spec, rec):
+        """Convert one candidate and evaluate it (each in a child process); fills rec."""
+        from groundfloor.isolate import run_isolated
+        from export.inspect import is_quantized, summary
+        name, say = spec["name"], self.say
+        kind = CANDIDATE_KINDS.get(spec["kind"])  # an unknown kind fails in the child, recorded
+        path = self.out / f"{name}{kind.ext if kind else '.tflite'}"
+        say(f"[{name}] converting")
+        t = time.perf_counter()
+        conv = run_isolated("export.quantize_search:convert_candidate",
+                            {"model_path": self.model_h5, "out_path": str(path),
+                             "data_path": str(self.data_path), "spec": spec}, self.timeout)
+        if not conv.ok:
+            rec.update(status="failed", error=f"conversion {conv.status}: {conv.error}",
+                       seconds=round(time.perf_counter() - t, 2))
+            say(f"[{name}] conversion failed: {conv.error}")
+            return
+        rec["options"].update((conv.value or {}).get("options", {}))
+        ev = run_isolated("export.quantize_search:evaluate_artifact",
+                          {"path": str(path), "data_path": str(self.data_path),
+                           "out_npz": str(self.out / f"{name}_outputs.npz")}, self.timeout)
+        if not ev.ok:
+            rec.update(status="failed", error=f"evaluation {ev.status}: {ev.error}",
+                       seconds=round(time.perf_counter() - t, 2), file=path.name,
+                       bytes=path.stat().st_size)
+            say(f"[{name}] evaluation failed: {ev.error}")
+            return
+        y = np.load(self.out / f"{name}_outputs.npz")["y"].astype(np.float64).reshape(self.y_float.shape)
+        metric = task_metric(self.task, y, self.y_eval)
+        meets, change = within_budget(self.task, self.key, self.limit, self.float_metric["value"], metric["value"])
+        rec.update(status="ok", file=path.name, bytes=path.stat().st_size, metric=metric,
+                   change=change, drift=drift(self.task, y, self.y_float), meets_budget=bool(meets),
+                   seconds=round(time.perf_counter() - t, 2))
+        info = summary(path)
+        rec["quantized"] = bool(is_quantized(info)) or kind.quantized
+        rec["ops"] = info["ops"]
+        say(f"[{name}] {metric['name']} {metric['value']:.6g} ({_fmt_change(self.task, change)}), "
+            f"{rec['bytes']} B, {'within' if meets else 'over'} budget")
+
+
+def _conclusion(task, limit, records, chosen):
+    """(met, chosen, reason): the first candidate within budget, else the best one that ran."""
+    ok = [r for r in records if r["status"] == "ok"]
+    if chosen is not None:
+        return True, chosen, (f"{chosen['name']} is the first (cheapest) candidate within budget: "
+                              f"{_fmt_change(task, chosen['change'])} <= {_fmt_limit(task, limit)}")
+    if ok:
+        best = (min(ok, key=lambda r: r["metric"]["value"]) if task == "regression"
+                else max(ok, key=lambda r: r["metric"]["value"]))
+        return False, best, (f"no candidate within {_fmt_limit(task, limit)}; best is {best['name']} "
+                             f"({_fmt_change(task, best['change'])})")
+    return False, None, "every candidate failed"
 
 
 def _fmt_change(task, change):

@@ -10,15 +10,13 @@ chosen in one of two ways here:
   afterwards (`rewrite_io_ranges`), with the biases that depend on the input scale
   re-quantized so the integer kernels stay consistent.
 
-Plus the range estimators themselves (min/max with headroom, percentile, MSE-optimal) and
-the clipping arithmetic the debugger and the search report (`int8_range`, `clip_fraction`).
+Plus the int8 range arithmetic the search, the debugger and the rewrite share
+(`int8_range`, `qparams_for_range`, `clip_fraction`, `range_minmax`).
 Calibration data comes from the training split only; nothing here looks at evaluation data.
 """
-from pathlib import Path
-
 import numpy as np
 
-from groundfloor.fileio import write_bytes
+from groundfloor import tflite_file
 
 QMIN, QMAX = -128, 127
 
@@ -47,44 +45,12 @@ def clip_fraction(values, lo: float, hi: float) -> float:
     return float(np.mean((v < lo) | (v > hi)))
 
 
-def fake_quant(values, scale: float, zero_point: int, qmin: int = QMIN, qmax: int = QMAX):
-    q = np.clip(np.round(np.asarray(values, np.float64) / scale) + zero_point, qmin, qmax)
-    return ((q - zero_point) * scale).astype(np.float32)
-
-
-# ---------------------------------------------------------------- range estimators
 def range_minmax(values, headroom: float = 0.0) -> tuple[float, float]:
     """Observed min/max, widened by `headroom` times the span on each side."""
     v = np.asarray(values, np.float64).ravel()
     lo, hi = float(v.min()), float(v.max())
     pad = headroom * (hi - lo)
     return lo - pad, hi + pad
-
-
-def range_percentile(values, pct: float = 99.9) -> tuple[float, float]:
-    v = np.asarray(values, np.float64).ravel()
-    return float(np.percentile(v, 100 - pct)), float(np.percentile(v, pct))
-
-
-def range_mse(values, grid: int = 60) -> tuple[float, float]:
-    """The [lo, hi] (shrunk from min/max) minimising the mean squared int8 quantization error."""
-    v = np.asarray(values, np.float64).ravel()
-    if v.size > 200_000:
-        v = np.random.default_rng(0).choice(v, 200_000, replace=False)
-    lo0, hi0 = float(v.min()), float(v.max())
-    best, best_err = (lo0, hi0), np.inf
-    for a in np.linspace(0.3, 1.0, grid):
-        for b in np.linspace(0.3, 1.0, 8):
-            # shrink each side independently around the centre of mass of the range
-            lo, hi = lo0 * (a if lo0 < 0 else 1.0), hi0 * (b if hi0 > 0 else 1.0)
-            s, z = qparams_for_range(lo, hi)
-            err = float(np.mean((fake_quant(v, s, z) - v) ** 2))
-            if err < best_err:
-                best, best_err = (lo, hi), err
-    return best
-
-
-ESTIMATORS = {"minmax": range_minmax, "percentile": range_percentile, "mse": range_mse}
 
 
 # ---------------------------------------------------------------- calibration set shaping
@@ -168,25 +134,6 @@ def calibration_set(x_train, n: int = 100, strategy: str = "random", extremes: b
 
 
 # ---------------------------------------------------------------- flatbuffer rewriting
-def _load(path):
-    from ai_edge_litert import schema_py_generated as schema
-    return schema, schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
-
-
-def _save(schema, model, path):
-    import flatbuffers
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    write_bytes(path, bytes(b.Output()))
-
-
-def _op_name(schema, model, op):
-    code = model.operatorCodes[op.opcodeIndex]
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    return names.get(builtin, "CUSTOM")
-
-
 # For ops whose int32 biases are quantized at input_scale * weight_scale: (weights, bias) input slots.
 _BIAS_PAIRS = {
     "UNIDIRECTIONAL_SEQUENCE_LSTM": [(1, 12), (2, 13), (3, 14), (4, 15)],
@@ -197,20 +144,32 @@ _BIAS_PAIRS = {
 
 
 def _requant_bias(model, g, wi, bi, new_in_scale):
-    import numpy as _np
+    """Re-quantize an int32 constant bias to new_in_scale * weight scale, rewriting its buffer
+    in place. (The converter shares one buffer between identical constants: all-zero biases
+    stay zero, but two equal non-zero biases in one buffer would be rescaled twice;
+    export/quant16x8.py gives each rewritten bias a buffer of its own for that reason.)"""
     if bi < 0:
         return
     wt, bt = g.tensors[wi], g.tensors[bi]
-    buf = model.buffers[bt.buffer]
-    if bt.type != 2 or buf.data is None or not len(buf.data):  # int32 constant bias only
+    if tflite_file.dtype_name(bt) != "int32" or not tflite_file.has_data(model, bt):
         return
-    w_scale = _np.asarray(wt.quantization.scale, _np.float64)
-    old_scale = _np.asarray(bt.quantization.scale, _np.float64)
-    old = _np.frombuffer(bytes(bytearray(buf.data)), dtype="<i4").astype(_np.float64)
+    w_scale, _ = tflite_file.qparams(wt)
+    old_scale, _ = tflite_file.qparams(bt)
+    old = tflite_file.tensor_data(model, bt, "<i4").astype(np.float64)
     new_scale = w_scale * new_in_scale
-    new = _np.clip(_np.round(old * old_scale / new_scale), -2**31, 2**31 - 1).astype("<i4")
-    buf.data = _np.frombuffer(new.tobytes(), dtype=_np.uint8)
-    bt.quantization.scale = [float(s) for s in _np.broadcast_to(new_scale, old_scale.shape)]
+    new = np.clip(np.round(old * old_scale / new_scale), -2**31, 2**31 - 1).astype("<i4")
+    model.buffers[bt.buffer].data = np.frombuffer(new.tobytes(), dtype=np.uint8)
+    bt.quantization.scale = [float(s) for s in np.broadcast_to(new_scale, old_scale.shape)]
+
+
+def _set_range(t, what, lo, hi) -> dict:
+    """Give an int8 graph input/output the range [lo, hi]; the old and new (scale, zero point)."""
+    if tflite_file.dtype_name(t) != "int8":
+        raise ValueError(f"{what} is not int8")
+    scale, zp = qparams_for_range(lo, hi)
+    old = [float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0])]
+    t.quantization.scale, t.quantization.zeroPoint = [scale], [zp]
+    return {"old": old, "new": [scale, zp]}
 
 
 def rewrite_io_ranges(src, dst, input_ranges: dict | None = None, output_ranges: dict | None = None):
@@ -222,46 +181,25 @@ def rewrite_io_ranges(src, dst, input_ranges: dict | None = None, output_ranges:
     an input read by an op this function does not know is refused.
     Returns {"inputs": [...], "outputs": [...]} with old and new (scale, zero_point).
     """
-    schema, model = _load(src)
+    model = tflite_file.read(src)
     g = model.subgraphs[0]
     record = {"inputs": [], "outputs": []}
     for idx, (lo, hi) in (input_ranges or {}).items():
         t = g.tensors[g.inputs[idx]]
-        if t.type != 9:
+        if tflite_file.dtype_name(t) != "int8":
             raise ValueError(f"input {idx} is not int8")
-        scale, zp = qparams_for_range(lo, hi)
-        consumers = [op for op in g.operators if g.inputs[idx] in list(op.inputs)]
-        for op in consumers:
-            name = _op_name(schema, model, op)
+        scale, _ = qparams_for_range(lo, hi)
+        for op in (op for op in g.operators if g.inputs[idx] in list(op.inputs)):
+            name = tflite_file.op_name(model, op)
             if name not in _BIAS_PAIRS:
                 raise ValueError(f"cannot rewrite the range of input {idx}: it feeds {name}")
+            ins = list(op.inputs)
             for wslot, bslot in _BIAS_PAIRS[name]:
-                ins = list(op.inputs)
                 if bslot < len(ins) and ins[wslot] >= 0 and ins[0] == g.inputs[idx]:
                     _requant_bias(model, g, ins[wslot], ins[bslot], scale)
-        record["inputs"].append({"index": idx, "old": [float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0])],
-                                 "new": [scale, zp]})
-        t.quantization.scale, t.quantization.zeroPoint = [scale], [zp]
+        record["inputs"].append({"index": idx, **_set_range(t, f"input {idx}", lo, hi)})
     for idx, (lo, hi) in (output_ranges or {}).items():
         t = g.tensors[g.outputs[idx]]
-        if t.type != 9:
-            raise ValueError(f"output {idx} is not int8")
-        scale, zp = qparams_for_range(lo, hi)
-        record["outputs"].append({"index": idx, "old": [float(t.quantization.scale[0]), int(t.quantization.zeroPoint[0])],
-                                  "new": [scale, zp]})
-        t.quantization.scale, t.quantization.zeroPoint = [scale], [zp]
-    _save(schema, model, dst)
+        record["outputs"].append({"index": idx, **_set_range(t, f"output {idx}", lo, hi)})
+    tflite_file.write(model, dst)
     return record
-
-
-def io_ranges(path) -> dict:
-    """{"inputs": [(lo, hi) or None], "outputs": [...]} of a TFLite file's int8 graph I/O."""
-    from groundfloor.tflite_file import summary as tflite_summary
-    io = tflite_summary(path)["io"]
-
-    def rng(t):
-        if t["dtype"] != "int8" or t["scale"] is None:
-            return None
-        return int8_range(t["scale"], t["zero_point"])
-
-    return {"inputs": [rng(t) for t in io["inputs"]], "outputs": [rng(t) for t in io["outputs"]]}

@@ -24,7 +24,9 @@ the edit is consistent); its agreement is measured, not exact.
 
 Only unidirectional LSTM stacks with per-step layers (Dense, Dropout, Activation,
 normalization) after them can stream. Bidirectional models (and go_backwards, GRU,
-SimpleRNN, Conv1D, Flatten, ...) raise `NotStreamable` with the reason.
+SimpleRNN, Conv1D, Flatten, ...) raise `NotStreamable` with the reason. The tf-keras side
+(which models can stream, the twins, the ONNX twin) is export/stream_twins.py; this module
+edits the flatbuffers, converts and records.
 
     records = export_streaming("artifacts/m/source_tfkeras.h5", "artifacts/m",
                                "artifacts/m/data.npz")
@@ -34,245 +36,23 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from groundfloor import tflite_file
 from groundfloor.errors import BadInput
-from groundfloor.fileio import move_into_place, sha256_file, sha256_json, temp_path_for, write_bytes, write_npz
-
-OPSET = 17
+from groundfloor.fileio import move_into_place, sha256_file, sha256_json, temp_path_for, write_npz
 from groundfloor.runtime import STREAM_METADATA_KEY  # ONNX metadata_props: which inputs/outputs are state
-FLOAT_TOLERANCE = 1e-5
+from groundfloor.versions import version_of
+from export.onnx_export import OPSET
+from export.stream_twins import TWIN_TOLERANCE
 
-# Layers that act on each time step on its own (or only on the LSTM's last output).
-_PER_STEP_LAYERS = {"InputLayer", "LSTM", "Dense", "Dropout", "Activation", "BatchNormalization",
-                    "LayerNormalization", "GaussianNoise", "GaussianDropout", "ActivityRegularization",
-                    "ReLU", "Softmax", "LeakyReLU"}
-_WHY = {
-    "Bidirectional": "reads the sequence backwards as well as forwards, so every output depends on "
-                     "samples that have not arrived yet; a stream only sees the past",
-    "GRU": "has no fused TFLite op, so no variable tensor keeps its state between invoke() calls",
-    "SimpleRNN": "has no fused TFLite op, so no variable tensor keeps its state between invoke() calls",
-    "ConvLSTM1D": "has no fused TFLite op",
-    "Conv1D": "mixes neighbouring time steps",
-    "Flatten": "mixes all time steps",
-    "GlobalAveragePooling1D": "mixes all time steps",
-    "GlobalMaxPooling1D": "mixes all time steps",
-    "MaxPooling1D": "mixes neighbouring time steps",
-    "AveragePooling1D": "mixes neighbouring time steps",
-    "Masking": "masking is not supported by the fused LSTM op",
-    "Attention": "attends over the whole sequence",
-    "MultiHeadAttention": "attends over the whole sequence",
-}
+FLOAT_TOLERANCE = TWIN_TOLERANCE  # the former name (firmware_sim.stream_check may import it)
 
 
 class NotStreamable(BadInput):
     """The model cannot run one sample at a time (e.g. it is Bidirectional)."""
-
-
-def _layer_class(layer) -> str:
-    return type(layer).__name__
-
-
-def streamability_problems(model) -> list[str]:
-    """Reasons the (tf-keras) model cannot stream; empty when it can."""
-    problems = []
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        problems.append("only single-input, single-output models can stream")
-    shape = tuple(model.inputs[0].shape)
-    if len(shape) != 3:
-        problems.append(f"input shape {list(shape)} is not [batch, time, features]")
-    lstm_seen = False
-    for layer in model.layers:
-        cls = _layer_class(layer)
-        if cls == "LSTM":
-            lstm_seen = True
-            cfg = layer.get_config()
-            for key, why in (("go_backwards", "reads the sequence backwards"),
-                             ("return_state", "returns its state (the streaming twin manages state itself)"),
-                             ("stateful", "is stateful=True (export the stateless model; the stream keeps the state)"),
-                             ("unroll", "is unrolled (no fused op, so no state between calls)")):
-                if cfg.get(key):
-                    problems.append(f"layer '{layer.name}' (LSTM) {why}")
-        elif cls not in _PER_STEP_LAYERS:
-            why = _WHY.get(cls, "is not a per-time-step layer the streaming twin can reproduce")
-            problems.append(f"layer '{layer.name}' ({cls}) {why}")
-    if not lstm_seen and not problems:
-        problems.append("the model has no LSTM layer")
-    return problems
-
-
-def check_streamable(model, path=None):
-    problems = streamability_problems(model)
-    if problems:
-        raise NotStreamable(path, "cannot build a streaming model: " + "; ".join(problems)
-                            + ". Deploy the whole-sequence model instead (model_*.tflite / model_*.onnx)")
-
-
-# --------------------------------------------------------------------------- child side (TF)
-
-def build_stream_twin(model, tf_keras):
-    """Same layers and weights, input [1, 1, F]: TFLite keeps the state in variable tensors."""
-    config = model.get_config()
-    features = int(model.inputs[0].shape[-1])
-
-    def one_step(shape):
-        shape = list(shape)
-        if len(shape) == 3:
-            shape[0], shape[1] = 1, 1
-        return shape
-
-    for layer in config["layers"]:
-        cfg = layer["config"]
-        if "batch_input_shape" in cfg:
-            cfg["batch_input_shape"] = [1, 1, features]
-        build = layer.get("build_config")
-        if build and isinstance(build.get("input_shape"), (list, tuple)) and build["input_shape"] \
-                and not isinstance(build["input_shape"][0], (list, tuple)):
-            build["input_shape"] = one_step(build["input_shape"])
-    cls = tf_keras.Sequential if isinstance(model, tf_keras.Sequential) else tf_keras.Model
-    twin = cls.from_config(config)
-    twin.set_weights(model.get_weights())
-    return twin
-
-
-def build_state_io_twin(model, tf_keras):
-    """Input [1, 1, F] plus h0/c0 per LSTM layer; outputs y plus h/c per layer (linear chains).
-
-    Returns (twin, spec) with spec = {"input", "output", "state": [[in, out, units], ...]}.
-    """
-    features = int(model.inputs[0].shape[-1])
-    x_in = tf_keras.Input(batch_shape=(1, 1, features), name="x")
-    inputs, outputs_state, spec_state = [x_in], [], []
-    x = x_in
-    k = 0
-    for layer in model.layers:
-        cls = _layer_class(layer)
-        if cls == "InputLayer":
-            continue
-        cfg = layer.get_config()
-        if cls == "LSTM":
-            units = int(cfg["units"])
-            cfg["return_state"] = True
-            new = tf_keras.layers.LSTM.from_config(cfg)
-            h0 = tf_keras.Input(batch_shape=(1, units), name=f"h0_{k}")
-            c0 = tf_keras.Input(batch_shape=(1, units), name=f"c0_{k}")
-            x, h, c = new(x, initial_state=[h0, c0])
-            inputs += [h0, c0]
-            outputs_state += [h, c]
-            spec_state += [[f"h0_{k}", f"h_{k}", units], [f"c0_{k}", f"c_{k}", units]]
-            k += 1
-        else:
-            new = type(layer).from_config(cfg)
-            x = new(x)
-        new.set_weights(layer.get_weights())
-    twin = tf_keras.Model(inputs, [x] + outputs_state)
-    return twin, {"input": "x", "output": "y", "state": spec_state}
-
-
-def _verify_state_io_twin(model, twin, spec, x):
-    """Step windows through the state-I/O twin, feeding the state back; compare with model."""
-    worst = 0.0
-    for window in np.asarray(x, np.float32):
-        state = [np.zeros((1, units), np.float32) for _, _, units in spec["state"]]
-        for step in window:
-            out = twin([step[None, None]] + state, training=False)
-            y, state = np.asarray(out[0]), [np.asarray(s) for s in out[1:]]
-        ref = np.asarray(model(window[None], training=False))
-        worst = max(worst, float(np.max(np.abs(ref.reshape(-1) - y.reshape(-1)[-ref.size:]))))
-    return worst
-
-
-def _rename_onnx_io(model_proto, new_inputs, new_outputs):
-    """Rename graph inputs/outputs (in order) everywhere they are referenced."""
-    g = model_proto.graph
-    mapping = {}
-    for vi, name in zip(g.input, new_inputs):
-        mapping[vi.name] = name
-    for vi, name in zip(g.output, new_outputs):
-        mapping[vi.name] = name
-    for node in g.node:
-        node.input[:] = [mapping.get(n, n) for n in node.input]
-        node.output[:] = [mapping.get(n, n) for n in node.output]
-    for vi in list(g.input) + list(g.output) + list(g.value_info):
-        vi.name = mapping.get(vi.name, vi.name)
-
-
-def set_stream_metadata(model_proto, spec):
-    for p in list(model_proto.metadata_props):
-        if p.key == STREAM_METADATA_KEY:
-            model_proto.metadata_props.remove(p)
-    entry = model_proto.metadata_props.add()
-    entry.key, entry.value = STREAM_METADATA_KEY, json.dumps(spec)
-
-
-def build_twins_child(model_path: str, work_dir: str, onnx_path: str, calib_path: str | None = None,
-                      opset: int = OPSET, verify_windows: int = 4) -> dict:
-    """Child-process side (imports TensorFlow): saves the stream twin .h5 and writes the
-    state-I/O ONNX twin. Returns {"streamable": False, "problems": [...]} when the model
-    cannot stream, and "onnx_error" when only the ONNX part failed."""
-    from export.tfenv import tf_and_keras2
-    tf, tf_keras = tf_and_keras2()
-    model = tf_keras.models.load_model(model_path, compile=False)
-    problems = streamability_problems(model)
-    if problems:
-        return {"streamable": False, "problems": problems}
-    twin = build_stream_twin(model, tf_keras)
-    twin_path = str(Path(work_dir) / "stream_source_tfkeras.h5")
-    twin.save(twin_path, include_optimizer=False)
-    steps = int(model.inputs[0].shape[1])
-    features = int(model.inputs[0].shape[-1])
-
-    result = {"streamable": True, "twin_path": twin_path, "steps": steps, "features": features}
-    try:
-        result.update(_onnx_twin(tf, tf_keras, model, onnx_path, calib_path, opset, verify_windows,
-                                 steps, features))
-    except Exception as e:  # the TFLite stream models can still be made
-        result["onnx_error"] = f"{type(e).__name__}: {' '.join(str(e).split())[:400]}"
-    return result
-
-
-def _onnx_twin(tf, tf_keras, model, onnx_path, calib_path, opset, verify_windows, steps, features):
-    start = time.perf_counter()
-    io_twin, spec = build_state_io_twin(model, tf_keras)
-    if calib_path:
-        x = np.load(calib_path)["x_calib"][:verify_windows]
-    else:
-        x = np.random.default_rng(0).standard_normal((verify_windows, steps, features))
-    keras_diff = _verify_state_io_twin(model, io_twin, spec, x)
-    if not keras_diff <= FLOAT_TOLERANCE:
-        raise RuntimeError(f"state-I/O twin differs from the model by {keras_diff:.3g} "
-                           "(is the model a linear chain of layers?)")
-    import onnx
-    import tf2onnx
-    sig = [tf.TensorSpec((1, 1, features), tf.float32, name="x")]
-    sig += [tf.TensorSpec((1, units), tf.float32, name=name) for name, _, units in spec["state"]]
-    tmp = temp_path_for(onnx_path)
-    try:
-        tf2onnx.convert.from_keras(io_twin, input_signature=sig, opset=opset, output_path=str(tmp))
-        proto = onnx.load(str(tmp))
-        in_names = [spec["input"]] + [s[0] for s in spec["state"]]
-        out_names = [spec["output"]] + [s[1] for s in spec["state"]]
-        if len(proto.graph.input) != len(in_names) or len(proto.graph.output) != len(out_names):
-            raise RuntimeError(f"unexpected ONNX I/O: {[i.name for i in proto.graph.input]} -> "
-                               f"{[o.name for o in proto.graph.output]}")
-        # Inputs carry the TensorSpec names (maybe with ":0"); outputs follow the Keras order.
-        by_name = {i.name.split(":")[0]: i.name for i in proto.graph.input}
-        if set(by_name) == set(in_names):
-            order = {name: k for k, name in enumerate(in_names)}
-            current = sorted(proto.graph.input, key=lambda i: order[i.name.split(":")[0]])
-            proto.graph.ClearField("input")
-            proto.graph.input.extend(current)
-        _rename_onnx_io(proto, in_names, out_names)
-        set_stream_metadata(proto, spec)
-        onnx.save(proto, str(tmp))
-        move_into_place(tmp, onnx_path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return {"onnx_spec": spec, "onnx_seconds": time.perf_counter() - start,
-            "keras_state_twin_max_abs_diff": keras_diff}
 
 
 # --------------------------------------------------------------------------- flatbuffer edits
@@ -281,29 +61,11 @@ _TIME_PRESERVING_OPS = {"LOGISTIC", "TANH", "RELU", "RELU6", "QUANTIZE", "DEQUAN
                         "LEAKY_RELU", "HARD_SWISH"}
 
 
-def _load_tflite(path):
-    from ai_edge_litert import schema_py_generated as schema
-    return schema, schema.ModelT.InitFromPackedBuf(bytearray(Path(path).read_bytes()), 0)
-
-
-def _pack_tflite(model) -> bytes:
-    import flatbuffers
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def _op_name(schema, model, op):
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    code = model.operatorCodes[op.opcodeIndex]
-    return names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
-
-
 def one_step_from_whole(whole_path, out_path) -> dict:
     """Rewrite a whole-sequence [1, T, F] TFLite model into a [1, 1, F] one with identical
     weights and quantization. Only graphs of fused LSTMs, a last-step slice and per-step ops
     qualify; anything else raises ValueError (the caller then recalibrates instead)."""
-    schema, model = _load_tflite(whole_path)
+    model = tflite_file.read(whole_path)
     if len(model.subgraphs) != 1:
         raise ValueError(f"{len(model.subgraphs)} subgraphs (a WHILE loop?), not a fused LSTM graph")
     g = model.subgraphs[0]
@@ -320,10 +82,17 @@ def one_step_from_whole(whole_path, out_path) -> dict:
         if t.shapeSignature is not None and len(t.shapeSignature):
             t.shapeSignature = np.array([t.shapeSignature[0], 1] + list(t.shapeSignature[2:]), np.int32)
 
+    def outputs_one_step(op):  # outputs with the time axis follow the input to one step
+        for o in op.outputs:
+            t = g.tensors[o]
+            if len(t.shape) == 3 and t.shape[1] == steps:
+                set_one_step(t)
+                timed.add(int(o))
+
     set_one_step(x)
     lstm_ops = 0
     for op in g.operators:
-        name = _op_name(schema, model, op)
+        name = tflite_file.op_name(model, op)
         ins = [int(i) for i in op.inputs if i >= 0]
         if not any(i in timed for i in ins):
             continue
@@ -333,34 +102,26 @@ def one_step_from_whole(whole_path, out_path) -> dict:
             if int(op.inputs[0]) not in timed:
                 raise ValueError("LSTM state depends on the time axis")
             lstm_ops += 1
-            for o in op.outputs:
-                t = g.tensors[o]
-                if len(t.shape) == 3 and t.shape[1] == steps:
-                    set_one_step(t)
-                    timed.add(int(o))
+            outputs_one_step(op)
         elif name == "STRIDED_SLICE":
             opts = op.builtinOptions
-            begin = np.frombuffer(bytes(model.buffers[g.tensors[op.inputs[1]].buffer].data), np.int32)
+            begin = tflite_file.tensor_data(model, g.tensors[op.inputs[1]], np.int32)
             if not (opts.shrinkAxisMask & 2 and len(begin) == 3 and begin[1] == -1):
                 raise ValueError("a slice other than the last time step")
         elif name in _TIME_PRESERVING_OPS:
-            for o in op.outputs:
-                t = g.tensors[o]
-                if len(t.shape) == 3 and t.shape[1] == steps:
-                    set_one_step(t)
-                    timed.add(int(o))
+            outputs_one_step(op)
         else:
             raise ValueError(f"op {name} works on the time axis")
     if lstm_ops == 0:
         raise ValueError("no fused UNIDIRECTIONAL_SEQUENCE_LSTM op")
-    write_bytes(out_path, _pack_tflite(model))
+    tflite_file.write(model, out_path)
     return {"whole_steps": steps, "lstm_ops": lstm_ops}
 
 
 def copy_io_quantization(path, reference_path) -> dict:
     """Give `path`'s int8 input and output the scale/zero point of `reference_path`'s."""
-    _, model = _load_tflite(path)
-    _, ref = _load_tflite(reference_path)
+    model = tflite_file.read(path)
+    ref = tflite_file.read(reference_path)
     g, rg = model.subgraphs[0], ref.subgraphs[0]
     changed = {}
     for kind, mine, theirs in (("input", g.inputs, rg.inputs), ("output", g.outputs, rg.outputs)):
@@ -373,7 +134,7 @@ def copy_io_quantization(path, reference_path) -> dict:
             ta.quantization.zeroPoint = np.array(tb.quantization.zeroPoint, np.int64)
             changed[f"{kind}{i}"] = {"before": before,
                                      "after": (float(tb.quantization.scale[0]), int(tb.quantization.zeroPoint[0]))}
-    write_bytes(path, _pack_tflite(model))
+    tflite_file.write(model, path)
     return changed
 
 
@@ -388,14 +149,12 @@ def stepped_calibration(calib_path, out_path, calib_samples: int | None = 100):
 
 # --------------------------------------------------------------------------- parent side
 
+# The tools a streaming record names (its own list: part of each record's cache key).
+_STREAM_TOOLS = ("tensorflow-cpu", "tf-keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert")
+
+
 def _tool_versions():
-    out = {}
-    for pkg in ("tensorflow-cpu", "tf-keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return {pkg: version_of(pkg) for pkg in _STREAM_TOOLS}
 
 
 def _record(name, path, fmt, mode, quantized, options, seconds, notes, source_sha, status="ok", error=None):
@@ -453,7 +212,7 @@ def export_streaming(model_h5_path, artifacts_dir, calib_path, whole_int8_path=N
     records = {}
     with tempfile.TemporaryDirectory(prefix="stream-export-") as work:
         onnx_float = artifacts_dir / "stream_float32.onnx"
-        res = run_isolated("export.streaming:build_twins_child",
+        res = run_isolated("export.stream_twins:build_twins_child",
                            {"model_path": str(model_h5_path), "work_dir": work,
                             "onnx_path": str(onnx_float), "calib_path": str(calib_path) if calib_path else None},
                            timeout)
@@ -464,52 +223,60 @@ def export_streaming(model_h5_path, artifacts_dir, calib_path, whole_int8_path=N
             raise NotStreamable(model_h5_path, "cannot build a streaming model: " + "; ".join(twin["problems"])
                                 + ". Deploy the whole-sequence model instead (model_*.tflite / model_*.onnx)")
         check = _eval_windows(calib_path) if calib_path else None
-
-        # TFLite float32: the fused op with variable state, converted from the [1, 1, F] twin.
-        out = artifacts_dir / "stream_float32.tflite"
-        r = run_isolated("export.tflite:convert", {"model_path": twin["twin_path"], "out_path": str(out),
-                                                   "mode": "float32"}, timeout)
-        if r.ok:
-            rec = _record("stream_float32.tflite", out, "tflite", "float32", False,
-                          dict(r.value["options"], stream_input=[1, 1, twin["features"]]),
-                          r.value["seconds"], [], source_sha)
-            rec["agreement"] = _agreement(out, None, check, artifacts_dir / "model_float32.tflite")
-            records["stream_float32.tflite"] = rec
-        else:
-            records["stream_float32.tflite"] = _failed("stream_float32.tflite", out, "tflite", "float32",
-                                                       False, {"mode": "float32"}, r.error, source_sha, r.seconds)
-
+        records["stream_float32.tflite"] = _export_float_tflite(artifacts_dir, twin, check, source_sha, timeout)
         records["stream_int8.tflite"] = _export_int8(artifacts_dir, twin, calib_path, whole_int8_path,
                                                      int8_route, calib_samples, timeout, work, source_sha,
                                                      check)
+        records.update(_export_onnx(artifacts_dir, twin, check, source_sha))
+    return records
 
-        # ONNX float32 (built in the child) and onnxruntime dynamic int8.
-        if "onnx_error" in twin:
-            for name, mode, quantized in (("stream_float32.onnx", "float32", False),
-                                          ("stream_dynamic_int8.onnx", "dynamic_int8", True)):
-                records[name] = _failed(name, artifacts_dir / name, "onnx", mode, quantized,
-                                        {"opset": OPSET}, twin["onnx_error"], source_sha)
-            return records
-        opts = {"opset": OPSET, "converter": "tf2onnx", "state_io": twin["onnx_spec"]}
-        rec = _record("stream_float32.onnx", onnx_float, "onnx", "float32", False, opts,
-                      twin["onnx_seconds"], [f"keras state-I/O twin max abs diff {twin['keras_state_twin_max_abs_diff']:.2g}"],
+
+def _export_float_tflite(artifacts_dir, twin, check, source_sha, timeout):
+    """TFLite float32: the fused op with variable state, converted from the [1, 1, F] twin."""
+    from groundfloor.isolate import run_isolated
+    name = "stream_float32.tflite"
+    out = artifacts_dir / name
+    r = run_isolated("export.tflite:convert", {"model_path": twin["twin_path"], "out_path": str(out),
+                                               "mode": "float32"}, timeout)
+    if not r.ok:
+        return _failed(name, out, "tflite", "float32", False, {"mode": "float32"}, r.error, source_sha, r.seconds)
+    rec = _record(name, out, "tflite", "float32", False,
+                  dict(r.value["options"], stream_input=[1, 1, twin["features"]]),
+                  r.value["seconds"], [], source_sha)
+    rec["agreement"] = _agreement(out, None, check, artifacts_dir / "model_float32.tflite")
+    return rec
+
+
+def _export_onnx(artifacts_dir, twin, check, source_sha) -> dict:
+    """ONNX float32 (the child built it) and onnxruntime dynamic int8 from it."""
+    records = {}
+    if "onnx_error" in twin:
+        for name, mode, quantized in (("stream_float32.onnx", "float32", False),
+                                      ("stream_dynamic_int8.onnx", "dynamic_int8", True)):
+            records[name] = _failed(name, artifacts_dir / name, "onnx", mode, quantized,
+                                    {"opset": OPSET}, twin["onnx_error"], source_sha)
+        return records
+    onnx_float = artifacts_dir / "stream_float32.onnx"
+    opts = {"opset": OPSET, "converter": "tf2onnx", "state_io": twin["onnx_spec"]}
+    rec = _record("stream_float32.onnx", onnx_float, "onnx", "float32", False, opts,
+                  twin["onnx_seconds"], [f"keras state-I/O twin max abs diff {twin['keras_state_twin_max_abs_diff']:.2g}"],
+                  source_sha)
+    rec["agreement"] = _agreement(onnx_float, None, check, artifacts_dir / "model_float32.tflite")
+    records["stream_float32.onnx"] = rec
+    onnx_q = artifacts_dir / "stream_dynamic_int8.onnx"
+    try:
+        start = time.perf_counter()
+        qopts = quantize_stream_onnx(onnx_float, onnx_q)
+        rec = _record("stream_dynamic_int8.onnx", onnx_q, "onnx", "dynamic_int8", True, qopts,
+                      time.perf_counter() - start, ["LSTM weights int8 (DynamicQuantizeLSTM); state stays float"],
                       source_sha)
-        rec["agreement"] = _agreement(onnx_float, None, check, artifacts_dir / "model_float32.tflite")
-        records["stream_float32.onnx"] = rec
-        onnx_q = artifacts_dir / "stream_dynamic_int8.onnx"
-        try:
-            start = time.perf_counter()
-            qopts = quantize_stream_onnx(onnx_float, onnx_q)
-            rec = _record("stream_dynamic_int8.onnx", onnx_q, "onnx", "dynamic_int8", True, qopts,
-                          time.perf_counter() - start, ["LSTM weights int8 (DynamicQuantizeLSTM); state stays float"],
-                          source_sha)
-            whole_q = artifacts_dir / "model_dynamic_int8.onnx"
-            rec["agreement"] = _agreement(onnx_q, None, check, whole_q if whole_q.exists() else onnx_float)
-            records["stream_dynamic_int8.onnx"] = rec
-        except Exception as e:  # one failed artifact, not a failed export
-            records["stream_dynamic_int8.onnx"] = _failed("stream_dynamic_int8.onnx", onnx_q, "onnx",
-                                                          "dynamic_int8", True, {}, f"{type(e).__name__}: {e}",
-                                                          source_sha)
+        whole_q = artifacts_dir / "model_dynamic_int8.onnx"
+        rec["agreement"] = _agreement(onnx_q, None, check, whole_q if whole_q.exists() else onnx_float)
+        records["stream_dynamic_int8.onnx"] = rec
+    except Exception as e:  # one failed artifact, not a failed export
+        records["stream_dynamic_int8.onnx"] = _failed("stream_dynamic_int8.onnx", onnx_q, "onnx",
+                                                      "dynamic_int8", True, {}, f"{type(e).__name__}: {e}",
+                                                      source_sha)
     return records
 
 

@@ -16,7 +16,7 @@ k = pytest.importorskip("tf_keras")
 keras = pytest.importorskip("keras")
 
 from groundfloor.errors import BadInput  # noqa: E402
-from export import lint  # noqa: E402
+from export import lint_rules  # noqa: E402
 from export.lint import lint_file, lint_model  # noqa: E402
 
 T, F = 16, 3
@@ -156,8 +156,8 @@ def test_embedding_mask_zero_refuses_downstream_rnn():
 
 
 def test_registry_is_a_dict_and_drives_verdicts(monkeypatch):
-    assert isinstance(lint.RULES, dict) and "LSTM" in lint.RULES
-    monkeypatch.setitem(lint.RULES, "Dense", lambda info: lint.Finding("refused", "test rule"))
+    assert isinstance(lint_rules.RULES, dict) and "LSTM" in lint_rules.RULES
+    monkeypatch.setitem(lint_rules.RULES, "Dense", lambda info: lint_rules.Finding("refused", "test rule"))
     report = lint_model(seq(L.LSTM(8), L.Dense(1)))
     assert report.rows[1].verdict == "refused" and not report.ok
 
@@ -296,3 +296,32 @@ def test_verdicts_match_real_conversion():
         assert v["max_abs_diff"] < 0.02, (name, v["max_abs_diff"])
     # the mask really is applied: ignoring it would be off by ~0.05 on this input
     assert "SELECT_V2" in out["masking"]["ops"]
+
+
+# The probe cases the lint rebuilds into another measured form before conversion: stateful
+# LSTMs are rebuilt stateless, recurrent_dropout (training only) becomes 0, i.e. the plain LSTM.
+_MEASURED_AS_REBUILT = {"stateful": ("stateful", "rebuilt_stateless"), "recurrent_dropout": ("lstm", "float32")}
+_RNN_CLASSES = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}
+
+
+def test_verdicts_agree_with_the_measured_table():
+    """Every probe model's recurrent layers get the route export/lint_measured.py records for
+    it: fused where the converter fused it (float32 and int8), unrolled where it made a WHILE
+    loop and the unrolled graph converted; a layer whose ops failed to convert is refused."""
+    from export import lint_probe
+    from export.lint_measured import MEASURED
+    builders = lint_probe._builders()
+    assert set(MEASURED) == set(builders)
+    for name, (build, _) in builders.items():
+        report = lint_model(build(False))
+        case, key = _MEASURED_AS_REBUILT.get(name, (name, "float32"))
+        route = MEASURED[case][key]
+        rnn = [r.verdict for r in report.rows if r.cls in _RNN_CLASSES]
+        if route.startswith("error"):
+            assert report.refused and not report.ok, name
+        elif route.startswith("fused"):
+            assert rnn and set(rnn) == {"fused"}, (name, rnn)
+            assert key != "float32" or MEASURED[case]["int8"].startswith("fused"), name
+        else:
+            assert route.startswith("WHILE") and MEASURED[name]["unroll_float32"].startswith("flat"), name
+            assert rnn and set(rnn) == {"unrolled"}, (name, rnn)

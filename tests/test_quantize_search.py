@@ -9,20 +9,15 @@ import pytest
 from groundfloor.errors import BadInput
 from export import ranges
 from export.quantize_search import check_budget, default_candidates, search, within_budget
+from tiny_keras import tiny_lstm
 
 T, F, U = 10, 1, 6
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from export.tfenv import seed_everything, tf_and_keras2
-    tf, K = tf_and_keras2()
-    seed_everything(0)
     tmp = tmp_path_factory.mktemp("search")
-    inp = K.Input((T, F), batch_size=1)
-    out = K.layers.Dense(1)(K.layers.LSTM(U)(inp))
-    model = K.Model(inp, out)
-    model.save(tmp / "tiny.h5")
+    model = tiny_lstm(tmp / "tiny.h5", T, F, U)
     rng = np.random.default_rng(0)
     x_calib = rng.uniform(0.0, 1.0, (40, T, F)).astype(np.float32)
     # evaluation data is colder than anything in training: int8 inputs clip at 0
@@ -109,3 +104,38 @@ def test_physical_range_windows_reach_the_declared_range():
         assert syn[..., f].max() == pytest.approx(hi[f] + 0.1 * (hi[f] - lo[f]), abs=1e-4)
     cal = ranges.calibration_set(x, n=20, strategy="stratified", extremes=True, physical_margin=0.1, per_side=3)
     assert len(cal) >= 20 + len(syn)
+
+
+def test_candidate_kinds_are_a_registry():
+    from export.quantize_search import CANDIDATE_KINDS, convert_candidate
+    specs = default_candidates()
+    assert {c["kind"] for c in specs} == set(CANDIDATE_KINDS)  # every default kind is registered
+    assert [c["kind"] for c in default_candidates(include_mixed=False, include_onnx=False,
+                                                  include_float=False)] == \
+        [c["kind"] for c in specs if c["kind"] in ("tflite_int8", "tflite_16x8")]
+    assert CANDIDATE_KINDS["onnx_dynamic"].ext == ".onnx" and not CANDIDATE_KINDS["onnx_dynamic"].calibrated
+    assert all(k.ext == ".tflite" for n, k in CANDIDATE_KINDS.items() if n != "onnx_dynamic")
+    with pytest.raises(ValueError, match="unknown candidate kind 'tflite_int4'"):
+        convert_candidate("m.h5", "o.tflite", "d.npz", {"name": "x", "kind": "tflite_int4"})
+
+
+def test_metrics_are_the_reference_metrics():
+    from export.quantize_search import drift, task_metric
+    from groundfloor.metrics import error_metrics
+    rng = np.random.default_rng(3)
+    y_float = rng.standard_normal((50, 1))
+    out = y_float + rng.normal(0, 0.1, (50, 1))
+    d = drift("regression", out, y_float)
+    ref = error_metrics(y_float, out)
+    assert d == {"rmse": ref["rmse"], "max_abs": ref["max_abs"]} and d["rmse"] > 0
+    assert task_metric("regression", out, y_float)["value"] == pytest.approx(d["rmse"], rel=1e-12)
+    # classifiers: accuracy against labels, argmax agreement against the float model
+    p_float = rng.dirichlet(np.ones(3), 40)
+    p = p_float.copy()
+    p[:10] = p[:10, ::-1]  # the first 10 rows swap their first and last class
+    labels = p_float.argmax(1)
+    changed = float(np.mean(p.argmax(1) != labels))
+    assert task_metric("classification", p, labels) == {"name": "accuracy", "value": 1.0 - changed}
+    assert drift("classification", p, p_float)["agreement"] == 1.0 - changed
+    sig = np.array([[0.2], [0.5], [0.51], [0.9]])
+    assert task_metric("classification", sig, np.array([0, 0, 1, 1]))["value"] == 1.0  # 0.5 is class 0

@@ -1,0 +1,67 @@
+"""export/onnx_export.py: a tf-keras LSTM becomes an ONNX `LSTM` op; onnxruntime's dynamic
+quantization turns it into DynamicQuantizeLSTM and keeps the model's metadata_props (the
+streaming state layout lives there). weight_type QUInt8 gives the Dense (MatMulInteger)
+unsigned weights; onnxruntime 1.31's LSTM quantizer writes the LSTM's own W and R as signed
+int8 whatever weight_type says (onnxruntime/quantization/operators/lstm.py), so reduce_range
+keeps them to 7 bits (export/onnx_export.py says why)."""
+import numpy as np
+import pytest
+
+from export import onnx_export
+from tiny_keras import tiny_lstm
+
+T, F, U = 8, 2, 4
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("onnx")
+    model = tiny_lstm(root / "tiny.h5", T, F, U)
+    x = np.random.default_rng(0).standard_normal((5, T, F)).astype(np.float32)
+    y = model.predict(x, batch_size=1, verbose=0)
+    rec = onnx_export.to_onnx(str(root / "tiny.h5"), str(root / "float32.onnx"))
+    return root, x, y, rec
+
+
+def _run(path, x):
+    import onnxruntime as ort
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    return np.concatenate([s.run(None, {name: w[None]})[0] for w in x])
+
+
+def test_to_onnx_emits_an_lstm_op(tiny):
+    import onnx
+    root, x, y, rec = tiny
+    proto = onnx.load(str(root / "float32.onnx"))
+    ops = [n.op_type for n in proto.graph.node]
+    assert "LSTM" in ops and "Loop" not in ops
+    assert rec["options"] == {"opset": onnx_export.OPSET, "converter": "tf2onnx"}
+    assert {o.domain or "ai.onnx": o.version for o in proto.opset_import}["ai.onnx"] == onnx_export.OPSET
+    assert np.max(np.abs(_run(root / "float32.onnx", x) - y)) <= 1e-5
+
+
+def test_dynamic_quantization_gives_8bit_weights_and_keeps_metadata(tiny):
+    import onnx
+    from onnx import numpy_helper
+    root, x, y, _ = tiny
+    src, dst = root / "with_meta.onnx", root / "dynamic_int8.onnx"
+    proto = onnx.load(str(root / "float32.onnx"))
+    onnx.helper.set_model_props(proto, {"lstm_edge.stream": '{"state": []}', "note": "kept"})
+    onnx.save(proto, str(src))
+    rec = onnx_export.quantize_dynamic_onnx(str(src), str(dst))
+    q = onnx.load(str(dst))
+    lstm = [n for n in q.graph.node if n.op_type == "DynamicQuantizeLSTM"]
+    assert len(lstm) == 1 and lstm[0].domain == "com.microsoft"
+    assert "LSTM" not in [n.op_type for n in q.graph.node]
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    w, r = inits[lstm[0].input[1]], inits[lstm[0].input[2]]  # X, W, R, ...
+    assert w.dtype == np.int8 and r.dtype == np.int8  # the LSTM quantizer's own choice ...
+    wmax = max(np.abs(w.astype(int)).max(), np.abs(r.astype(int)).max())
+    assert 32 < wmax <= 64 and 2 * 255 * wmax < 2 ** 15  # ... in 7 bits: no uint8 x int8 pair sum saturates
+    mm = [n for n in q.graph.node if n.op_type == "MatMulInteger"]
+    assert len(mm) == 1 and inits[mm[0].input[1]].dtype == np.uint8  # the Dense: weight_type QUInt8
+    assert rec["options"]["weight_type"] == "QUInt8" and rec["options"]["reduce_range"] is True
+    assert {p.key: p.value for p in q.metadata_props} == {"lstm_edge.stream": '{"state": []}', "note": "kept"}
+    err = np.abs(_run(dst, x) - y)
+    assert 0 < err.max() < 0.1 * max(float(np.ptp(y)), 1e-3) + 0.02  # 8-bit weights: close, not equal
