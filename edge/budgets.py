@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edge.config import refuse_unknown_keys
 from edge.policy import is_quantized, ran_on
 from groundfloor.errors import BadInput
 
@@ -232,9 +233,7 @@ def _parse_max_drift(full, key, value, out, path):
     if not isinstance(value, dict):
         raise BadInput(path, f"'{full}' must be a table like {{metric = \"rmse\", value = 0.5}} or false, "
                              f"not {type(value).__name__} {value!r}")
-    bad = set(value) - {"metric", "value"}
-    if bad:
-        raise BadInput(path, f"unknown key '{full}.{sorted(bad)[0]}' (allowed: metric, value)")
+    refuse_unknown_keys(path, value, ("metric", "value"), f"{full}.")
     for k in ("metric", "value"):
         if k not in value:
             raise BadInput(path, f"'{full}' needs '{k}' (e.g. {{metric = \"rmse\", value = 0.5}})")
@@ -307,6 +306,11 @@ def _ok_runners(art):
     return {n: r for n, r in (art.get("runners") or {}).items() if r.get("status") == "ok" and r.get("metrics")}
 
 
+def _metrics(rr, part):
+    """One part of a runner's metrics: "truth" (against ground truth) or "cross" (against float Keras)."""
+    return (rr["metrics"] or {}).get(part) or {}
+
+
 def _worst(values: dict):
     """(worst value, runner) over {runner: value | None}; (None, None) when none is there."""
     worst, who = None, None
@@ -316,14 +320,18 @@ def _worst(values: dict):
     return worst, who
 
 
+def _worst_runner(runners, part: str, figure: Callable, missing: str):
+    """(the worst figure(metrics part) over the runners, "worst runner: <name>"), or (None, missing)
+    when no runner has the figure (figure returns None)."""
+    worst, who = _worst({rn: figure(_metrics(rr, part)) for rn, rr in runners.items()})
+    return (worst, f"worst runner: {who}") if worst is not None else (None, missing)
+
+
 def _accuracy_drop(runners, bench):
-    drops = {}
-    for rn, rr in runners.items():
-        t = (rr["metrics"] or {}).get("truth") or {}
-        if t.get("acc") is not None and t.get("acc_float") is not None:
-            drops[rn] = 100.0 * (t["acc_float"] - t["acc"])
-    worst, who = _worst(drops)
-    return (worst, f"worst runner: {who}") if worst is not None else (None, "no ground truth labels")
+    def drop(t):
+        known = t.get("acc") is not None and t.get("acc_float") is not None
+        return 100.0 * (t["acc_float"] - t["acc"]) if known else None
+    return _worst_runner(runners, "truth", drop, "no ground truth labels")
 
 
 def _rmse_increase(runners, bench):
@@ -332,7 +340,7 @@ def _rmse_increase(runners, bench):
         return None, "no float reference RMSE (no ground truth)"
     pairs = {}
     for rn, rr in runners.items():
-        truth = (rr["metrics"] or {}).get("truth") or {}
+        truth = _metrics(rr, "truth")
         if truth.get("rmse") is not None:
             pairs[rn] = (truth["rmse"], truth.get("rmse_float") or ref)  # the float model on the same windows
     worst, who = _worst({rn: (r - base) / base for rn, (r, base) in pairs.items()})
@@ -343,16 +351,12 @@ def _rmse_increase(runners, bench):
 
 
 def _drift(metric, runners):
-    values = {}
-    for rn, rr in runners.items():
-        cross = (rr["metrics"] or {}).get("cross") or {}
+    def value(cross):
         if metric == "argmax_disagreement":
             a = cross.get("argmax_agreement")
-            values[rn] = None if a is None else 1.0 - a
-        else:
-            values[rn] = cross.get(metric)
-    worst, who = _worst(values)
-    return (worst, f"worst runner: {who}") if worst is not None else (None, f"no '{metric}' drift figure")
+            return None if a is None else 1.0 - a
+        return cross.get(metric)
+    return _worst_runner(runners, "cross", value, f"no '{metric}' drift figure")
 
 
 def _latency(d):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge.budgets import Row, budgets_from_config, evaluate_model, fmt
+from edge.options import add_models, names
 from edge.policy import best_per_device
 from groundfloor.errors import BadInput
 
@@ -20,31 +21,22 @@ from groundfloor.errors import BadInput
 
 def load_bench(config, model: str):
     """(bench dict, path) for a model; BadInput when there are no bench results."""
-    from groundfloor.fileio import read_json
+    from groundfloor.fileio import read_json_doc
     path = Path(config.reports_dir) / model / "bench.json"
     if not path.is_file():
         raise BadInput(path, f"no bench results for model '{model}' (run `edge bench --models {model}` first)")
-    try:
-        bench = read_json(path)
-    except ValueError as e:
-        raise BadInput(path, f"bench results are not valid JSON: {e}") from None
-    if not isinstance(bench, dict) or not isinstance(bench.get("artifacts"), dict):
-        raise BadInput(path, "bench results have no 'artifacts' table (re-run `edge bench`)")
-    return bench, path
+    return read_json_doc(path, "bench results", "artifacts", " (re-run `edge bench`)", plural=True), path
 
 
 def load_manifest(config, model: str, bench: dict | None = None):
     """(manifest dict | None, path | None): artifacts/<model>/manifest.json, else the bench's artifacts_dir."""
-    from groundfloor.fileio import read_json
+    from groundfloor.fileio import read_json_doc
     cands = [Path(config.artifacts_dir) / model / "manifest.json"]
     if bench and bench.get("artifacts_dir"):
         cands.append(Path(bench["artifacts_dir"]) / "manifest.json")
     for p in cands:
         if p.is_file():
-            try:
-                return read_json(p), p
-            except ValueError as e:
-                raise BadInput(p, f"manifest is not valid JSON: {e}") from None
+            return read_json_doc(p, "manifest"), p
     return None, None
 
 
@@ -167,15 +159,14 @@ def run_check(config, model_names=None, devices=None, junit=None, progress=print
 def cmd_check(args):
     from edge.config import load_config
     cfg = load_config(args.config)
-    models = args.models.split(",") if args.models else None
-    devices = args.devices.split(",") if args.devices else None
-    res = run_check(cfg, models, devices, junit=args.junit, progress=lambda m: print(m, flush=True))
+    res = run_check(cfg, names(args.models), names(args.devices), junit=args.junit,
+                    progress=lambda m: print(m, flush=True))
     return 1 if res.failed else 0
 
 
 def add_check_parser(subparsers):
     s = subparsers.add_parser("check", help="the CI gate: budgets from the config, JUnit XML, exit 1 when exceeded")
-    s.add_argument("--models", help="comma-separated model names from the config (default: all)")
+    add_models(s)
     s.add_argument("--devices", help="comma-separated device names (default: the config's devices that were benched)")
     s.add_argument("--junit", help="JUnit XML output (default: <reports_dir>/check.xml)")
     s.set_defaults(func=cmd_check)

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from edge.options import add_artifacts_dir, add_models, names
 from groundfloor.errors import BadInput
 
 
@@ -17,7 +18,7 @@ def _progress(msg):
 def _models(args):
     from edge.config import load_config
     cfg = load_config(args.config)
-    return cfg, cfg.select(args.models.split(",") if getattr(args, "models", None) else None)
+    return cfg, cfg.select(names(getattr(args, "models", None)))
 
 
 def cmd_lint(args):
@@ -73,7 +74,7 @@ def cmd_bench(args):
     from firmware_sim.bench import bench_model, summary_lines
     from firmware_sim.runners import RunConfig
     cfg, entries = _models(args)
-    devices = args.devices.split(",") if args.devices else cfg.devices
+    devices = names(args.devices) or cfg.devices
     for m in entries:
         art = Path(args.artifacts_dir or cfg.artifacts_dir) / m.name
         out = Path(cfg.reports_dir) / m.name / "bench.json"
@@ -117,9 +118,11 @@ def cmd_quantize(args):
     cfg, entries = _models(args)
     budget = _parse_budget(args.budget)
     all_met = True
+    from groundfloor.isolate import shared_worker
     for m in entries:
-        result = quantize_model(Path(args.artifacts_dir or cfg.artifacts_dir) / m.name, budget=budget,
-                                exhaustive=not args.first, progress=_progress)
+        with shared_worker():   # TensorFlow imported once for the candidates that need no calibration
+            result = quantize_model(Path(args.artifacts_dir or cfg.artifacts_dir) / m.name, budget=budget,
+                                    exhaustive=not args.first, progress=_progress)
         print(format_table(SearchResult(**{k: result[k] for k in SearchResult.__dataclass_fields__})))
         all_met &= bool(result["met"])
     return 0 if all_met else 1
@@ -165,13 +168,13 @@ def build_parser():
     s.add_argument("--data", help="calibration/evaluation data for --model (.npz or .csv)")
     s.add_argument("--name", help="artifact folder name for --model (default: the file's stem)")
     s.add_argument("--kind", default="regression", choices=["regression", "classification"])
-    s.add_argument("--models", help="comma-separated model names from the config (default: all)")
-    s.add_argument("--artifacts-dir", help="where artifacts/<model>/ go (default: from the config)")
+    add_models(s)
+    add_artifacts_dir(s, "go")
     s.set_defaults(func=cmd_export)
     s = sub.add_parser("bench", help="run every artifact in the simulated runtime of each device profile")
-    s.add_argument("--models", help="comma-separated model names from the config (default: all)")
+    add_models(s)
     s.add_argument("--devices", help="comma-separated profile names or .toml files (default: the config's)")
-    s.add_argument("--artifacts-dir", help="where artifacts/<model>/ are (default: from the config)")
+    add_artifacts_dir(s)
     s.add_argument("--runs", type=int, default=200, help="timed single-window runs per artifact and runner")
     s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
     s.add_argument("--timeout", type=float, default=120.0, help="seconds before a runner is declared hung")
@@ -184,19 +187,19 @@ def build_parser():
     s.set_defaults(func=cmd_devices)
 
     s = sub.add_parser("quantize", help="accuracy-budgeted int8: the cheapest artifact within an accuracy budget")
-    s.add_argument("--models", help="comma-separated model names from the config (default: all)")
+    add_models(s)
     s.add_argument("--budget", help="e.g. max_rmse_increase=0.02 (relative) or max_accuracy_drop=0.5 "
                                     "(points); default: 2%% RMSE / 0.5 points")
     s.add_argument("--first", action="store_true", help="stop at the first candidate within budget "
                                                         "(default: try all, for the side-by-side report)")
-    s.add_argument("--artifacts-dir", help="where artifacts/<model>/ are (default: from the config)")
+    add_artifacts_dir(s)
     s.set_defaults(func=cmd_quantize)
 
     s = sub.add_parser("debug", help="per-layer drift debugger: where int8 error enters, what clips")
     s.add_argument("model", help="a model name from the config, or an artifacts/<model> folder")
     s.add_argument("--artifact", help="file in the folder to debug (default: model_int8.tflite)")
     s.add_argument("--max-samples", type=int, default=300, help="evaluation windows to use")
-    s.add_argument("--artifacts-dir", help="where artifacts/<model>/ are (default: from the config)")
+    add_artifacts_dir(s)
     s.set_defaults(func=cmd_debug)
 
     for register in _EXTRA_COMMANDS:

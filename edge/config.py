@@ -16,6 +16,14 @@ KINDS = {"regression", "classification"}
 MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 
 
+def refuse_unknown_keys(path, table: dict, allowed, where: str = ""):
+    """BadInput naming the first key of a config table that is not `allowed` (and the allowed ones);
+    `where` is the table's dotted prefix ("models.x.")."""
+    bad = set(table) - set(allowed)
+    if bad:
+        raise BadInput(path, f"unknown key '{where}{sorted(bad)[0]}' (allowed: {', '.join(sorted(allowed))})")
+
+
 def check_model_name(name, where) -> str:
     if not isinstance(name, str) or not MODEL_NAME.match(name) or ".." in name:
         raise BadInput(where, f"model name {name!r}: use letters, digits, '_', '-' and '.' (at most 64, "
@@ -71,18 +79,14 @@ def load_config(path=None) -> Config:
         raise BadInput(path, f"not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise BadInput(path, f"invalid TOML: {e}")
-    unknown = set(raw) - TOP_KEYS
-    if unknown:
-        raise BadInput(path, f"unknown key '{sorted(unknown)[0]}' (allowed: {', '.join(sorted(TOP_KEYS))})")
+    refuse_unknown_keys(path, raw, TOP_KEYS)
     base = path.parent if path != DEFAULT_CONFIG else Path.cwd()
     models = {}
     for name, entry in raw.get("models", {}).items():
         check_model_name(name, path)
         if not isinstance(entry, dict):
             raise BadInput(path, f"models.{name} must be a table")
-        bad = set(entry) - MODEL_KEYS
-        if bad:
-            raise BadInput(path, f"unknown key 'models.{name}.{sorted(bad)[0]}' (allowed: {', '.join(sorted(MODEL_KEYS))})")
+        refuse_unknown_keys(path, entry, MODEL_KEYS, f"models.{name}.")
         if "task" in entry:
             from edge.tasks import TASKS
             if entry["task"] not in TASKS:

@@ -38,12 +38,17 @@ def _flip_bits(rng, data):
     return bytes(b)
 
 
-def _overwrite_run(rng, data):
+def _replace_run(rng, data, shortest, longest, fill):
+    """A run of shortest..longest bytes at a random place replaced by fill(rng, n) (cut at the end)."""
     b = bytearray(data)
     i = rng.randrange(len(b))
-    n = rng.randint(1, 64)
-    b[i:i + n] = bytes(rng.randrange(256) for _ in range(min(n, len(b) - i)))
+    n = rng.randint(shortest, longest)
+    b[i:i + n] = fill(rng, min(n, len(b) - i))
     return bytes(b)
+
+
+def _overwrite_run(rng, data):
+    return _replace_run(rng, data, 1, 64, lambda rng, n: bytes(rng.randrange(256) for _ in range(n)))
 
 
 def _header(rng, data):
@@ -61,11 +66,7 @@ def _extreme_word(rng, data):
 
 
 def _zero_region(rng, data):
-    b = bytearray(data)
-    i = rng.randrange(len(b))
-    n = rng.randint(4, 512)
-    b[i:i + n] = bytes(min(n, len(b) - i))
-    return bytes(b)
+    return _replace_run(rng, data, 4, 512, lambda rng, n: bytes(n))
 
 
 MUTATORS = {"truncate": _truncate, "flip_bits": _flip_bits, "overwrite_run": _overwrite_run,

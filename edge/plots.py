@@ -16,6 +16,8 @@ matplotlib.use("Agg", force=False)
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from edge.report.fmt import fmt_us  # noqa: E402  (the report's own way of writing latencies)
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
 DPI = 100
@@ -46,10 +48,21 @@ def _finish(fig, footer: str) -> bytes:
     return buf.getvalue()
 
 
-def _fmt_us(v):
-    if v is None:
-        return "n/a"
-    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} µs"
+def _finish_axes(fig, ax, footer: str, xlabel: str, ylabel: str, title: str, legend: bool = True,
+                 **legend_kw) -> bytes:
+    """The one-axes figures' common end: axis labels, title, legend, grid, then _finish."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    if legend:
+        ax.legend(fontsize=7, **legend_kw)
+    ax.grid(alpha=0.3)
+    return _finish(fig, footer)
+
+
+def _nan(values) -> list:
+    """Values to plot, a gap (NaN) where one is missing."""
+    return [math.nan if v is None else v for v in values]
 
 
 # --------------------------------------------------------------------------- latency
@@ -85,7 +98,7 @@ def latency_distribution(series: list[dict], footer: str) -> bytes | None:
             ax.plot([st["p99"]], [y], marker="|", markersize=14, color=color, mew=2)
         if st.get("mean") is not None:
             ax.plot([st["mean"]], [y], marker="D", markersize=5, color="black")
-        ax.annotate(f"p50 {_fmt_us(st['p50'])}", (st["p50"], y + 0.28), fontsize=7, ha="left", va="bottom")
+        ax.annotate(f"p50 {fmt_us(st['p50'])}", (st["p50"], y + 0.28), fontsize=7, ha="left", va="bottom")
     ax.set_yticks(range(len(series)))
     ax.set_yticklabels([s["label"] for s in reversed(series)], fontsize=8)
     ax.set_xscale("log")
@@ -152,15 +165,11 @@ def drift_per_step(series: list[dict], footer: str) -> bytes | None:
         return None
     fig, ax = _one_axes(11, 4.2)
     for i, s in enumerate(series):
-        vals = [math.nan if v is None else v for v in s["values"]]
+        vals = _nan(s["values"])
         ax.plot(range(len(vals)), vals, marker="o", markersize=2.5, lw=1.2, color=PALETTE[i % len(PALETTE)],
                 label=s["label"])
-    ax.set_xlabel("output time step")
-    ax.set_ylabel("rmse vs float Keras (output units)")
-    ax.set_title("Drift per time step (rmse, measured on the evaluation windows)", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    return _finish(fig, footer)
+    return _finish_axes(fig, ax, footer, "output time step", "rmse vs float Keras (output units)",
+                        "Drift per time step (rmse, measured on the evaluation windows)")
 
 
 def _usable_runs(runs, key) -> dict:
@@ -181,17 +190,12 @@ def stream_drift(runs: dict, footer: str) -> bytes | None:
     for i, (name, r) in enumerate(usable.items()):
         pw = r["per_window"]
         x = _window_starts(pw, "litert_rmse")
-        ax.plot(x, [math.nan if v is None else v for v in pw["litert_rmse"]], lw=1.2,
-                color=PALETTE[i % len(PALETTE)], label=f"{name} (LiteRT)")
+        ax.plot(x, _nan(pw["litert_rmse"]), lw=1.2, color=PALETTE[i % len(PALETTE)], label=f"{name} (LiteRT)")
         if pw.get("tflm_rmse"):
-            ax.plot(x, [math.nan if v is None else v for v in pw["tflm_rmse"]], lw=1, ls="--",
-                    color=PALETTE[i % len(PALETTE)], label=f"{name} (TFLite Micro)")
-    ax.set_xlabel(STREAM_X)
-    ax.set_ylabel("rmse int8 stream vs float stream")
-    ax.set_title("Long-stream drift per window (no state reset)", fontsize=9)
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    return _finish(fig, footer)
+            ax.plot(x, _nan(pw["tflm_rmse"]), lw=1, ls="--", color=PALETTE[i % len(PALETTE)],
+                    label=f"{name} (TFLite Micro)")
+    return _finish_axes(fig, ax, footer, STREAM_X, "rmse int8 stream vs float stream",
+                        "Long-stream drift per window (no state reset)")
 
 
 # --------------------------------------------------------------------------- memory
@@ -273,11 +277,9 @@ def accuracy_vs_size(points: list[dict], metric: str, float_value, footer: str,
         ax.annotate("float Keras", (1.0, float_value), xycoords=("axes fraction", "data"), fontsize=7,
                     ha="right", va="top", xytext=(-3, -3), textcoords="offset points")
     ax.margins(x=0.15, y=0.15)
-    ax.set_xlabel("artifact file size (KiB)  —  ● quantized, ■ float")
-    ax.set_ylabel(f"{metric} vs ground truth ({'higher' if higher_is_better else 'lower'} is better)")
-    ax.set_title("Task metric against size (measured on the host)", fontsize=9)
-    ax.grid(alpha=0.3)
-    return _finish(fig, footer)
+    return _finish_axes(fig, ax, footer, "artifact file size (KiB)  —  ● quantized, ■ float",
+                        f"{metric} vs ground truth ({'higher' if higher_is_better else 'lower'} is better)",
+                        "Task metric against size (measured on the host)", legend=False)
 
 
 def cell_state_range(runs: dict, footer: str) -> bytes | None:
@@ -311,13 +313,9 @@ def cell_state_range(runs: dict, footer: str) -> bytes | None:
                     ha="right", va="bottom", xytext=(-3, 2), textcoords="offset points")
     top = max([max(r["per_window"]["float_max_abs_c"]) for r in usable.values()] + ranges)
     ax.set_ylim(0, top * 1.15)
-    ax.set_xlabel(STREAM_X)
-    ax.set_ylabel("max |cell state| in the window")
-    ax.set_title("Cell state against the int8 model's int16 cell range (long stream, no reset)"
-                 + ("; red: share of int8 cell values at the limit" if at_limit_any else ""), fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
-    ax.grid(alpha=0.3)
-    return _finish(fig, footer)
+    return _finish_axes(fig, ax, footer, STREAM_X, "max |cell state| in the window",
+                        "Cell state against the int8 model's int16 cell range (long stream, no reset)"
+                        + ("; red: share of int8 cell values at the limit" if at_limit_any else ""), loc="lower left")
 
 
 def emulated_instructions(rows: list[dict], footer: str) -> bytes | None:

@@ -3,8 +3,8 @@ import inspect as pyinspect
 from pathlib import Path
 
 from edge.tasks import get_task
-from groundfloor.fileio import read_json, sha256_json, write_json
-from export.pipeline import export_model
+from export.pipeline import export_model, read_json_or_none
+from groundfloor.fileio import sha256_json, write_json
 from groundfloor.versions import tool_versions
 
 
@@ -18,7 +18,7 @@ def export_reference(task_name, out_dir, progress=print) -> dict:
     import edge.tasks.base, edge.tasks.train
     code = "".join(pyinspect.getsource(m) for m in (type(task), edge.tasks.base, edge.tasks.train))
     key = sha256_json({"task": task_name, "code": code, "versions": tool_versions()})
-    info = _read(info_path)
+    info = read_json_or_none(info_path)
     if not (info and info.get("key") == key and model_path.exists() and data_path.exists()):
         progress(f"[{task_name}] training: {task.description}")
         from edge.tasks.train import train_task
@@ -29,10 +29,3 @@ def export_reference(task_name, out_dir, progress=print) -> dict:
              "training": {k: v for k, v in info.items() if k != "key"}}
     return export_model(model_path, data_path, out_dir, name=task_name, task=task.kind,
                         extra_source_info=extra, progress=progress)
-
-
-def _read(path):
-    try:
-        return read_json(path)
-    except (OSError, ValueError):
-        return None

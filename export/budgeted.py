@@ -7,6 +7,7 @@ import numpy as np
 
 from groundfloor.errors import BadInput
 from export import inspect
+from groundfloor import contracts
 from groundfloor.fileio import read_json, sha256_file, sha256_json, write_json
 from export.pipeline import DATA_FILE, MANIFEST, SOURCE_FILE, read_json_or_none
 
@@ -64,6 +65,7 @@ def _register(manifest, manifest_path, result, out):
             "cache_key": result["cache_key"],
             "notes": [f"chosen by the accuracy-budgeted search: {result['reason']}"],
         }
+    contracts.require("manifest", manifest)
     write_json(manifest_path, manifest)
 
 

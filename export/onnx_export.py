@@ -4,6 +4,7 @@ tf2onnx emits a real ONNX `LSTM` op from a tf-keras fused LSTM (a Keras 3 model 
 `Loop`). Dynamic quantization turns it into com.microsoft `DynamicQuantizeLSTM`; static
 QDQ quantization never quantizes LSTM in onnxruntime, only the Gemm/MatMul around it.
 """
+import re
 import time
 from pathlib import Path
 
@@ -14,17 +15,63 @@ from groundfloor.fileio import temp_path_for, move_into_place
 OPSET = 17  # tf2onnx 1.17 supports up to 18; 17 is what onnxruntime's quantizer knows best
 
 
+_GENERATED = re.compile(r"^(.*)__(\d+)(:\d+)?$")
+
+
+def canonical_names(proto) -> int:
+    """Renumber the names tf2onnx generates ("const_axes__42") in order of first use, so the same
+    model converts to the same bytes: tf2onnx numbers them with a process-wide counter whose
+    values moved between runs (const_fold_opt__44 / __45), in fresh processes too. Only
+    top-level graphs; returns how many names were renumbered."""
+    g = proto.graph
+    if any(a.type in (a.GRAPH, a.GRAPHS) for n in g.node for a in n.attribute):
+        return 0   # Loop / If bodies: leave the names alone
+    order = [i.name for i in g.input] + [x for n in g.node for x in list(n.input) + list(n.output)]
+    order += [i.name for i in g.initializer] + [n.name for n in g.node]
+    mapping, counter = {}, 0
+    for name in order:
+        m = _GENERATED.match(name)
+        if m and name not in mapping:
+            counter += 1
+            mapping[name] = f"{m.group(1)}__{counter}{m.group(3) or ''}"
+    if not mapping:
+        return 0
+    rename = lambda name: mapping.get(name, name)
+    for n in g.node:
+        n.name = rename(n.name)
+        n.input[:] = [rename(x) for x in n.input]
+        n.output[:] = [rename(x) for x in n.output]
+    for coll in (g.initializer, g.input, g.output, g.value_info):
+        for item in coll:
+            item.name = rename(item.name)
+    return len(mapping)
+
+
+def from_keras(model, signature, out_path, opset: int = OPSET):
+    """tf2onnx.convert.from_keras to out_path (atomically) with canonical generated names."""
+    import onnx
+    import tf2onnx
+    tmp = temp_path_for(out_path)
+    try:
+        tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset, output_path=str(tmp))
+        proto = onnx.load(str(tmp))
+        canonical_names(proto)
+        onnx.save(proto, str(tmp))
+        move_into_place(tmp, out_path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return proto
+
+
 def to_onnx(model_path: str, out_path: str, opset: int = OPSET) -> dict:
     from export.tfenv import tf_and_keras2
     tf, tf_keras = tf_and_keras2()
-    import tf2onnx
     model = tf_keras.models.load_model(model_path, compile=False)
     start = time.perf_counter()
     spec = (tf.TensorSpec(model.inputs[0].shape, tf.float32, name="input"),)
-    tmp = temp_path_for(out_path)
-    tf2onnx.convert.from_keras(model, input_signature=spec, opset=opset, output_path=str(tmp))
-    move_into_place(tmp, out_path)
-    return {"seconds": time.perf_counter() - start, "options": {"opset": opset, "converter": "tf2onnx"}}
+    from_keras(model, spec, out_path, opset)
+    return {"seconds": time.perf_counter() - start,
+            "options": {"opset": opset, "converter": "tf2onnx", "names": "generated names renumbered"}}
 
 
 # onnxruntime's u8s8 kernels on x86 without VNNI add adjacent pairs of uint8 x int8 products

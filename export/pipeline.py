@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from groundfloor import contracts
 from groundfloor.errors import BadInput
 from groundfloor.isolate import run_isolated
 from export import inspect
@@ -121,6 +122,7 @@ def export_model(model_path, data_path, out_dir, name=None, task="regression", o
             if art_name not in manifest["artifacts"] and art.get("status") == "ok" \
                     and _intact(out_dir / art["file"], art["sha256"]):
                 manifest["artifacts"][art_name] = art
+    contracts.require("manifest", manifest)   # what bench, report and gate read
     write_json(out_dir / MANIFEST, manifest)
     ok = sum(a["status"] == "ok" for a in manifest["artifacts"].values())
     progress(f"[{name}] {ok}/{len(manifest['artifacts'])} artifacts ok -> {out_dir / MANIFEST}")

@@ -222,6 +222,8 @@ def convert_candidate(model_path: str, out_path: str, data_path: str, spec: dict
         raise ValueError(f"unknown candidate kind {spec['kind']!r}")
     if not kind.calibrated:
         return kind.build(model_path, out_path, spec, None)
+    from groundfloor.isolate import retire_after_call
+    retire_after_call()   # the TFLite calibrator's leftovers would change the next int8 file's bytes
     start = time.perf_counter()
     data = np.load(data_path)
     x_train = data["x_calib"].astype(np.float32)

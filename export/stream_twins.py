@@ -206,13 +206,12 @@ def _onnx_twin(tf, tf_keras, model, onnx_path, calib_path, opset, verify_windows
         raise RuntimeError(f"state-I/O twin differs from the model by {keras_diff:.3g} "
                            "(is the model a linear chain of layers?)")
     import onnx
-    import tf2onnx
+    from export.onnx_export import from_keras as onnx_from_keras
     sig = [tf.TensorSpec((1, 1, features), tf.float32, name="x")]
     sig += [tf.TensorSpec((1, units), tf.float32, name=name) for name, _, units in spec["state"]]
     tmp = temp_path_for(onnx_path)
     try:
-        tf2onnx.convert.from_keras(io_twin, input_signature=sig, opset=opset, output_path=str(tmp))
-        proto = onnx.load(str(tmp))
+        proto = onnx_from_keras(io_twin, sig, tmp, opset)   # canonical generated names
         in_names = [spec["input"]] + [s[0] for s in spec["state"]]
         out_names = [spec["output"]] + [s[1] for s in spec["state"]]
         if len(proto.graph.input) != len(in_names) or len(proto.graph.output) != len(out_names):

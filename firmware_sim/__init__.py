@@ -1,1 +1,4 @@
-"""The simulated constrained runtime: device profiles, runners (one module per runtime), the bench with its latency calibration and stream checks, latency and memory figures, the emulated MCU (mcu/)."""
+"""The simulated constrained runtime: device profiles, runners, the bench, latency and memory figures.
+
+runners/ holds one module per runtime; the bench keeps its latency calibration and stream checks
+in their own modules; mcu/ is the emulated microcontroller (generated integer C in QEMU)."""

@@ -35,7 +35,7 @@ import numpy as np
 from groundfloor import cache as _cache
 from groundfloor import contracts
 from groundfloor.errors import BadInput
-from groundfloor.fileio import read_json, sha256_file, write_json, write_npz
+from groundfloor.fileio import read_json_doc, sha256_file, write_json, write_npz
 from groundfloor.isolate import run_isolated
 from groundfloor.metrics import evaluate
 from groundfloor.versions import machine, tool_versions
@@ -59,12 +59,7 @@ def _load_inputs(artifacts_dir: Path):
     mpath = artifacts_dir / "manifest.json"
     if not mpath.is_file():
         raise BadInput(mpath, "no manifest.json (run `edge export` first)")
-    try:
-        manifest = read_json(mpath)
-    except ValueError as e:
-        raise BadInput(mpath, f"manifest is not valid JSON: {e}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), dict):
-        raise BadInput(mpath, "manifest has no 'artifacts' table")
+    manifest = read_json_doc(mpath, "manifest", "artifacts")
     dfile = artifacts_dir / (manifest.get("data") or {}).get("file", "data.npz")
     if not dfile.is_file():
         raise BadInput(dfile, "data file not found")

@@ -38,11 +38,26 @@ _TFL_DTYPE_BYTES = {"FLOAT32": 4, "FLOAT16": 2, "INT32": 4, "UINT8": 1, "INT64":
 _TFL_RECURRENT = {"UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "LSTM",
                   "UNIDIRECTIONAL_SEQUENCE_RNN", "BIDIRECTIONAL_SEQUENCE_RNN", "RNN"}
 _TFL_NONLINEAR = {"LOGISTIC", "TANH", "SOFTMAX", "EXP", "LOG_SOFTMAX", "GELU", "HARD_SWISH", "ELU"}
-_TFL_FREE = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "DELEGATE"}
+# no arithmetic of their own (control flow: the ops of its subgraphs count)
+_TFL_FREE = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "DELEGATE", "WHILE", "IF", "CALL_ONCE"}
 
 
 def _prod(shape):
     return int(math.prod(int(max(s, 1)) for s in shape)) if shape is not None else 0
+
+
+def _op_record(op, macs, mac_dtype, nonlinear, elementwise, invoked=True) -> dict:
+    """One operator's counts, as summarize() and estimate_latency() read them."""
+    return {"op": op, "macs": int(macs), "mac_dtype": mac_dtype, "nonlinear": int(nonlinear),
+            "elementwise": int(elementwise), "invocations": int(invoked)}
+
+
+def _without_macs(op, out_elems, nonlinear_ops, free_ops) -> tuple[int, int]:
+    """(nonlinear, elementwise) elements of an op without MACs: an activation, a free op, or
+    elementwise work on every output element."""
+    if op in nonlinear_ops:
+        return out_elems, 0
+    return 0, (0 if op in free_ops else out_elems)
 
 
 def _dtype_name(dtype: str) -> str:
@@ -156,18 +171,15 @@ def _count_tflite_op(name, ins, outs, op) -> dict:
         k = ins[0]["shape"][-1] if ins[0]["shape"] else 1
         macs = out_elems * k
         mac_dtype = _dtype_name(ins[1]["dtype"] if ins[1] else ins[0]["dtype"])
-    elif name in _TFL_NONLINEAR:
-        nonlin = out_elems
-    elif name not in _TFL_FREE and name not in ("WHILE", "IF", "CALL_ONCE"):
-        elem = out_elems
-    return {"op": name, "macs": int(macs), "mac_dtype": mac_dtype, "nonlinear": int(nonlin),
-            "elementwise": int(elem), "invocations": 0 if name in ("DELEGATE",) else 1}
+    else:
+        nonlin, elem = _without_macs(name, out_elems, _TFL_NONLINEAR, _TFL_FREE)
+    return _op_record(name, macs, mac_dtype, nonlin, elem, invoked=name != "DELEGATE")
 
 
 # ---------------------------------------------------------------------------- ONNX
 
 _ONNX_NONLINEAR = {"Sigmoid", "Tanh", "Softmax", "Exp", "LogSoftmax", "HardSigmoid", "Gelu", "Elu"}
-_ONNX_FREE = {"Reshape", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Shape", "Constant"}
+_ONNX_FREE = {"Reshape", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Shape", "Constant", "Loop", "Scan", "If"}
 _ONNX_RECURRENT = {"LSTM": 4, "GRU": 3, "RNN": 1, "DynamicQuantizeLSTM": 4}
 _ONNX_ELEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
 _ONNX_DTYPE = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
@@ -215,9 +227,7 @@ def analyze_onnx(path, steps_hint: int | None = None) -> dict:
             rec.update({"repeat": repeat, "depth": depth})
             ops.append(rec)
             if node.op_type in _ONNX_RECURRENT:
-                hidden = next((a.i for a in node.attribute if a.name == "hidden_size"), 0)
-                direction = next((a.s.decode() for a in node.attribute if a.name == "direction"), "forward")
-                dirs = 2 if direction == "bidirectional" else 1
+                hidden, dirs = _onnx_rnn_size(node)
                 x = shapes.get(node.input[0], [])
                 batch = x[1] if len(x) == 3 and x[1] > 0 else 1
                 n_state = 2 if "LSTM" in node.op_type else 1
@@ -244,6 +254,18 @@ def analyze_onnx(path, steps_hint: int | None = None) -> dict:
             "weight_bytes_by_dtype": weights, "steps": steps}
 
 
+def _onnx_rnn_size(node) -> tuple[int, int]:
+    """(hidden_size, directions) of an ONNX LSTM/GRU/RNN node."""
+    hidden = next((a.i for a in node.attribute if a.name == "hidden_size"), 0)
+    direction = next((a.s.decode() for a in node.attribute if a.name == "direction"), "forward")
+    return hidden, 2 if direction == "bidirectional" else 1
+
+
+def _onnx_mac_dtype(weight_elem_type) -> str:
+    """The MAC dtype of an ONNX weight's element type (2 uint8, 3 int8: integer MACs)."""
+    return "int8" if weight_elem_type in (2, 3) else "float32"
+
+
 def _count_onnx_node(node, shapes, dtypes, inits) -> dict:
     t = node.op_type
     macs = nonlin = elem = 0
@@ -260,11 +282,9 @@ def _count_onnx_node(node, shapes, dtypes, inits) -> dict:
         steps, batch = max(steps, 1), max(batch, 1)
         mats = [n for n in node.input[1:3] if n in inits]
         macs = steps * batch * sum(_prod(shapes[n]) for n in mats)
-        w_dtype = dtypes.get(node.input[1], 1)
-        mac_dtype = "int8" if w_dtype in (2, 3) else "float32"
-        hidden = next((a.i for a in node.attribute if a.name == "hidden_size"), 0)
-        direction = next((a.s.decode() for a in node.attribute if a.name == "direction"), "forward")
-        units = hidden * (2 if direction == "bidirectional" else 1)
+        mac_dtype = _onnx_mac_dtype(dtypes.get(node.input[1], 1))
+        hidden, dirs = _onnx_rnn_size(node)
+        units = hidden * dirs
         gates = _ONNX_RECURRENT[t]
         nonlin = steps * batch * units * (gates + 1 if gates == 4 else gates)
         elem = steps * batch * units * (4 if gates == 4 else 3)
@@ -278,7 +298,7 @@ def _count_onnx_node(node, shapes, dtypes, inits) -> dict:
             macs = (out_elems // max(_prod(shapes[w_name][-1:]), 1) if out_elems else 1) * _prod(shapes[w_name])
             if t == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute):
                 macs = (out_elems // max(shapes[w_name][0], 1) if out_elems else 1) * _prod(shapes[w_name])
-            mac_dtype = "int8" if dtypes.get(w_name) in (2, 3) else "float32"
+            mac_dtype = _onnx_mac_dtype(dtypes.get(w_name))
         else:
             a = shapes.get(node.input[0], [])
             k = a[-1] if a and a[-1] > 0 else 1
@@ -290,14 +310,11 @@ def _count_onnx_node(node, shapes, dtypes, inits) -> dict:
         w = shapes.get(w_name, [])
         if w:
             macs = out_elems * (_prod(w) // max(w[0], 1))
-            mac_dtype = "int8" if dtypes.get(w_name) in (2, 3) else "float32"
-    elif t in _ONNX_NONLINEAR:
-        nonlin = out_elems
-    elif t not in _ONNX_FREE and t not in ("Loop", "Scan", "If"):
-        elem = out_elems
-    return {"op": t if not node.domain or node.domain == "ai.onnx" else f"{node.domain}.{t}",
-            "macs": int(macs), "mac_dtype": mac_dtype, "nonlinear": int(nonlin),
-            "elementwise": int(elem), "invocations": 0 if t in ("Constant",) else 1}
+            mac_dtype = _onnx_mac_dtype(dtypes.get(w_name))
+    else:
+        nonlin, elem = _without_macs(t, out_elems, _ONNX_NONLINEAR, _ONNX_FREE)
+    return _op_record(t if not node.domain or node.domain == "ai.onnx" else f"{node.domain}.{t}",
+                      macs, mac_dtype, nonlin, elem, invoked=t != "Constant")
 
 
 def analyze_model(path, fmt: str, steps_hint: int | None = None) -> dict:

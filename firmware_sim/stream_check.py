@@ -24,12 +24,11 @@ import numpy as np
 
 from export.streaming import FLOAT_TOLERANCE
 from groundfloor import tflite_file
-from groundfloor.ioquant import dequantize_output, is_integer, quantize_input
+from groundfloor.ioquant import dequantize_output, quantize_clipped
 from groundfloor.metrics import error_metrics
 
 INT8_BOUND_LSB = 1       # stream int8 vs whole int8, in output quantization steps
 WINDOW = 1000
-_WIDER = {"int8": "int16", "uint8": "int16"}   # to see how far out of range an input value was
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -38,18 +37,6 @@ def _err(ref, out) -> dict:
     """The drift figures the stream checks keep: n, max_abs and rmse (groundfloor.metrics)."""
     m = error_metrics(ref, out)
     return {"n": m["n"], "max_abs": m.get("max_abs"), "rmse": m.get("rmse")}
-
-
-def _quantize(x, io):
-    """The model's input values (groundfloor.ioquant) and which of them fell outside its integer
-    range (a mask; 0 for a float input): quantized once more at a wider integer type, where an
-    out-of-range value lands beyond the narrow limits instead of on them."""
-    q = quantize_input(x, io)
-    if not is_integer(io) or io["dtype"] not in _WIDER:
-        return q, 0
-    info = np.iinfo(io["dtype"])
-    wide = quantize_input(x, {**io, "dtype": _WIDER[io["dtype"]]})
-    return q, (wide < info.min) | (wide > info.max)
 
 
 def _int8_range(io) -> list[float]:
@@ -143,7 +130,7 @@ def litert_stream(path, signal, read_state=True) -> dict:
     m = runtime.load(path)
     it = _litert(path)
     ind, outd = it.get_input_details()[0], it.get_output_details()[0]
-    x, clipped = _quantize(np.asarray(signal, np.float32).reshape(len(signal), 1, 1, -1), m.input_io)
+    x, clipped = quantize_clipped(np.asarray(signal, np.float32).reshape(len(signal), 1, 1, -1), m.input_io)
     ops = lstm_ops(path) if read_state else []
     ys, hs, cs = [], [], []
     it.reset_all_variables()
@@ -185,8 +172,8 @@ def _max_lsb(a, b) -> int:
 def _tflm_agreement(d: Path, s_name, w_name, s, w, x, kind, add, rows):
     """The stream file and its whole-sequence counterpart in TFLite Micro (one row)."""
     steps = x.shape[1]
-    xs, _ = _quantize(x.reshape(-1, 1, 1, x.shape[-1]), s.input_io)
-    xw, _ = _quantize(x[:, None], w.input_io)
+    xs, _ = quantize_clipped(x.reshape(-1, 1, 1, x.shape[-1]), s.input_io)
+    xw, _ = quantize_clipped(x[:, None], w.input_io)
     qs = tflm_run(d / s_name, xs, reset_every=steps).reshape(len(x), steps, -1)[:, -1]
     qw = tflm_run(d / w_name, xw, reset_every=1).reshape(len(x), -1)
     ys_m, yw_m = dequantize_output(qs, s.output_io), dequantize_output(qw, w.output_io)
@@ -346,7 +333,7 @@ def long_stream_drift(stream_float_path, stream_int8_path, signal, window: int =
     y_m = None
     tflm_info = None
     if tflm:
-        xq, _ = _quantize(signal.reshape(S, 1, 1, -1), q["io_in"])
+        xq, _ = quantize_clipped(signal.reshape(S, 1, 1, -1), q["io_in"])
         qm = tflm_run(stream_int8_path, xq, reset_every=0, arena_size=tflm_arena_size)
         y_m = dequantize_output(qm.reshape(S, -1), q["io_out"])
         tflm_info = {"vs_litert_int8_max_lsb": _max_lsb(qm.reshape(S, -1), q["y"].reshape(S, -1)),

@@ -1,4 +1,6 @@
-"""Atomic file writes and hashing: nothing is ever left half-written."""
+"""Atomic file writes and hashing (nothing is ever left half-written), and reading JSON documents."""
+from __future__ import annotations
+
 import hashlib
 import json
 import os
@@ -6,6 +8,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from groundfloor.errors import BadInput
 
 
 _UMASK = os.umask(0)
@@ -84,6 +88,20 @@ def sha256_json(obj) -> str:
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+def read_json_doc(path, what: str, table: str | None = None, hint: str = "", plural: bool = False):
+    """A JSON document from the user's folders (a manifest, bench results), named `what` in the
+    messages: BadInput (exit 2) when it is not valid JSON or, given `table`, not an object that
+    holds that table."""
+    is_, has = ("are", "have") if plural else ("is", "has")
+    try:
+        doc = read_json(path)
+    except ValueError as e:
+        raise BadInput(path, f"{what} {is_} not valid JSON: {e}") from None
+    if table and not (isinstance(doc, dict) and isinstance(doc.get(table), dict)):
+        raise BadInput(path, f"{what} {has} no '{table}' table{hint}")
+    return doc
 
 
 def _json_default(o):

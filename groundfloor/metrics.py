@@ -86,10 +86,7 @@ def evaluate(deployed, y_float=None, y_true=None, task: str = "regression") -> d
         cross = error_metrics(y_float, deployed.reshape(y_float.shape))
         if task == "classification":
             cross["argmax_agreement"] = accuracy(deployed.reshape(y_float.shape), class_labels(y_float))
-        drift = per_step_drift(y_float, deployed.reshape(y_float.shape))
-        if drift is not None:
-            cross["per_step"] = drift
-        out["cross"] = cross
+        out["cross"] = _with_per_step(cross, y_float, deployed)
     if y_true is not None:
         y_true = np.asarray(y_true)
         if task == "classification":
@@ -105,8 +102,15 @@ def evaluate(deployed, y_float=None, y_true=None, task: str = "regression") -> d
                 # The float model on the same windows: runners that see a subset (the
                 # emulator) are compared like for like.
                 truth["rmse_float"] = error_metrics(y_true, y_float.reshape(y_true.shape))["rmse"]
-            drift = per_step_drift(y_true, deployed.reshape(y_true.shape))
-            if drift is not None:
-                truth["per_step"] = drift
+            truth = _with_per_step(truth, y_true, deployed)
         out["truth"] = truth
     return out
+
+
+def _with_per_step(metrics: dict, reference, deployed) -> dict:
+    """The metrics with their per-step drift against `reference` last ("per_step"), when the
+    outputs have time steps."""
+    drift = per_step_drift(reference, deployed.reshape(reference.shape))
+    if drift is not None:
+        metrics["per_step"] = drift
+    return metrics

@@ -22,7 +22,7 @@ TESTS_DIR = str(Path(__file__).resolve().parent)
 class FakeEmulated(Runner):
     """Stands in for the emulated Cortex-M runner: same interface, per-device figures."""
     name, kind, formats = "fake_emulated", "emulated", ("tflite",)
-    target = "firmware_sim.runners.litert:child_litert"
+    target = "firmware_sim.runners.litert:child_tflite"
 
     def applicable(self, artifact):
         return (artifact.get("mode") == "int8", "int8 only")

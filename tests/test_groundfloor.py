@@ -3,7 +3,7 @@ result cache, on the tiny fixture models."""
 import numpy as np
 import pytest
 
-from groundfloor import cache, ioquant, tflite_file, tflm
+from groundfloor import cache, fileio, ioquant, tflite_file, tflm
 from groundfloor.errors import BadInput
 from fixtures_models import F, T, UNITS, tiny_models  # noqa: F401
 
@@ -62,13 +62,23 @@ def test_ioquant_round_trip_and_clipping():
     assert ioquant.dequantize_output(q[:3], io).tolist() == [0.0, 1.0, -1.0]
     f = {"dtype": "float32", "scale": None, "zero_point": None}
     assert ioquant.quantize_input(np.array([1.25]), f).dtype == np.float32
+    # the values clipped at the int8 limits: a mask beside the codes, a count for the runtime
+    q2, mask = ioquant.quantize_clipped(np.array([0.0, 1.0, -1.24, 1000.0, -1000.0, 66.0]), io)
+    assert q2.tolist() == [-3, -1, -5, 127, -128, 127] and mask.tolist() == [False] * 3 + [True, True, True]
+    assert ioquant.quantize_counting(np.array([0.0, 1000.0, 64.0]), io)[1] == 1   # 64 / 0.5 - 3 = 125 fits
+    assert ioquant.quantize_clipped(np.array([1e6]), f)[1] == 0
+
+
+def _int8_windows(tiny_models, n):
+    """The int8 fixture model and its first n evaluation windows, quantized for its input."""
+    path = tiny_models / "int8.tflite"
+    io = tflite_file.summary(path)["io"]
+    return path, ioquant.quantize_input(np.load(tiny_models / "data.npz")["x_eval"][:n], io["inputs"][0])
 
 
 def test_tflm_run_equals_litert_within_a_few_codes(tiny_models):
     from ai_edge_litert.interpreter import Interpreter
-    path = tiny_models / "int8.tflite"
-    io = tflite_file.summary(path)["io"]
-    x = ioquant.quantize_input(np.load(tiny_models / "data.npz")["x_eval"][:6], io["inputs"][0])
+    path, x = _int8_windows(tiny_models, 6)
     res = tflm.run(path, x, reset_every=1)
     it = Interpreter(model_path=str(path))
     it.allocate_tensors()
@@ -84,9 +94,7 @@ def test_tflm_run_equals_litert_within_a_few_codes(tiny_models):
 
 
 def test_tflm_state_carries_without_reset(tiny_models):
-    path = tiny_models / "int8.tflite"
-    io = tflite_file.summary(path)["io"]
-    x = ioquant.quantize_input(np.load(tiny_models / "data.npz")["x_eval"][:4], io["inputs"][0])
+    path, x = _int8_windows(tiny_models, 4)
     reset = tflm.run(path, x, reset_every=1)["outputs"][0]
     carried = tflm.run(path, x, reset_every=0)["outputs"][0]
     assert np.array_equal(reset[0], carried[0]) and not np.array_equal(reset[1:], carried[1:])
@@ -104,6 +112,22 @@ def test_tflm_failure_is_one_line_not_a_crash(tmp_path):
     bad.write_bytes(b"\x00" * 8)
     with pytest.raises(RuntimeError, match="TFLite Micro"):
         tflm.run(bad, np.zeros((1, 2), np.int8))
+
+
+def test_read_json_doc_names_the_document_and_its_table(tmp_path):
+    p = tmp_path / "doc.json"
+    p.write_text("{half")
+    with pytest.raises(BadInput, match="manifest is not valid JSON") as e:
+        fileio.read_json_doc(p, "manifest")
+    assert str(p) in str(e.value)
+    p.write_text('{"artifacts": []}')
+    assert fileio.read_json_doc(p, "manifest") == {"artifacts": []}
+    with pytest.raises(BadInput, match=r"bench results have no 'artifacts' table \(re-run"):
+        fileio.read_json_doc(p, "bench results", "artifacts", " (re-run)", plural=True)
+    with pytest.raises(BadInput, match="manifest has no 'artifacts' table$"):
+        fileio.read_json_doc(p, "manifest", "artifacts")
+    p.write_text('{"artifacts": {"a": 1}}')
+    assert fileio.read_json_doc(p, "manifest", "artifacts") == {"artifacts": {"a": 1}}
 
 
 def test_cache_hit_miss_and_corrupt_entry(tmp_path):

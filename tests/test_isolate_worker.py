@@ -58,3 +58,15 @@ def test_conversion_in_the_worker_is_byte_identical(tmp_path, tiny16, mode):
     ref = (tmp_path / "fresh.tflite").read_bytes()
     assert all((tmp_path / n).read_bytes() == ref for n in ("a.tflite", "b.tflite", "c.tflite"))
 
+
+
+def test_onnx_conversion_in_the_worker_is_byte_identical(tmp_path, tiny16):
+    """tf2onnx numbers the nodes it inserts with a process-wide counter: the names are renumbered."""
+    kw = lambda out: {"model_path": str(tiny16 / "model.h5"), "out_path": str(out)}
+    assert run_isolated("export.onnx_export:to_onnx", kw(tmp_path / "fresh.onnx"), timeout=300).ok
+    with shared_worker():
+        for name in ("a.onnx", "b.onnx"):
+            r = run_isolated("export.onnx_export:to_onnx", kw(tmp_path / name), timeout=300)
+            assert r.ok, r.error
+    ref = (tmp_path / "fresh.onnx").read_bytes()
+    assert (tmp_path / "a.onnx").read_bytes() == ref == (tmp_path / "b.onnx").read_bytes()

@@ -36,7 +36,7 @@ def test_to_onnx_emits_an_lstm_op(tiny):
     proto = onnx.load(str(root / "float32.onnx"))
     ops = [n.op_type for n in proto.graph.node]
     assert "LSTM" in ops and "Loop" not in ops
-    assert rec["options"] == {"opset": onnx_export.OPSET, "converter": "tf2onnx"}
+    assert rec["options"] == {"opset": onnx_export.OPSET, "converter": "tf2onnx", "names": "generated names renumbered"}
     assert {o.domain or "ai.onnx": o.version for o in proto.opset_import}["ai.onnx"] == onnx_export.OPSET
     assert np.max(np.abs(_run(root / "float32.onnx", x) - y)) <= 1e-5
 
@@ -65,3 +65,21 @@ def test_dynamic_quantization_gives_8bit_weights_and_keeps_metadata(tiny):
     assert {p.key: p.value for p in q.metadata_props} == {"lstm_edge.stream": '{"state": []}', "note": "kept"}
     err = np.abs(_run(dst, x) - y)
     assert 0 < err.max() < 0.1 * max(float(np.ptp(y)), 1e-3) + 0.02  # 8-bit weights: close, not equal
+
+
+def test_generated_names_are_renumbered_in_order_of_use():
+    """tf2onnx's counter moved between runs (const_fold_opt__44 / __45): renumbered, the same
+    model gives the same names, and every reference follows the rename."""
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+    g = helper.make_graph(
+        [helper.make_node("Add", ["x", "c__44"], ["y__45"], name="Add__46"),
+         helper.make_node("Relu", ["y__45"], ["out"], name="relu")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])],
+        [numpy_helper.from_array(np.ones(1, np.float32), "c__44")])
+    m = helper.make_model(g)
+    assert onnx_export.canonical_names(m) == 3
+    assert [i.name for i in m.graph.initializer] == ["c__1"]
+    assert list(m.graph.node[0].input) == ["x", "c__1"] and list(m.graph.node[1].input) == ["y__2"]
+    assert m.graph.node[0].name == "Add__3" and m.graph.node[1].name == "relu"

@@ -31,6 +31,12 @@ def _manifest(folder):
     return json.loads((folder / "manifest.json").read_text())
 
 
+def _exported(zoo, model):
+    """(folder, manifest, data.npz) of one exported reference model."""
+    folder = zoo[model]
+    return folder, _manifest(folder), np.load(folder / "data.npz")
+
+
 def _litert(path, x, art, stream=False):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     # Reference kernels: XNNPACK reorders float sums; we check the conversion, not a delegate.
@@ -78,9 +84,7 @@ def test_every_artifact_built(zoo, model):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_tflite_float_and_int8_against_keras(zoo, model):
-    folder = zoo[model]
-    m = _manifest(folder)
-    d = np.load(folder / "data.npz")
+    folder, m, d = _exported(zoo, model)
     x, y_float = d["x_eval"][:300], d["y_float"][:300]
     f = m["artifacts"]["tflite_float32"]
     y = _litert(folder / f["file"], x, f)
@@ -115,9 +119,7 @@ def test_weight_only_int8_really_holds_int8_weights(zoo):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_streaming_equals_whole_sequence(zoo, model):
-    folder = zoo[model]
-    m = _manifest(folder)
-    d = np.load(folder / "data.npz")
+    folder, m, d = _exported(zoo, model)
     x = d["x_eval"][:40]
     sf, wf = m["artifacts"]["tflite_stream_float32"], m["artifacts"]["tflite_float32"]
     whole = _litert(folder / wf["file"], x, wf)

@@ -23,13 +23,21 @@ def _ran(data):
     return [r for r in data["artifacts"] if r.get("runners")]
 
 
+def _runner_records(data):
+    """("<artifact> / <runner>", runner record) for every runner of every artifact that ran."""
+    return [(f"{r['name']} / {rn}", rr) for r in _ran(data) for rn, rr in r["runners"].items()]
+
+
+def _per_device(data, pick):
+    """(names of the artifacts that ran on a device, {(artifact, device): pick(its device record)})."""
+    rows = _ran(data)
+    return ([r["name"] for r in rows if r["devices"]],
+            {(r["name"], d): pick(r["devices"][d]) for r in rows for d in r["devices"]})
+
+
 def _latency_host(plots, data, foot):
-    series = []
-    for r in _ran(data):
-        for rn, rr in r["runners"].items():
-            if rr.get("latency_host"):
-                series.append({"label": f"{r['name']} / {rn}", "stats": rr["latency_host"],
-                               "samples": rr["latency_host"].get("samples")})
+    series = [{"label": label, "stats": rr["latency_host"], "samples": rr["latency_host"].get("samples")}
+              for label, rr in _runner_records(data) if rr.get("latency_host")]
     has_samples = any(s["samples"] for s in series)
     yield ("latency_host", "Host latency distribution (measured)",
            "Latency per invoke measured on the bench machine, one row per artifact and runner. "
@@ -40,33 +48,23 @@ def _latency_host(plots, data, foot):
 
 
 def _latency_device(plots, data, foot):
-    rows = _ran(data)
-    names = [r["name"] for r in rows if r["devices"]]
-    vals = {(r["name"], d): {"estimated": r["devices"][d]["latency_estimated_us"],
-                             "emulated": r["devices"][d]["latency_emulated_us"]}
-            for r in rows for d in r["devices"]}
+    names, vals = _per_device(data, lambda d: {"estimated": d["latency_estimated_us"],
+                                               "emulated": d["latency_emulated_us"]})
     yield ("latency_device", "Device latency (estimated / emulated)",
            "Per window on each device profile: bars are the cost-model estimate from op counts; stars, where "
            "present, an emulated run.", plots.device_latency(names, list(data["devices"]), vals, foot))
 
 
 def _drift_per_step(plots, data, foot):
-    steps = []
-    for r in _ran(data):
-        for rn, rr in r["runners"].items():
-            ps = (rr.get("drift_per_step") or {}).get("rmse")
-            if ps:
-                steps.append({"label": f"{r['name']} / {rn}", "values": ps})
+    steps = [{"label": label, "values": ps} for label, rr in _runner_records(data)
+             if (ps := (rr.get("drift_per_step") or {}).get("rmse"))]
     yield ("drift_per_step", "Drift per time step (measured)",
            "RMSE of each deployed artifact against the float Keras outputs at every output time step.",
            plots.drift_per_step(steps, foot))
 
 
 def _memory(plots, data, foot):
-    rows = _ran(data)
-    names = [r["name"] for r in rows if r["devices"]]
-    fits = {(r["name"], d): {"flash": r["devices"][d]["flash"], "ram": r["devices"][d]["ram"]}
-            for r in rows for d in r["devices"]}
+    names, fits = _per_device(data, lambda d: {"flash": d["flash"], "ram": d["ram"]})
     yield ("memory", "Flash and RAM against device budgets (estimated)",
            "Need as a percentage of each device's flash and SRAM; the dashed line is the budget. Needs include "
            "the profile's runtime reserve (an assumption); the model file and TFLM arena parts are measured.",

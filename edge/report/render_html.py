@@ -29,16 +29,12 @@ def table(t) -> str:
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _h2(text, doc):
-    return f"<h2>{html.escape(text)}</h2>"
+# The text blocks: one template each, filled with the escaped text.
+TEXT = {"h2": "<h2>{}</h2>", "p": "<p>{}</p>", "warn": '<p class="warn"><strong>Warning:</strong> {}</p>'}
 
 
-def _p(text, doc):
-    return f"<p>{html.escape(text)}</p>"
-
-
-def _warn(text, doc):
-    return f'<p class="warn"><strong>Warning:</strong> {html.escape(text)}</p>'
+def _text(kind):
+    return lambda text, doc: TEXT[kind].format(html.escape(text))
 
 
 def _table(t, doc):
@@ -61,7 +57,7 @@ def _fig(f, doc):
             f"<code>{f['sha256']}</code>.</figcaption></figure>")
 
 
-RENDERERS = {"h2": _h2, "p": _p, "warn": _warn, "table": _table, "details": _details, "fig": _fig}
+RENDERERS = {**{kind: _text(kind) for kind in TEXT}, "table": _table, "details": _details, "fig": _fig}
 
 
 def _body(blocks, doc) -> list[str]:

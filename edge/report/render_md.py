@@ -18,16 +18,12 @@ def table(t) -> str:
     return "\n".join(out)
 
 
-def _h2(text, doc):
-    return [f"### {text}", ""]
+# The text blocks: one template each, then a blank line.
+TEXT = {"h2": "### {}", "p": "{}", "warn": "> **Warning:** {}"}
 
 
-def _p(text, doc):
-    return [text, ""]
-
-
-def _warn(text, doc):
-    return [f"> **Warning:** {text}", ""]
+def _text(kind):
+    return lambda text, doc: [TEXT[kind].format(text), ""]
 
 
 def _table(t, doc):
@@ -44,7 +40,7 @@ def _fig(f, doc):
     return [f"- [{f['title']}](figures/{f['id']}.png): {f['caption']} (sha256 {f['sha256'][:16]}…)", ""]
 
 
-RENDERERS = {"h2": _h2, "p": _p, "warn": _warn, "table": _table, "details": _details, "fig": _fig}
+RENDERERS = {**{kind: _text(kind) for kind in TEXT}, "table": _table, "details": _details, "fig": _fig}
 
 
 def _body(blocks, doc) -> list[str]:

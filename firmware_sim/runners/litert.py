@@ -30,15 +30,11 @@ def child_tflite(model_path, x_path, out_path, cfg, module="ai_edge_litert.inter
                                      "threads": 1, "module": module})
 
 
-def child_litert(model_path, x_path, out_path, cfg):
-    return child_tflite(model_path, x_path, out_path, cfg, "ai_edge_litert.interpreter")
-
-
 @register_runner
 class LiteRTRunner(Runner):
     name = "litert"
     formats = ("tflite",)
-    target = "firmware_sim.runners.litert:child_litert"
+    target = "firmware_sim.runners.litert:child_tflite"
     description = "LiteRT interpreter (ai-edge-litert), one thread, default delegates"
     footprint_for = ("tflite",)
 

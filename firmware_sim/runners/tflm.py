@@ -8,8 +8,7 @@ import os
 from groundfloor.isolate import run_isolated
 from groundfloor.versions import version_of
 
-from .base import Runner, drive, finish, io_dtype, io_spec, load_x, plan_chunks, prep_input, register_runner, \
-    spec_record
+from .base import Runner, drive, finish, io_spec, load_x, plan_chunks, prep_input, register_runner, spec_record
 
 ARENA_HEADROOM = 1024   # bytes over the exact minimum for the timed run
 
