@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edge.options import add_artifacts_dir, add_models, names
 from groundfloor.errors import BadInput
+from groundfloor.locks import folder_lock
 
 
 def _progress(msg):
@@ -54,17 +55,20 @@ def _export_all(args) -> list:
         from edge.config import check_model_name
         name = check_model_name(args.name or Path(args.model).stem, args.model)
         out = Path(args.artifacts_dir or "artifacts") / name
-        manifests = [export_model(args.model, args.data, out, name=name, task=args.kind, progress=_progress)]
+        with folder_lock(out, "edge export"):
+            manifests = [export_model(args.model, args.data, out, name=name, task=args.kind, progress=_progress)]
     else:
         from edge.reference import export_reference
         cfg, entries = _models(args)
         manifests = []
         for m in entries:
             out = Path(args.artifacts_dir or cfg.artifacts_dir) / m.name
-            if m.task:
-                manifests.append(export_reference(m.task, out, progress=_progress))
-            else:
-                manifests.append(export_model(m.path, m.data, out, name=m.name, task=m.kind, progress=_progress))
+            with folder_lock(out, "edge export"):
+                if m.task:
+                    manifests.append(export_reference(m.task, out, progress=_progress))
+                else:
+                    manifests.append(export_model(m.path, m.data, out, name=m.name, task=m.kind,
+                                                  progress=_progress))
     return manifests
 
 
@@ -78,7 +82,7 @@ def cmd_bench(args):
     for m in entries:
         art = Path(args.artifacts_dir or cfg.artifacts_dir) / m.name
         out = Path(cfg.reports_dir) / m.name / "bench.json"
-        with tempfile.TemporaryDirectory(prefix="edge-signal-") as tmp:
+        with folder_lock(art, "edge bench", create=False), tempfile.TemporaryDirectory(prefix="edge-signal-") as tmp:
             # the long stream replays the task's own series: the task loads it, when the bench needs it
             report = bench_model(art, devices, out, progress=_progress,
                                  config=RunConfig(warmup=args.warmup, runs=args.runs, timeout_s=args.timeout,
@@ -120,9 +124,10 @@ def cmd_quantize(args):
     all_met = True
     from groundfloor.isolate import shared_worker
     for m in entries:
-        with shared_worker():   # TensorFlow imported once for the candidates that need no calibration
-            result = quantize_model(Path(args.artifacts_dir or cfg.artifacts_dir) / m.name, budget=budget,
-                                    exhaustive=not args.first, progress=_progress)
+        art = Path(args.artifacts_dir or cfg.artifacts_dir) / m.name
+        # one shared worker: TensorFlow imported once for the candidates that need no calibration
+        with folder_lock(art, "edge quantize", create=False), shared_worker():
+            result = quantize_model(art, budget=budget, exhaustive=not args.first, progress=_progress)
         print(format_table(SearchResult(**{k: result[k] for k in SearchResult.__dataclass_fields__})))
         all_met &= bool(result["met"])
     return 0 if all_met else 1
