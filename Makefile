@@ -14,7 +14,7 @@ MODEL_ARG := $(if $(MODEL),--models $(MODEL))
 DEVICE_ARG := $(if $(DEVICE),--devices $(DEVICE))
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages demo export lint quantize bench report check test test-fast fuzz clean
+.PHONY: help setup system-packages demo export lint quantize bench report check firmware test test-fast fuzz faults clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -67,6 +67,13 @@ report: $(STAMP)  ## Markdown + HTML reports from manifests and bench results
 check: $(STAMP)  ## the CI gate: budgets from the config, JUnit XML, exit 1 when exceeded
 	$(EDGE) $(CONFIG_ARG) check $(MODEL_ARG) $(DEVICE_ARG)
 
+comma := ,
+firmware: $(STAMP)  ## int8 model -> C library (API, Makefile, CMake, README): make firmware MODEL=seattle_temp [ARTIFACT=budgeted OUT=dir DEVICE=cortex_m4f]
+	@test -n "$(MODEL)" || { echo "usage: make firmware MODEL=<name or .tflite>[,<name>...] [ARTIFACT=...] [OUT=...] [DEVICE=...]"; exit 2; }
+	@for m in $(subst $(comma), ,$(MODEL)); do \
+	  $(EDGE) $(CONFIG_ARG) firmware $$m $(if $(ARTIFACT),--artifact $(ARTIFACT)) $(if $(OUT),--out $(OUT)) \
+	    $(if $(DEVICE),--device $(DEVICE)) || exit $$?; done
+
 test: setup  ## the test suite (unit tests + end-to-end tests on the reference models)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
@@ -77,6 +84,10 @@ FUZZ_MODELS ?= 10000
 FUZZ_SEED ?= 0
 fuzz: $(STAMP)  ## seeded fuzz campaign: mutated models through edge.runtime, bad data and configs (needs `make export`)
 	$(PY) -m edge.fuzz --artifacts artifacts --models $(FUZZ_MODELS) --seed $(FUZZ_SEED) --out reports/fuzz.json
+
+FAULT_KILLS ?= 20
+faults: $(STAMP)  ## kill -9 at random points of export, quantize and bench; check every file stays consistent
+	$(PY) -m edge.faults --kills $(FAULT_KILLS) --seed $(FUZZ_SEED) --work reports/faults --out reports/faults.json
 
 clean:  ## remove generated artifacts and reports (keeps the virtualenv)
 	rm -rf artifacts reports

@@ -213,9 +213,10 @@ def build_parser():
 
 
 from edge.check import add_check_parser  # noqa: E402  (light imports: matplotlib loads lazily)
+from edge.firmware_cmd import add_firmware_parser  # noqa: E402
 from edge.report import add_report_parser  # noqa: E402
 
-_EXTRA_COMMANDS = [add_report_parser, add_check_parser]
+_EXTRA_COMMANDS = [add_report_parser, add_check_parser, add_firmware_parser]
 
 
 def main(argv=None):

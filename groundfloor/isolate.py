@@ -91,7 +91,7 @@ def _wait(proc, deadline):
 def _run_fresh(target, kwargs, timeout, env) -> IsolatedResult:
     with tempfile.TemporaryDirectory(prefix="edge-isolate-") as tmp:
         args_path, out_path = _write_args(tmp, target, kwargs)
-        child_env = dict(os.environ, **CHILD_ENV, **(env or {}))
+        child_env = dict(os.environ, **CHILD_ENV, EDGE_ISOLATE_PARENT=str(os.getpid()), **(env or {}))
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "groundfloor.isolate", args_path, out_path],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env,
@@ -121,7 +121,8 @@ class Worker:
         self._log = tempfile.TemporaryFile(mode="w+b")
         self.proc = subprocess.Popen([sys.executable, "-m", "groundfloor.isolate", "--serve"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                     env=dict(os.environ, **CHILD_ENV), start_new_session=True)
+                                     env=dict(os.environ, **CHILD_ENV, EDGE_ISOLATE_PARENT=str(os.getpid())),
+                                     start_new_session=True)
         self.started += 1
 
     def _stderr_since(self, offset) -> str:
@@ -277,7 +278,22 @@ def _serve():
             return
 
 
+def _die_with_parent():
+    """A child must not outlive the run that started it (kill -9 of `edge export` would leave it
+    writing files the next run does not expect): Linux delivers SIGKILL when the parent dies."""
+    try:
+        import ctypes
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    parent = os.environ.get("EDGE_ISOLATE_PARENT")
+    if parent and os.getppid() != int(parent):   # the parent died before the request took effect
+        os._exit(1)
+
+
 def _main(argv):
+    _die_with_parent()
     if argv == ["--serve"]:
         _serve()
     else:

@@ -142,6 +142,16 @@ def _tptr(pl: Plan, i):
     return _ptr(pl, "int8_t", pl.tensor_buf[i])
 
 
+def reset_state_code(L: LstmLayer, h: str, h16: str, c: str, indent: str) -> list:
+    """The C lines that reset one LSTM's state: h (and its int16 copy, zero-padded to Hpad) to
+    the hidden zero point, c to 0 (also the firmware library's model_reset(), library.py)."""
+    lines = [f"mcu_fill_s8({h}, {L.h_zp}, {L.H});", f"mcu_fill_s16({h16}, {L.h_zp}, {L.H});"]
+    if _ceil4(L.H) > L.H:
+        lines.append(f"mcu_fill_s16({h16} + {L.H}, 0, {_ceil4(L.H) - L.H});")
+    lines.append(f"mcu_fill_s16({c}, 0, {L.H});")
+    return [f"{indent}{line}\n" for line in lines]
+
+
 def _chain_code(pl: Plan, s, chain) -> list:
     """One LSTM chain: state reset, then every layer of the stack at each time step."""
     first, last = chain[0], chain[-1]
@@ -153,11 +163,7 @@ def _chain_code(pl: Plan, s, chain) -> list:
         body.append(f"        int8_t *h_{L.name} = {_ptr(pl, 'int8_t', 'h_' + L.name)};\n")
         body.append(f"        int16_t *h16_{L.name} = {_ptr(pl, 'int16_t', 'h16_' + L.name)};\n")
         body.append(f"        int16_t *c_{L.name} = {_ptr(pl, 'int16_t', 'c_' + L.name)};\n")
-        body.append(f"        mcu_fill_s8(h_{L.name}, {L.h_zp}, {L.H});\n")
-        body.append(f"        mcu_fill_s16(h16_{L.name}, {L.h_zp}, {L.H});\n")
-        if _ceil4(L.H) > L.H:
-            body.append(f"        mcu_fill_s16(h16_{L.name} + {L.H}, 0, {_ceil4(L.H) - L.H});\n")
-        body.append(f"        mcu_fill_s16(c_{L.name}, 0, {L.H});\n")
+        body += reset_state_code(L, f"h_{L.name}", f"h16_{L.name}", f"c_{L.name}", " " * 8)
     if last.keep_sequence:
         body.append(f"        int8_t *seq = {_tptr(pl, last.out)};\n")
     body.append(f"        for (int t = 0; t < {first.T}; t++) {{\n")

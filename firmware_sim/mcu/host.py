@@ -81,14 +81,16 @@ def _cached_meta(entry: Path, key: str) -> dict | None:
     return meta if ok else None
 
 
-def _compile(entry: Path, cc: str, header: str, source: str, meta: dict) -> dict:
-    """Build the library in a temporary sibling folder and move it into place as a whole."""
+def _compile(entry: Path, cc: str, header: str, source: str, meta: dict,
+             sources=HOST_SOURCES) -> dict:
+    """Build the library (model.c and `sources` of this folder) in a temporary sibling folder
+    and move it into place as a whole."""
     tmp = entry.with_name(f"{entry.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     write_text(tmp / "model.h", header)
     write_text(tmp / "model.c", source)
-    cmd = [cc, *meta["cflags"], f"-I{tmp}", f"-I{HERE}", *(str(HERE / s) for s in HOST_SOURCES),
+    cmd = [cc, *meta["cflags"], f"-I{tmp}", f"-I{HERE}", *(str(HERE / s) for s in sources),
            str(tmp / "model.c"), "-o", str(tmp / LIBRARY)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
