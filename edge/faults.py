@@ -73,7 +73,7 @@ def inconsistencies(work: Path) -> list[str]:
             bad.append(f"{path}: not JSON ({e})")
             continue
         bad += [f"{path}: {p}" for p in contracts.problems(contracts.SCHEMAS[kind], doc)]
-        if kind == "manifest":
+        if kind == "manifest" and isinstance(doc.get("artifacts"), dict):
             for name, a in doc["artifacts"].items():
                 f = art / a.get("file", "")
                 if a.get("status") == "ok" and (not f.is_file() or sha256_file(f) != a.get("sha256")):
@@ -138,9 +138,12 @@ def campaign(work: Path, kills: int, seed: int, progress=print) -> dict:
     result = {"kills": 0, "finished_before_kill": 0, "inconsistent": [], "stage_seconds": full, "reruns": {}}
     for k in range(kills):
         stage = STAGES[k % len(STAGES)]
-        if stage == "export" and rng.random() < 0.5:   # half the export kills hit a first export
+        # make the run do real work: half the export kills hit a first export, quantize searches afresh
+        if stage == "export" and rng.random() < 0.5:
             shutil.rmtree(work / "artifacts" / "faulty", ignore_errors=True)
-        after = rng.uniform(0.3, max(0.5, full[stage]))
+        if stage == "quantize":
+            shutil.rmtree(work / "artifacts" / "faulty" / "quantize", ignore_errors=True)
+        after = rng.uniform(0.3, max(0.5, 0.9 * full[stage]))
         killed = _kill_during(stage, work, after)
         result["kills" if killed else "finished_before_kill"] += 1
         found = inconsistencies(work)

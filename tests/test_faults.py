@@ -1,0 +1,19 @@
+"""kill -9 during export, quantize and bench (the short version of `make faults`): no file is
+half-written or disagrees with what describes it, and every rerun completes."""
+from edge import faults
+
+
+def test_kills_leave_nothing_inconsistent(tmp_path):
+    result = faults.campaign(tmp_path / "work", kills=3, seed=0, progress=lambda *_: None)
+    assert result["inconsistent"] == []
+    assert result["kills"] + result["finished_before_kill"] == 3 and result["kills"] >= 1
+    assert all(r["rc"] in (0, 1) for runs in result["reruns"].values() for r in runs)
+
+
+def test_the_checker_sees_a_bad_manifest(tmp_path):
+    art = tmp_path / "artifacts" / "faulty"
+    art.mkdir(parents=True)
+    (art / "manifest.json").write_text('{"schema": 1, "artifacts": {')
+    assert any("not JSON" in p for p in faults.inconsistencies(tmp_path))
+    (art / "manifest.json").write_text('{"schema": 1}')
+    assert any("missing" in p for p in faults.inconsistencies(tmp_path))
