@@ -14,7 +14,7 @@ MODEL_ARG := $(if $(MODEL),--models $(MODEL))
 DEVICE_ARG := $(if $(DEVICE),--devices $(DEVICE))
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages demo export lint quantize bench report check firmware test test-fast fuzz faults clean
+.PHONY: help setup system-packages demo export lint quantize bench report check firmware test test-fast fuzz faults readme timings clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -88,6 +88,12 @@ fuzz: $(STAMP)  ## seeded fuzz campaign: mutated models through edge.runtime, ba
 FAULT_KILLS ?= 20
 faults: $(STAMP)  ## kill -9 at random points of export, quantize and bench; check every file stays consistent
 	$(PY) -m edge.faults --kills $(FAULT_KILLS) --seed $(FUZZ_SEED) --work reports/faults --out reports/faults.json
+
+readme: $(STAMP)  ## regenerate the README's measured tables from reports/ (after make demo)
+	$(PY) -m edge.readme_figures --reports reports --artifacts artifacts --readme README.md
+
+timings:  ## cold and warm `make demo` wall times -> reports/timings.json (run it on a fresh clone)
+	python3 -m edge.timings
 
 clean:  ## remove generated artifacts and reports (keeps the virtualenv)
 	rm -rf artifacts reports

@@ -1,0 +1,129 @@
+"""The README's measured tables, regenerated from a run's reports so they cannot go stale:
+
+    python -m edge.readme_figures [--reports reports] [--readme README.md]   (or `make readme`)
+
+Replaces the block between `<!-- measured:begin -->` and `<!-- measured:end -->` with tables
+built from reports/<model>/bench.json and artifacts/<model>/ (manifest, search.json), each
+saying which machine measured it. reports/timings.json (written by `make timings`) adds the
+cold/warm timings when present.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
+MODELS = ("seattle_temp", "victoria_demand", "japanese_vowels")
+
+
+def _load(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _fmt(v, digits=4):
+    return "n/a" if v is None else f"{v:.{digits}g}"
+
+
+def _pct(change):
+    return "n/a" if change is None else f"{100 * change:+.1f}%"
+
+
+def _truth(art: dict, runner: str, key: str):
+    return (((art.get("runners") or {}).get(runner) or {}).get("metrics") or {}).get("truth", {}).get(key)
+
+
+def _cross(art: dict, runner: str, key: str):
+    return (((art.get("runners") or {}).get(runner) or {}).get("metrics") or {}).get("cross", {}).get(key)
+
+
+def accuracy_table(benches: dict, searches: dict) -> list[str]:
+    rows = ["| model | float | tflite_int8 (LiteRT) | onnx_dynamic_int8 drift / tflite_int8 drift | "
+            "`edge quantize` chose | its evaluation figure |", "|---|---|---|---|---|---|"]
+    for m, b in benches.items():
+        arts = b["artifacts"]
+        cls = b["task"] == "classification"
+        key = "acc" if cls else "rmse"
+        fl = (b.get("float_reference") or {}).get("truth", {}).get(key)
+        q = _truth(arts.get("tflite_int8", {}), "litert", key)
+        qtxt = _fmt(q) if cls else f"{_fmt(q)} ({_pct((q - fl) / fl if q and fl else None)})"
+        d_onnx, d_tfl = _cross(arts.get("onnx_dynamic_int8", {}), "onnxruntime", "rmse"), \
+            _cross(arts.get("tflite_int8", {}), "litert", "rmse")
+        ratio = f"{_fmt(d_onnx, 3)} / {_fmt(d_tfl, 3)}" + (f" ({d_onnx / d_tfl:.2f}x)" if d_onnx and d_tfl else "")
+        s = searches.get(m) or {}
+        chosen = (s.get("chosen") or {})
+        figure = chosen.get("evaluation") or chosen.get("metric") or {}
+        rows.append(f"| {m} | {_fmt(fl)} | {qtxt} | {ratio} | {chosen.get('name', 'n/a')} | "
+                    f"{figure.get('name', '')} {_fmt(figure.get('value'))} |")
+    return rows
+
+
+def device_table(benches: dict) -> list[str]:
+    rows = ["| model | device | emulated instructions / inference | instr per gate MAC | RAM vs TFLM arena | "
+            "host build = TFLite Micro |", "|---|---|---|---|---|---|"]
+    for m, b in benches.items():
+        art = b["artifacts"].get("tflite_int8") or {}
+        emu = (art.get("runners") or {}).get("emulated") or {}
+        host = (emu.get("details") or {}).get("host_build") or {}
+        for dev, d in (art.get("devices") or {}).items():
+            e = d.get("emulated") or {}
+            if e.get("status") != "ok":
+                continue
+            ins = e.get("instructions") or {}
+            per_mac = ins["per_inference"] / ins["gate_macs"] if ins.get("gate_macs") else None
+            rows.append(f"| {m} | {dev} | {ins.get('per_inference', 0):,.0f} | {_fmt(per_mac, 3)} | "
+                        f"{_fmt(e.get('ram_vs_tflm_arena'), 3)} | {host.get('windows_equal_to_tflm')} of "
+                        f"{host.get('windows')} windows |")
+    return rows
+
+
+def timing_lines(timings: dict | None) -> list[str]:
+    if not timings:
+        return ["Timings: not measured in this run (`make timings`)."]
+    return [f"Timings ({timings.get('where', 'this machine')}): " + "; ".join(
+        f"{k} {v:.0f} s" for k, v in timings.items() if isinstance(v, (int, float)))]
+
+
+def block(reports: Path, artifacts: Path) -> str:
+    benches = {m: b for m in MODELS if (b := _load(reports / m / "bench.json"))}
+    if not benches:
+        raise SystemExit(f"{reports}: no bench.json (run `make demo` first)")
+    searches = {m: _load(artifacts / m / "quantize" / "search.json") for m in benches}
+    machine = next(iter(benches.values())).get("machine") or {}
+    created = next(iter(benches.values())).get("created", "")
+    lines = [f"Measured by `make demo` on {machine.get('cpu')} ({machine.get('cores_usable')} cores, "
+             f"int8 dot product: {machine.get('int8_dot_product')}), {created[:10]}; regenerate with "
+             "`make readme`. Every figure is over all evaluation windows unless it says otherwise.", "",
+             *accuracy_table(benches, searches), "", *device_table(benches), "",
+             *timing_lines(_load(reports / "timings.json"))]
+    return "\n".join(lines)
+
+
+def update(readme: Path, text: str) -> bool:
+    s = readme.read_text()
+    if BEGIN not in s or END not in s:
+        raise SystemExit(f"{readme}: no {BEGIN} ... {END} block")
+    head, rest = s.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + BEGIN + "\n" + text + "\n" + END + tail
+    from groundfloor.fileio import write_text
+    write_text(readme, new)
+    return new != s
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edge.readme_figures", description=__doc__.split("\n")[0])
+    p.add_argument("--reports", type=Path, default=Path("reports"))
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    args = p.parse_args(argv)
+    changed = update(args.readme, block(args.reports, args.artifacts))
+    print(f"{args.readme}: measured tables {'updated' if changed else 'unchanged'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
