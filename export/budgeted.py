@@ -1,6 +1,7 @@
 """`edge quantize`: run the accuracy-budgeted search on an exported model and register the
 chosen candidate in its manifest as the artifact `budgeted`, so bench, report and check
-treat it like every other artifact."""
+treat it like every other artifact. The choice is made on validation windows split off
+data.npz's x_calib; x_eval only measures the reported figures."""
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ DEFAULT_BUDGETS = {"regression": {"max_rmse_increase": 0.02}, "classification": 
 
 
 def quantize_model(artifacts_dir, budget=None, exhaustive=True, progress=print) -> dict:
-    from export.quantize_search import check_budget, default_candidates, search
+    from export.quantize_search import default_candidates, search
+    from export.search_judge import SPLIT_SEED, VALIDATION_FRACTION, check_budget
     artifacts_dir = Path(artifacts_dir)
     manifest_path = artifacts_dir / MANIFEST
     if not manifest_path.exists():
@@ -29,7 +31,8 @@ def quantize_model(artifacts_dir, budget=None, exhaustive=True, progress=print) 
     key = sha256_json({"source": sha256_file(artifacts_dir / SOURCE_FILE),
                        "data": sha256_file(artifacts_dir / DATA_FILE), "budget": budget,
                        "exhaustive": exhaustive, "versions": manifest["tool_versions"],
-                       "candidates": default_candidates()})
+                       "candidates": default_candidates(),
+                       "split": {"fraction": VALIDATION_FRACTION, "seed": SPLIT_SEED, "choice_on": "validation"}})
     previous = read_json_or_none(out / "search.json")
     if previous and previous.get("cache_key") == key and _chosen_intact(previous, out):
         progress(f"[{manifest['model']}] quantization search up to date (cache hit)")
@@ -40,7 +43,8 @@ def quantize_model(artifacts_dir, budget=None, exhaustive=True, progress=print) 
             raise BadInput(artifacts_dir / DATA_FILE, "the search needs ground truth (y_eval)")
         res = search(artifacts_dir / SOURCE_FILE, d["x_calib"], d["x_eval"], d["y_eval"], task=task,
                      budget=budget, out_dir=out, progress=progress, y_float=d["y_float"],
-                     y_calib=d["y_calib"] if "y_calib" in d.files else None, exhaustive=exhaustive)
+                     y_calib=d["y_calib"] if "y_calib" in d.files else None, exhaustive=exhaustive,
+                     validation_fraction=VALIDATION_FRACTION, split_seed=SPLIT_SEED)
         result = dict(res.to_dict(), cache_key=key)
         write_json(out / "search.json", result)
     _register(manifest, manifest_path, result, out)

@@ -1,9 +1,10 @@
 """Accuracy-budgeted quantization: try candidates from cheapest to most expensive and keep
-the first one whose task metric stays within the budget.
+the first one whose task metric stays within the budget on validation windows.
 
     result = search("source_tfkeras.h5", x_calib, x_eval, y_eval, task="regression",
-                    budget={"max_rmse_increase": 0.02}, out_dir="artifacts/seattle/search")
-    result.met, result.chosen["name"], result.reason, result.candidates
+                    budget={"max_rmse_increase": 0.02}, out_dir="artifacts/seattle/search",
+                    y_calib=y_calib)
+    result.met, result.chosen["name"], result.reason, result.candidates, result.split
 
 Each candidate is a spec naming a kind; the kinds (how each is built, what it needs) are
 the CANDIDATE_KINDS registry. Order (see `default_candidates`): fully-int8 TFLite variants
@@ -11,13 +12,19 @@ the CANDIDATE_KINDS registry. Order (see `default_candidates`): fully-int8 TFLit
 range, I/O range rewrite, larger and stratified calibration), then 16x8, then mixed
 precision (int8 LSTM with the dense layers float), then onnxruntime dynamic int8, then float32. Every conversion and every evaluation runs in a
 child process (`groundfloor.isolate`): the TFLite calibrator can segfault. Each candidate's record:
-name, kind, options, status, bytes, task metric, drift vs the float model, meets budget.
+name, kind, options, status, bytes, its figure on the validation windows ("validation": what
+the choice used) and on the evaluation windows ("evaluation": what is reported; "metric",
+"change" and "drift" repeat it), and "meets_budget" (on validation).
+
+The split (export/search_judge.py): x_calib, the training side, loses a seeded share of its
+windows to validation; every candidate's calibration windows are drawn from the rest only.
+The validation figure is judged against y_calib, or, without it, bounded from the drift
+against the float model (search.json's "split" says which). The evaluation windows never
+take part in the choice.
 
 Budgets: `max_rmse_increase` (relative: 0.02 = RMSE at most 2% above float) for regressors,
 `max_accuracy_drop` (accuracy points, as in `edge check`: 0.5 = half a point) for classifiers;
 internally the limit is kept as a fraction (0.005).
-Calibration windows come from the training split only; the evaluation data decides which
-candidate is kept, so give it a validation split if the figure must stay unbiased.
 """
 import json
 import time
@@ -29,12 +36,7 @@ import numpy as np
 
 from groundfloor.errors import BadInput
 from groundfloor.fileio import write_json, write_npz
-from groundfloor.metrics import accuracy, class_labels, error_metrics
-
-BUDGET_KEYS = {"max_rmse_increase": "regression", "max_accuracy_drop": "classification"}
-# A change of the task metric this small is no change: a float32 artifact equals Keras up to
-# rounding, so it must meet even a zero budget.
-NO_CHANGE_TOLERANCE = 1e-6
+from export.search_judge import SPLIT_SEED, VALIDATION_FRACTION, Judge, check_budget, split_training_side
 
 # Candidate specs, cheapest first. "calib": how the representative dataset is shaped
 # (export.ranges.calibration_set arguments); "io_margin": rewrite the int8 input/output
@@ -81,64 +83,11 @@ class SearchResult:
     float_metric: dict
     candidates: list = field(default_factory=list)
     seconds: float = 0.0
+    split: dict = field(default_factory=dict)   # the validation split and what each set is judged on
+    met_on_evaluation: bool | None = None       # the chosen candidate within budget on evaluation too
 
     def to_dict(self):
         return asdict(self)
-
-
-# ---------------------------------------------------------------- validation
-def check_budget(task: str, budget: dict) -> tuple[str, float]:
-    """The one budget key and its value; BadInput (one line) when it does not fit the task."""
-    if task not in ("regression", "classification"):
-        raise BadInput(None, f"task must be 'regression' or 'classification', not {task!r}")
-    if not isinstance(budget, dict) or len(budget) != 1:
-        raise BadInput(None, "give exactly one budget: max_rmse_increase (regression) or "
-                             "max_accuracy_drop (classification)")
-    (key, value), = budget.items()
-    if key not in BUDGET_KEYS:
-        raise BadInput(None, f"unknown budget {key!r}: use max_rmse_increase or max_accuracy_drop")
-    if BUDGET_KEYS[key] != task:
-        other = "max_rmse_increase" if task == "regression" else "max_accuracy_drop"
-        raise BadInput(None, f"budget {key} applies to {BUDGET_KEYS[key]} models, but this model "
-                             f"is a {task} model: use {other}")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise BadInput(None, f"budget {key} must be a number, not {value!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise BadInput(None, f"budget {key} must be a non-negative number, not {value}")
-    if key == "max_accuracy_drop":
-        value = value / 100.0  # points -> fraction
-    return key, value
-
-
-# ---------------------------------------------------------------- metrics
-def task_metric(task, out, y_true) -> dict:
-    """RMSE against the targets (regression) or accuracy against the labels (classification)."""
-    out = np.asarray(out, np.float64)
-    if task == "regression":
-        y = np.asarray(y_true, np.float64).reshape(out.shape)
-        return {"name": "rmse", "value": error_metrics(y, out)["rmse"]}
-    return {"name": "accuracy", "value": accuracy(out.reshape(len(out), -1), y_true)}
-
-
-def drift(task, out, y_float) -> dict:
-    """rmse / max_abs against the float model's outputs; classifiers add argmax agreement."""
-    out, ref = np.asarray(out, np.float64), np.asarray(y_float, np.float64).reshape(np.shape(out))
-    m = error_metrics(ref, out)
-    d = {"rmse": m["rmse"], "max_abs": m["max_abs"]}
-    if task == "classification":
-        d["agreement"] = accuracy(out.reshape(len(out), -1), class_labels(ref.reshape(len(ref), -1)))
-    return d
-
-
-def within_budget(task, key, value, float_value, metric_value) -> tuple[bool, float]:
-    """(meets, change): change is the relative RMSE increase or the absolute accuracy drop."""
-    if task == "regression":
-        change = (metric_value - float_value) / float_value if float_value > 0 else metric_value - float_value
-    else:
-        change = float_value - metric_value
-    return change <= value + NO_CHANGE_TOLERANCE, float(change)
 
 
 # ---------------------------------------------------------------- candidate kinds
@@ -200,6 +149,10 @@ class CandidateKind:
     ext: str = ".tflite"
     quantized: bool = False    # quantized by construction, whatever its weight bytes show
     switch: str | None = None  # the default_candidates() argument that leaves it out
+    # May it become the `budgeted` artifact? That one file is gated on every device profile,
+    # microcontrollers included, where only TFLite (TFLite Micro) runs: an onnxruntime-only
+    # candidate is measured and shown beside the others, never chosen.
+    choosable: bool = True
 
 
 # The registry of candidate kinds; a new kind is an entry here, not an if-chain.
@@ -208,7 +161,7 @@ CANDIDATE_KINDS = {
     "tflite_16x8": CandidateKind(_build_16x8),
     "tflite_mixed": CandidateKind(_build_mixed, switch="include_mixed"),
     "onnx_dynamic": CandidateKind(_build_onnx_dynamic, calibrated=False, ext=".onnx", quantized=True,
-                                  switch="include_onnx"),
+                                  switch="include_onnx", choosable=False),
     "tflite_float": CandidateKind(_build_float, calibrated=False, switch="include_float"),
 }
 
@@ -282,10 +235,11 @@ def _convert_mixed(model_path, out_path, xc, float_ops, float_nodes):
     write_bytes(out_path, dbg.get_nondebug_quantized_model())
 
 
-def evaluate_artifact(path: str, data_path: str, out_npz: str) -> dict:
-    """Child process: outputs of one artifact on x_eval (TFLite state reset per sequence)."""
+def evaluate_artifact(path: str, data_path: str, out_npz: str, x_key: str = "x_eval") -> dict:
+    """Child process: outputs of one artifact on data_path's x_key windows (TFLite state reset
+    per sequence)."""
     from groundfloor.tflite_file import summary as tflite_summary
-    x = np.load(data_path)["x_eval"].astype(np.float32)
+    x = np.load(data_path)[x_key].astype(np.float32)
     start = time.perf_counter()
     if str(path).endswith(".onnx"):
         import onnxruntime as ort
@@ -296,7 +250,7 @@ def evaluate_artifact(path: str, data_path: str, out_npz: str) -> dict:
         out = np.stack([sess.run(None, {name: w[None]})[0].reshape(-1) for w in x])
     elif tflite_summary(path)["io"]["inputs"][0]["dtype"] == "int16":  # 16x8: only TFLite Micro has the kernel
         from export.quant16x8 import predict_tflm
-        predict_tflm(str(path), data_path, out_npz)
+        predict_tflm(str(path), data_path, out_npz, x_key=x_key)
         return {"seconds": time.perf_counter() - start, "runtime": "tflm"}
     else:
         from ai_edge_litert.interpreter import Interpreter
@@ -316,86 +270,133 @@ def evaluate_artifact(path: str, data_path: str, out_npz: str) -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
-def float_outputs(model_path: str, data_path: str, out_npz: str) -> dict:
-    """Child process: the float tf-keras model's outputs on x_eval."""
+def float_outputs(model_path: str, data_path: str, out_npz: str, x_keys=("x_eval",)) -> dict:
+    """Child process: the float tf-keras model's outputs on each x_keys set, saved under its key."""
     from export.tfenv import tf_and_keras2
     tf, tf_keras = tf_and_keras2()
     model = tf_keras.models.load_model(model_path, compile=False)
-    x = np.load(data_path)["x_eval"].astype(np.float32)
-    y = model.predict(x, batch_size=int(model.inputs[0].shape[0] or 1), verbose=0)
-    write_npz(out_npz, y=np.asarray(y, np.float32).reshape(len(x), -1))
+    data, outs = np.load(data_path), {}
+    for key in x_keys:
+        x = data[key].astype(np.float32)
+        y = model.predict(x, batch_size=int(model.inputs[0].shape[0] or 1), verbose=0)
+        outs[key] = np.asarray(y, np.float32).reshape(len(x), -1)
+    write_npz(out_npz, **outs)
     return {}
 
 
 # ---------------------------------------------------------------- the search
 def search(model_h5, x_calib, x_eval, y_eval, task: str = "regression", budget: dict | None = None,
            out_dir="quantize_search", progress=None, candidates: list | None = None,
-           y_float=None, y_calib=None, exhaustive: bool = False, timeout: float = 900.0) -> SearchResult:
-    """Try candidates cheapest first; stop at the first within budget (all, if exhaustive).
+           y_float=None, y_calib=None, exhaustive: bool = False, timeout: float = 900.0,
+           validation_fraction: float = VALIDATION_FRACTION, split_seed: int = SPLIT_SEED) -> SearchResult:
+    """Try candidates cheapest first; stop at the first within budget on validation (all, if
+    exhaustive).
 
-    x_calib: training windows [N, T, F] (calibration is drawn from these only); x_eval/y_eval:
-    the data the budget is judged on; y_float: the float model's outputs on x_eval (computed
-    when absent); y_calib: training targets (used for the output range of io_rewrite).
+    x_calib/y_calib: training windows [N, T, F] and their targets (y_calib optional); a seeded
+    `validation_fraction` of them validates the choice, the rest is the only calibration pool.
+    x_eval/y_eval: the held-out data every candidate's reported figure is measured on;
+    y_float: the float model's outputs on x_eval (computed when absent).
     Returns a SearchResult: met=False with the best candidate when none is within budget.
     """
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
     key, limit = check_budget(task, budget if budget is not None else {"max_rmse_increase": 0.02})
+    x_calib, x_eval = _check_inputs(model_h5, x_calib, x_eval, y_eval, y_calib)
+    model_h5 = str(model_h5)
+    split = split_training_side(len(x_calib), validation_fraction, split_seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data_path = out / "search_data.npz"
+    # x_calib here is the calibration pool only: convert_candidate draws from nothing else
+    arrays = {"x_calib": x_calib[split.calibration], "x_val": x_calib[split.validation], "x_eval": x_eval}
+    if y_calib is not None:
+        arrays["y_calib"] = np.asarray(y_calib, np.float32)[split.calibration]
+    write_npz(data_path, **arrays)
+    y_float, y_float_val = _float_reference(model_h5, data_path, out, timeout, y_float)
+    y_float = np.asarray(y_float, np.float64).reshape(len(x_eval), -1)
+    evaluation = Judge(task, key, limit, y_float, truth=y_eval)
+    float_metric = evaluation.float_metric
+    y_val = None if y_calib is None else np.asarray(y_calib)[split.validation]
+    if y_val is not None and task == "regression" and y_val.size != y_float_val.size:
+        raise BadInput(None, f"y_calib rows hold {y_val[0].size} value(s), the model outputs {y_float_val.shape[1]}")
+    validation = Judge(task, key, limit, y_float_val, truth=y_val, scale=float_metric["value"])
+    split_record = _split_record(split, validation, evaluation, len(x_eval), y_val is not None)
+    vfm = validation.float_metric
+    say(f"float {float_metric['name']} {float_metric['value']:.6g} on {len(x_eval)} evaluation windows"
+        + (f", {vfm['value']:.6g} on {len(split.validation)} validation windows" if vfm else "")
+        + f"; budget {key} {limit:g}, chosen on validation")
+
+    run = _Run(model_h5, data_path, out, task, validation, evaluation, timeout, say)
+    records, chosen = [], None
+    for spec in candidates if candidates is not None else default_candidates():
+        rec = {"name": spec["name"], "kind": spec["kind"],
+               "options": {k: v for k, v in spec.items() if k not in ("name", "kind")},
+               "status": "skipped", "error": "", "file": None, "bytes": None, "metric": None,
+               "change": None, "drift": None, "meets_budget": None, "seconds": None,
+               "validation": None, "evaluation": None}
+        records.append(rec)
+        if chosen is not None and not exhaustive:
+            rec["error"] = f"not tried: {chosen['name']} (cheaper) already met the budget"
+            continue
+        run.candidate(spec, rec)
+        if not CANDIDATE_KINDS[spec["kind"]].choosable:
+            rec["not_choosable"] = "runs under onnxruntime only: shown for comparison, never the budgeted artifact"
+        elif rec["meets_budget"] and chosen is None:
+            chosen = rec
+    met, chosen, reason = _conclusion(task, limit, records, chosen)
+    result = SearchResult(met=met, chosen=chosen, reason=reason, task=task, budget={key: limit},
+                          float_metric=float_metric, candidates=records,
+                          seconds=round(time.perf_counter() - t0, 2), split=split_record,
+                          met_on_evaluation=None if not chosen else bool(chosen["evaluation"]["meets_budget"]))
+    write_json(out / "search.json", result.to_dict())
+    say(reason)
+    return result
+
+
+def _check_inputs(model_h5, x_calib, x_eval, y_eval, y_calib):
+    """BadInput (one line) for inputs the search cannot use; the windows as float32."""
     if y_eval is None:
         raise BadInput(None, "the search needs ground truth (y_eval) to measure the task metric")
-    model_h5 = str(model_h5)
-    if not Path(model_h5).exists():
-        raise BadInput(model_h5, "model file not found")
+    if not Path(str(model_h5)).exists():
+        raise BadInput(str(model_h5), "model file not found")
     x_calib = np.asarray(x_calib, np.float32)
     x_eval = np.asarray(x_eval, np.float32)
     if x_calib.ndim != 3 or x_eval.ndim != 3 or x_calib.shape[1:] != x_eval.shape[1:]:
         raise BadInput(None, f"x_calib {x_calib.shape} and x_eval {x_eval.shape} must be [N, T, F] alike")
     if len(y_eval) != len(x_eval):
         raise BadInput(None, f"y_eval has {len(y_eval)} rows for {len(x_eval)} windows")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    data_path = out / "search_data.npz"
-    arrays = {"x_calib": x_calib, "x_eval": x_eval}
-    if y_calib is not None:
-        arrays["y_calib"] = np.asarray(y_calib, np.float32)
-    write_npz(data_path, **arrays)
-    if y_float is None:
-        y_float = _float_reference(model_h5, data_path, out, timeout)
-    y_float = np.asarray(y_float, np.float64).reshape(len(x_eval), -1)
-    float_metric = task_metric(task, y_float, y_eval)
-    say(f"float {float_metric['name']} {float_metric['value']:.6g}; budget {key} {limit:g}")
-
-    run = _Run(model_h5, data_path, out, task, key, limit, float_metric, y_eval, y_float, timeout, say)
-    records, chosen = [], None
-    for spec in candidates if candidates is not None else default_candidates():
-        rec = {"name": spec["name"], "kind": spec["kind"],
-               "options": {k: v for k, v in spec.items() if k not in ("name", "kind")},
-               "status": "skipped", "error": "", "file": None, "bytes": None, "metric": None,
-               "change": None, "drift": None, "meets_budget": None, "seconds": None}
-        records.append(rec)
-        if chosen is not None and not exhaustive:
-            rec["error"] = f"not tried: {chosen['name']} (cheaper) already met the budget"
-            continue
-        run.candidate(spec, rec)
-        if rec["meets_budget"] and chosen is None:
-            chosen = rec
-    met, chosen, reason = _conclusion(task, limit, records, chosen)
-    result = SearchResult(met=met, chosen=chosen, reason=reason, task=task, budget={key: limit},
-                          float_metric=float_metric, candidates=records,
-                          seconds=round(time.perf_counter() - t0, 2))
-    write_json(out / "search.json", result.to_dict())
-    say(reason)
-    return result
+    if y_calib is not None and len(y_calib) != len(x_calib):
+        raise BadInput(None, f"y_calib has {len(y_calib)} rows for {len(x_calib)} windows")
+    return x_calib, x_eval
 
 
-def _float_reference(model_h5, data_path, out, timeout):
+def _split_record(split, validation, evaluation, n_eval, has_truth) -> dict:
+    """search.json's "split": the sets, where they come from and what each is judged against."""
+    return dict(split.record(), choice_on="validation", reported_on="evaluation",
+                validation={"n": int(len(split.validation)), "from": "x_calib (the training side), seeded draw",
+                            "ground_truth": "y_calib" if has_truth else
+                            "none (no y_calib): drift against the float model on the validation windows",
+                            "basis": validation.basis, "float_metric": validation.float_metric},
+                calibration_pool={"n": int(len(split.calibration)),
+                                  "from": "x_calib minus the validation windows: every candidate's "
+                                          "calibration windows are drawn from these only"},
+                evaluation={"n": int(n_eval), "from": "x_eval (held out: not used by the choice)",
+                            "ground_truth": "y_eval", "basis": evaluation.basis,
+                            "float_metric": evaluation.float_metric})
+
+
+def _float_reference(model_h5, data_path, out, timeout, y_float):
+    """The float model's outputs on x_eval (y_float when given) and on x_val, in one child."""
     from groundfloor.isolate import run_isolated
+    keys = ["x_val"] + (["x_eval"] if y_float is None else [])
     r = run_isolated("export.quantize_search:float_outputs",
                      {"model_path": model_h5, "data_path": str(data_path),
-                      "out_npz": str(out / "y_float.npz")}, timeout)
+                      "out_npz": str(out / "y_float.npz"), "x_keys": keys}, timeout)
     if not r.ok:
         raise RuntimeError(f"float reference failed: {r.error}")
-    return np.load(out / "y_float.npz")["y"]
+    ys = np.load(out / "y_float.npz")
+    y_val = ys["x_val"].astype(np.float64)
+    return (ys["x_eval"] if y_float is None else y_float), y_val
 
 
 @dataclass
@@ -405,11 +406,8 @@ class _Run:
     data_path: Path
     out: Path
     task: str
-    key: str
-    limit: float
-    float_metric: dict
-    y_eval: object
-    y_float: np.ndarray
+    validation: Judge   # the choice's figure
+    evaluation: Judge   # the reported figure
     timeout: float
     say: Callable
 
@@ -431,40 +429,48 @@ class _Run:
             say(f"[{name}] conversion failed: {conv.error}")
             return
         rec["options"].update((conv.value or {}).get("options", {}))
-        ev = run_isolated("export.quantize_search:evaluate_artifact",
-                          {"path": str(path), "data_path": str(self.data_path),
-                           "out_npz": str(self.out / f"{name}_outputs.npz")}, self.timeout)
-        if not ev.ok:
-            rec.update(status="failed", error=f"evaluation {ev.status}: {ev.error}",
-                       seconds=round(time.perf_counter() - t, 2), file=path.name,
-                       bytes=path.stat().st_size)
-            say(f"[{name}] evaluation failed: {ev.error}")
-            return
-        y = np.load(self.out / f"{name}_outputs.npz")["y"].astype(np.float64).reshape(self.y_float.shape)
-        metric = task_metric(self.task, y, self.y_eval)
-        meets, change = within_budget(self.task, self.key, self.limit, self.float_metric["value"], metric["value"])
-        rec.update(status="ok", file=path.name, bytes=path.stat().st_size, metric=metric,
-                   change=change, drift=drift(self.task, y, self.y_float), meets_budget=bool(meets),
+        figures = {}
+        for which, x_key, judge in (("validation", "x_val", self.validation),
+                                    ("evaluation", "x_eval", self.evaluation)):
+            out_npz = self.out / f"{name}_outputs{'' if which == 'evaluation' else '_validation'}.npz"
+            ev = run_isolated("export.quantize_search:evaluate_artifact",
+                              {"path": str(path), "data_path": str(self.data_path), "out_npz": str(out_npz),
+                               "x_key": x_key}, self.timeout)
+            if not ev.ok:
+                rec.update(status="failed", error=f"{which} {ev.status}: {ev.error}",
+                           seconds=round(time.perf_counter() - t, 2), file=path.name, bytes=path.stat().st_size)
+                say(f"[{name}] {which} failed: {ev.error}")
+                return
+            figures[which] = judge.figure(np.load(out_npz)["y"])
+        v, e = figures["validation"], figures["evaluation"]
+        rec.update(status="ok", file=path.name, bytes=path.stat().st_size, validation=v, evaluation=e,
+                   metric=e["metric"], change=e["change"], drift=e["drift"], meets_budget=v["meets_budget"],
                    seconds=round(time.perf_counter() - t, 2))
         info = summary(path)
         rec["quantized"] = bool(is_quantized(info)) or kind.quantized
         rec["ops"] = info["ops"]
-        say(f"[{name}] {metric['name']} {metric['value']:.6g} ({_fmt_change(self.task, change)}), "
-            f"{rec['bytes']} B, {'within' if meets else 'over'} budget")
+        say(f"[{name}] validation {_fmt_change(self.task, v['change'])} "
+            f"({'within' if v['meets_budget'] else 'over'} budget); evaluation {e['metric']['name']} "
+            f"{e['metric']['value']:.6g} ({_fmt_change(self.task, e['change'])}), {rec['bytes']} B")
 
 
 def _conclusion(task, limit, records, chosen):
-    """(met, chosen, reason): the first candidate within budget, else the best one that ran."""
-    ok = [r for r in records if r["status"] == "ok"]
+    """(met, chosen, reason): the first candidate within budget on validation, else the one
+    closest to it on validation; the reason adds the chosen one's held-out evaluation figure."""
+    ok = [r for r in records if r["status"] == "ok" and not r.get("not_choosable")]
     if chosen is not None:
-        return True, chosen, (f"{chosen['name']} is the first (cheapest) candidate within budget: "
-                              f"{_fmt_change(task, chosen['change'])} <= {_fmt_limit(task, limit)}")
-    if ok:
-        best = (min(ok, key=lambda r: r["metric"]["value"]) if task == "regression"
-                else max(ok, key=lambda r: r["metric"]["value"]))
-        return False, best, (f"no candidate within {_fmt_limit(task, limit)}; best is {best['name']} "
-                             f"({_fmt_change(task, best['change'])})")
-    return False, None, "every candidate failed"
+        met, reason = True, (f"{chosen['name']} is the first (cheapest) candidate within budget on the "
+                             f"validation windows: {_fmt_change(task, chosen['validation']['change'])} <= "
+                             f"{_fmt_limit(task, limit)}")
+    elif ok:
+        chosen = min(ok, key=lambda r: r["validation"]["change"])
+        met, reason = False, (f"no candidate within {_fmt_limit(task, limit)} on the validation windows; best is "
+                              f"{chosen['name']} ({_fmt_change(task, chosen['validation']['change'])})")
+    else:
+        return False, None, "every candidate failed"
+    e = chosen["evaluation"]
+    return met, chosen, reason + (f"; on the evaluation windows (not used by the choice): "
+                                  f"{_fmt_change(task, e['change'])}, {'within' if e['meets_budget'] else 'over'} budget")
 
 
 def _fmt_change(task, change):
@@ -477,15 +483,35 @@ def _fmt_limit(task, limit):
     return f"+{100 * limit:g}% RMSE" if task == "regression" else f"{100 * limit:g} points accuracy drop"
 
 
+def _fmt_table_change(task, change):
+    if change is None:
+        return "-"
+    return f"{100 * change:+.2f}%" if task == "regression" else f"{100 * change:.2f}pt"
+
+
 def format_table(result: SearchResult) -> str:
-    lines = [f"{'candidate':<36}{'status':<8}{'bytes':>8}{'metric':>11}{'change':>10}{'drift':>10}  budget"]
+    """The table `edge quantize` prints: the validation figure (the choice's) beside the
+    evaluation figure (the reported one) of every candidate."""
+    sp = result.split or {}
+    lines = []
+    if sp:
+        lines.append(f"chosen on {sp['validation']['n']} validation windows (x_calib, seed {sp['seed']}; "
+                     f"truth: {sp['validation']['ground_truth']}); reported on {sp['evaluation']['n']} "
+                     f"evaluation windows the choice never saw")
+    lines.append(f"{'candidate':<36}{'status':<8}{'bytes':>8}{'val change':>12}  {'val':<5}"
+                 f"{'eval metric':>12}{'eval change':>12}{'drift':>10}  eval")
     for r in result.candidates:
+        v, e = r.get("validation") or {}, r.get("evaluation") or {}
         m = f"{r['metric']['value']:.5g}" if r["metric"] else "-"
-        ch = (f"{100 * r['change']:+.2f}%" if result.task == "regression" else f"{100 * r['change']:.2f}pt") \
-            if r["change"] is not None else "-"
         dr = f"{r['drift']['rmse']:.4g}" if r["drift"] else "-"
-        ok = "-" if r["meets_budget"] is None else ("ok" if r["meets_budget"] else "over")
         mark = " <= chosen" if result.chosen and r["name"] == result.chosen["name"] else ""
-        lines.append(f"{r['name']:<36}{r['status']:<8}{(r['bytes'] or 0):>8}{m:>11}{ch:>10}{dr:>10}  {ok}{mark}")
+        lines.append(f"{r['name']:<36}{r['status']:<8}{(r['bytes'] or 0):>8}"
+                     f"{_fmt_table_change(result.task, v.get('change')):>12}  {_fmt_ok(r['meets_budget']):<5}"
+                     f"{m:>12}{_fmt_table_change(result.task, r['change']):>12}{dr:>10}  "
+                     f"{_fmt_ok(e.get('meets_budget'))}{mark}")
     lines.append(("budget met: " if result.met else "budget NOT met: ") + result.reason)
     return "\n".join(lines)
+
+
+def _fmt_ok(meets):
+    return "-" if meets is None else ("ok" if meets else "over")

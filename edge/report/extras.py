@@ -288,36 +288,73 @@ def _streaming_tables(obj):
     return _generic_tables(obj)
 
 
+def _search_change(obj, ch):
+    if ch is None:
+        return "n/a"
+    return f"{100 * ch:+.2f} %" if obj.get("task", "regression") == "regression" else f"{100 * ch:.2f} points"
+
+
+def _search_yes_no(meets):
+    return "n/a" if meets is None else ("yes" if meets else "no")
+
+
+def _search_figure(obj, fig):
+    """[task metric, change vs float, drift rmse, within budget] of one figure (validation or evaluation)."""
+    m = (fig or {}).get("metric") or {}
+    return [f"{m.get('name', '')} {fmt_num(m.get('value'))}" if m else "n/a", _search_change(obj, (fig or {}).get("change")),
+            fmt_num(fig["drift"].get("rmse"), 3) if (fig or {}).get("drift") else "n/a",
+            _search_yes_no((fig or {}).get("meets_budget"))]
+
+
 def _search_tables(obj):
-    """Quantization search (export/quantize_search.py search.json): one row per candidate."""
+    """Quantization search (export/quantize_search.py search.json): one row per candidate; with a
+    validation split, the validation figure (the choice's) beside the evaluation one (reported)."""
     if not (isinstance(obj, dict) and isinstance(obj.get("candidates"), list)):
         return _generic_tables(obj)
     chosen = (obj.get("chosen") or {}).get("name") if isinstance(obj.get("chosen"), dict) else None
-    t = Table(["candidate", "kind", "status", "size", "quantized", "task metric", "change vs float",
-               "drift rmse", "within budget"])
-    for c in obj["candidates"]:
-        if not isinstance(c, dict):
-            continue
-        m = c.get("metric") or {}
-        ch = c.get("change")
-        chs = "n/a" if ch is None else (f"{100 * ch:+.2f} %" if obj.get("task", "regression") == "regression"
-                                        else f"{100 * ch:.2f} points")
-        mb = c.get("meets_budget")
+    cands = [c for c in obj["candidates"] if isinstance(c, dict)]
+    split = any(isinstance(c.get("validation"), dict) for c in cands)
+    figures = (["validation: task metric", "validation: change vs float", "validation: drift rmse",
+                "validation: within budget (the choice)", "evaluation: task metric", "evaluation: change vs float",
+                "evaluation: drift rmse", "evaluation: within budget"] if split else
+               ["task metric", "change vs float", "drift rmse", "within budget"])
+    t = Table(["candidate", "kind", "status", "size", "quantized"] + figures)
+    for c in cands:
+        if split:
+            cells = _search_figure(obj, c.get("validation")) + _search_figure(obj, c.get("evaluation"))
+        else:
+            cells = _search_figure(obj, c)
         t.add([c.get("name"), c.get("kind"), c.get("status") if c.get("status") == "ok"
                else f"{c.get('status')}: {c.get('error') or ''}".strip(": "),
-               fmt_bytes(c.get("bytes")), "n/a" if c.get("quantized") is None else fmt_num(bool(c.get("quantized"))),
-               f"{m.get('name', '')} {fmt_num(m.get('value'))}" if m else "n/a", chs,
-               fmt_num((c.get("drift") or {}).get("rmse"), 3) if c.get("drift") else "n/a",
-               "n/a" if mb is None else ("yes" if mb else "no")], best=c.get("name") == chosen)
+               fmt_bytes(c.get("bytes")), "n/a" if c.get("quantized") is None else fmt_num(bool(c.get("quantized")))]
+              + cells, best=c.get("name") == chosen)
     head = []
-    for k in ("met", "reason", "budget", "float_metric", "seconds"):
-        if k in obj:
+    for k in ("met", "met_on_evaluation", "reason", "budget", "float_metric", "seconds"):
+        if k in obj and obj[k] is not None:
             v = obj[k]
             head.append(f"{k}: " + (", ".join(f"{a}={fmt_num(b) if isinstance(b, (int, float)) else b}"
                                              for a, b in v.items()) if isinstance(v, dict) else
                                     (fmt_num(v) if isinstance(v, (int, float)) else str(v))))
-    t.caption = ("★ = chosen. " if chosen else "") + "; ".join(head)
+    t.caption = ("★ = chosen" + (" on the validation figures. " if split else ". ") if chosen else "") + "; ".join(head)
     return [("", t)]
+
+
+def _split_sentence(qd):
+    """What the choice was made on, from search.json's "split"; "" for a search without one."""
+    sp = qd.get("split") if isinstance(qd.get("split"), dict) else None
+    if not sp or not isinstance(sp.get("validation"), dict):
+        return ""
+    v, pool, e = sp["validation"], sp.get("calibration_pool") or {}, sp.get("evaluation") or {}
+    vfm, efm = v.get("float_metric") or {}, e.get("float_metric") or {}
+    return (f" The choice used the validation columns only: {v.get('n')} windows from {v.get('from')} "
+            f"(seed {sp.get('seed')}, fraction {fmt_num(sp.get('fraction'))}), none of them among any candidate's "
+            f"calibration windows (drawn from the other {pool.get('n')}); ground truth {v.get('ground_truth')}"
+            + (f", float {vfm.get('name')} {fmt_num(vfm.get('value'))}" if vfm else "")
+            + f". The evaluation columns are the {e.get('n')} windows of {e.get('from')}"
+            + (f", float {efm.get('name')} {fmt_num(efm.get('value'))}" if efm else "")
+            + ("; the chosen candidate is "
+               + ("within" if qd["met_on_evaluation"] else "OVER")
+               + " budget on them." if qd.get("met_on_evaluation") is not None else "."))
 
 
 def _table_blocks(tables):
@@ -358,7 +395,7 @@ def _search_blocks(data):
                   + (f" ({', '.join(f'{k} {v}' for k, v in (qd.get('budget') or {}).items())})" if qd.get("budget") else "")
                   + f". Reason: {qd.get('reason') or 'not given'}. Candidates are tried cheapest first; the table "
                     f"lists each one's size, task metric against ground truth, change against the float model, "
-                    f"drift against the float outputs and whether it meets the budget."))
+                    f"drift against the float outputs and whether it meets the budget." + _split_sentence(qd)))
     return b + _table_blocks(_search_tables(qs["data"]))
 
 
