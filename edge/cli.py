@@ -24,7 +24,7 @@ def _models(args):
 
 def cmd_lint(args):
     from export.lint import lint_file
-    report = lint_file(args.model)
+    report = lint_file(args.model, trust_model_code=args.trust_model_code)
     print(report.format_table())
     if report.refused:
         row = report.refused[0]
@@ -56,7 +56,8 @@ def _export_all(args) -> list:
         name = check_model_name(args.name or Path(args.model).stem, args.model)
         out = Path(args.artifacts_dir or "artifacts") / name
         with folder_lock(out, "edge export"):
-            manifests = [export_model(args.model, args.data, out, name=name, task=args.kind, progress=_progress)]
+            manifests = [export_model(args.model, args.data, out, name=name, task=args.kind, progress=_progress,
+                                      trust_model_code=args.trust_model_code)]
     else:
         from edge.reference import export_reference
         cfg, entries = _models(args)
@@ -68,7 +69,7 @@ def _export_all(args) -> list:
                     manifests.append(export_reference(m.task, out, progress=_progress))
                 else:
                     manifests.append(export_model(m.path, m.data, out, name=m.name, task=m.kind,
-                                                  progress=_progress))
+                                                  progress=_progress, trust_model_code=args.trust_model_code))
     return manifests
 
 
@@ -158,6 +159,10 @@ def cmd_debug(args):
     return 0
 
 
+TRUST_HELP = ("load a model whose file carries Python code (a Lambda layer) and run that code; "
+              "without it such files are refused")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="edge", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -166,6 +171,7 @@ def build_parser():
 
     s = sub.add_parser("lint", help="pre-flight: how each layer will convert (fused, unrolled, refused)")
     s.add_argument("model", help=".keras, .h5 or SavedModel directory")
+    s.add_argument("--trust-model-code", action="store_true", help=TRUST_HELP)
     s.set_defaults(func=cmd_lint)
 
     s = sub.add_parser("export", help="float32, dynamic and int8 TFLite + ONNX artifacts and a manifest")
@@ -173,6 +179,7 @@ def build_parser():
     s.add_argument("--data", help="calibration/evaluation data for --model (.npz or .csv)")
     s.add_argument("--name", help="artifact folder name for --model (default: the file's stem)")
     s.add_argument("--kind", default="regression", choices=["regression", "classification"])
+    s.add_argument("--trust-model-code", action="store_true", help=TRUST_HELP)
     add_models(s)
     add_artifacts_dir(s, "go")
     s.set_defaults(func=cmd_export)

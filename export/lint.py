@@ -25,19 +25,20 @@ to rebuild with unroll=True.
 The rules are in export/lint_rules.py, the measurements behind them in
 export/lint_measured.py (export/lint_probe.py; re-run it with `python -m export.lint_probe`
 when tensorflow / tf-keras / tf2onnx versions move).
-None of the Keras RNN settings probed is refused: every one has a correct route (fused,
-or unrolled). Refused are layers whose ops have no TFLite builtin (traced custom layers,
-custom RNN cells, classes that cannot be imported, ConvLSTM).
+Every Keras RNN setting probed has a correct conversion route (fused, or unrolled); the lint
+refuses what `edge export` itself cannot take: time_major layers (export feeds batch-major
+windows), models with more than one input or output (a "(model)" row), Keras 3 activations
+the tf-keras rebuild cannot reproduce exactly (export/activations.py), and layers whose ops
+have no TFLite builtin (traced custom layers, custom RNN cells, classes that cannot be
+imported, ConvLSTM). tests/test_lint_export.py checks every probe case against what export does.
 """
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 
 from groundfloor.errors import BadInput
-from export.lint_rules import FUSED, NATIVE, REFUSED, UNROLLED, VERDICT_RANK, LayerInfo, rule_for, sub_config
+from export.lint_rules import FUSED, NATIVE, REFUSED, UNROLLED, VERDICT_RANK, LayerInfo, finding_for, sub_config
 
 
 @dataclass
@@ -183,8 +184,8 @@ def _inbound_names(layer_cfg) -> list[str]:
 
 def _layer_entries(model_cfg: dict) -> list[dict]:
     cfg = model_cfg.get("config", model_cfg)
-    layers = cfg.get("layers", [])
-    return layers if isinstance(layers, list) else []
+    layers = cfg.get("layers", []) if isinstance(cfg, dict) else []
+    return [e for e in layers if isinstance(e, dict)] if isinstance(layers, list) else []
 
 
 def _config_masks(entries: list[dict], sequential: bool) -> dict[str, bool]:
@@ -223,8 +224,19 @@ def lint_model(model) -> LintReport:
         if masked is None:
             masked = cfg_masks.get(layer.name, False)
         infos.append(LayerInfo(layer.name, cls, cfg, masked, layer, fw))
-    notes = _model_notes(model, fw, layers)
-    return _lint_infos(infos, fw, notes)
+    report = _lint_infos(infos, fw, _model_notes(model, fw, layers))
+    problem = _io_problem(model)
+    if problem:   # export takes one input and one output (keras_bridge.io_problem)
+        report.rows.append(LintRow("(model)", type(model).__name__, REFUSED, problem))
+    return report
+
+
+def _io_problem(model):
+    from export.keras_bridge import io_problem
+    try:
+        return io_problem(model)
+    except (AttributeError, ValueError, TypeError):   # subclassed, never called: no inputs to count
+        return None
 
 
 def lint_config(model_config: dict) -> LintReport:
@@ -248,7 +260,7 @@ def _lint_infos(infos, fw, notes) -> LintReport:
     for info in infos:
         if info.cls == "InputLayer":
             continue
-        f = rule_for(info.cls)(info)
+        f = finding_for(info)
         rows.append(LintRow(info.name, info.cls, f.verdict, f.reason))
         if f.overrides:
             overrides[info.name] = dict(f.overrides)
@@ -278,64 +290,20 @@ def _model_notes(model, fw, layers) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------
-def _read_saved_config(path: str) -> dict | None:
-    """The model config stored in a .keras zip or an .h5 file, without importing classes."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as z:
-                return json.loads(z.read("config.json"))
-        import h5py
-        with h5py.File(path, "r") as f:
-            raw = f.attrs.get("model_config")
-            if raw is None:
-                return None
-            return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _load(path: str):
-    """Load a model: (model, errors). Tries tf-keras first for .h5 / SavedModel."""
-    errors = []
-    ext = os.path.splitext(path)[1].lower()
-    if os.path.isdir(path):
-        if not os.path.exists(os.path.join(path, "saved_model.pb")):
-            raise BadInput(path, "directory is not a SavedModel (no saved_model.pb)")
-        loaders = ("tf_keras", "keras3")
-    elif ext == ".keras":
-        loaders = ("keras3",)
-    elif ext in (".h5", ".hdf5"):
-        loaders = ("tf_keras", "keras3")
-    else:
-        raise BadInput(path, f"unsupported model file type {ext or '(none)'!r}: "
-                       "expected .keras, .h5 or a SavedModel directory")
-    for name in loaders:
-        try:
-            if name == "tf_keras":
-                import tf_keras
-                return tf_keras.models.load_model(path, compile=False), errors
-            import keras
-            return keras.models.load_model(path, compile=False), errors
-        except Exception as e:  # noqa: BLE001 - try the next loader
-            errors.append(f"{name}: {type(e).__name__}: {' '.join(str(e).split())[:160]}")
-    return None, errors
-
-
-def lint_file(path) -> LintReport:
+def lint_file(path, trust_model_code: bool = False) -> LintReport:
     """Load a .keras (Keras 3), .h5 (tf-keras, then Keras 3) or SavedModel dir and lint it.
-    A model whose custom classes cannot be imported is linted from its saved config."""
+    A model whose custom classes cannot be imported is linted from its saved config. A file
+    carrying Python code (a Lambda) is refused unless trust_model_code (export/model_code.py)."""
+    from export.keras_bridge import open_model
+    from export.model_code import saved_config
+    model, _, errors = open_model(path, trust_code=trust_model_code)
     path = str(path)
-    if not os.path.exists(path):
-        raise BadInput(path, "model file not found")
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise BadInput(path, "model file is empty")
-    model, errors = _load(path)
     if model is not None:
         if not hasattr(model, "layers"):
             raise BadInput(path, "SavedModel is not a Keras model (no layers to lint)")
         return lint_model(model)
-    cfg = None if os.path.isdir(path) else _read_saved_config(path)
-    if cfg and cfg.get("config", {}).get("layers"):
+    cfg = None if os.path.isdir(path) else saved_config(path)
+    if cfg and _layer_entries(cfg):
         report = lint_config(cfg)
         report.notes.append("load failed: " + (errors[-1] if errors else "unknown error"))
         return report

@@ -44,6 +44,10 @@ written from. Re-run the probe and update this table when tool versions move."""
 #   0.13-0.16, random weights): converts, but drifts about 3x more.
 # - No probe case was silently wrong: the masked WHILE / unrolled graphs honour the mask
 #   (d 3e-8 vs Keras, 0.055 vs the same model without the mask).
+# What `edge export` makes of them (2026-12-01, tests/test_lint_export.py): every case goes the
+# lint's way, except two the converter handles but export cannot feed, which the lint refuses:
+# time_major (export's windows are batch-major: its batch-1 pin would land on the time axis,
+# rebuild diff 0.19) and return_state with h and c as model outputs (export takes one output).
 MEASURED: dict[str, dict[str, str]] = {
     # case: float32 / int8 / unroll_float / unroll_int8 / onnx, as the probe summarised them
     "lstm": {"float32": "fused", "int8": "fused", "unroll_float32": "flat 221 ops",

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from export.activations import activation_name as _act, keras3_problems
+
 FUSED, UNROLLED, NATIVE, REFUSED = "fused", "unrolled", "native", "refused"
 VERDICT_RANK = {NATIVE: 0, FUSED: 1, UNROLLED: 2, REFUSED: 3}  # worst last
 
@@ -35,15 +37,6 @@ class LayerInfo:
 
 # ------------------------------------------------------------------------------------------
 # Helpers on configs (tf-keras and Keras 3 spell them alike for the keys used here)
-def _act(value) -> str:
-    """Activation name from a config value: 'tanh', {'class_name': 'tanh'}, a function."""
-    if isinstance(value, dict):
-        value = value.get("config", {}).get("name") or value.get("class_name")
-    if callable(value):
-        value = getattr(value, "__name__", str(value))
-    return str(value or "linear").lower()
-
-
 def sub_config(cfg_entry) -> tuple[str, dict]:
     """(class name, config) of a nested layer/cell entry in a config."""
     if isinstance(cfg_entry, dict):
@@ -110,8 +103,6 @@ def _rule_lstm(info: LayerInfo) -> Finding:
     parts = ["UNIDIRECTIONAL_SEQUENCE_LSTM (tanh/sigmoid, bias, batch 1; int8 ok)"]
     if cfg.get("go_backwards"):
         parts.append("go_backwards adds REVERSE_V2")
-    if cfg.get("time_major"):
-        parts.append("time_major input [T, 1, F] (the batch-1 pin is on axis 1)")
     if "stateful" in overrides:
         parts.append(_STATEFUL_NOTE)
     if "recurrent_dropout" in overrides:
@@ -300,3 +291,25 @@ RULES: dict[str, Callable[[LayerInfo], Finding]] = {
 
 def rule_for(cls: str) -> Callable[[LayerInfo], Finding]:
     return RULES.get(cls, _rule_custom)
+
+
+def finding_for(info: LayerInfo) -> Finding:
+    """The layer's rule, after what export itself cannot take: a Keras 3 activation the tf-keras
+    rebuild cannot reproduce exactly (export/activations.py), or a time-major layer."""
+    problems = keras3_problems(info.cls, info.config) if info.framework == "keras3" else []
+    if problems:
+        return Finding(REFUSED, "no exact tf-keras rebuild: " + "; ".join(problems))
+    if _time_major(info.config):
+        return Finding(REFUSED, TIME_MAJOR_WHY)
+    return rule_for(info.cls)(info)
+
+
+# The converter fuses a time_major LSTM (lint_measured.py), but export feeds and checks
+# batch-major windows: its batch-1 pin lands on the time axis and the rebuild check fails.
+TIME_MAJOR_WHY = ("time_major=True: export works on batch-major windows [1, T, F] (its batch-1 pin "
+                  "would land on the time axis); rebuild the model with time_major=False, same weights")
+
+
+def _time_major(cfg) -> bool:
+    inner = [sub_config(cfg[k])[1] for k in ("layer", "backward_layer") if isinstance(cfg.get(k), dict)]
+    return bool(cfg.get("time_major")) or any(c.get("time_major") for c in inner)

@@ -24,6 +24,7 @@ from groundfloor.versions import tool_versions
 SOURCE_FILE = "source_tfkeras.h5"
 DATA_FILE = "data.npz"
 MANIFEST = "manifest.json"
+PARTIAL = ".partial_manifest.json"   # artifacts built so far by a run that has not finished
 DEFAULT_CALIB_WINDOWS = 100  # the converter's usual representative-set size
 
 
@@ -80,8 +81,9 @@ STREAM_ARTIFACTS = {"stream_float32.tflite": "tflite_stream_float32",
 
 
 def export_model(model_path, data_path, out_dir, name=None, task="regression", only=None,
-                 extra_source_info=None, streaming=True, progress=print) -> dict:
-    """Export one model. Returns the manifest. Raises BadInput for bad input (nothing written)."""
+                 extra_source_info=None, streaming=True, progress=print, trust_model_code=False) -> dict:
+    """Export one model. Returns the manifest. Raises BadInput for bad input (nothing written).
+    A model file carrying Python code (a Lambda) is refused unless trust_model_code."""
     model_path, data_path, out_dir = Path(model_path), Path(data_path), Path(out_dir)
     for p, what in ((model_path, "model"), (data_path, "data")):
         if not p.exists():
@@ -100,7 +102,7 @@ def export_model(model_path, data_path, out_dir, name=None, task="regression", o
         return old
 
     progress(f"[{name}] loading {model_path}")
-    source = _prepare_source(model_path, data_path, out_dir, progress)
+    source = _prepare_source(model_path, data_path, out_dir, progress, trust_model_code)
     manifest = {
         "schema": 1, "model": name, "task": task,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -108,10 +110,12 @@ def export_model(model_path, data_path, out_dir, name=None, task="regression", o
         "source": dict(source["info"], **(extra_source_info or {})),
         "data": source["data_info"], "float_metric": source["float_metric"], "artifacts": {},
     }
-    old_artifacts = (old or {}).get("artifacts", {})
+    old_artifacts = dict((old or {}).get("artifacts", {}), **_partial_records(out_dir, manifest["inputs_key"]))
     for art_name, spec in selected.items():
         manifest["artifacts"][art_name] = _build_artifact(art_name, spec, out_dir, manifest,
                                                          old_artifacts.get(art_name), versions, progress)
+        # a run killed from here on resumes with what it built (the manifest is written last)
+        write_json(out_dir / PARTIAL, {"inputs_key": manifest["inputs_key"], "artifacts": manifest["artifacts"]})
     if streaming:
         manifest["streaming"] = _build_streaming(out_dir, manifest, old, progress)
         manifest["artifacts"].update(manifest["streaming"].pop("artifacts", {}))
@@ -124,10 +128,19 @@ def export_model(model_path, data_path, out_dir, name=None, task="regression", o
                 manifest["artifacts"][art_name] = art
     contracts.require("manifest", manifest)   # what bench, report and gate read
     write_json(out_dir / MANIFEST, manifest)
+    (out_dir / PARTIAL).unlink(missing_ok=True)
     ok = sum(a["status"] == "ok" for a in manifest["artifacts"].values())
     progress(f"[{name}] {ok}/{len(manifest['artifacts'])} artifacts ok -> {out_dir / MANIFEST}")
     manifest["cache_hit"] = False
     return manifest
+
+
+def _partial_records(out_dir, inputs_key) -> dict:
+    """The artifacts a killed run of the same inputs finished before the manifest was written."""
+    partial = read_json_or_none(out_dir / PARTIAL)
+    if not partial or partial.get("inputs_key") != inputs_key:
+        return {}
+    return {k: v for k, v in (partial.get("artifacts") or {}).items() if isinstance(v, dict)}
 
 
 def _read_manifest(out_dir):
@@ -150,13 +163,19 @@ def _all_fresh(manifest, out_dir, selected):
                                                          manifest["data"].get("source_sha256"),
                                                          manifest["tool_versions"], arts):
             return False
-        if a["status"] == "ok" and not _intact(out_dir / a["file"], a["sha256"]):
+        if a["status"] == "ok" and not _ran_and_intact(out_dir, a):
             return False
     return all((out_dir / f).exists() for f in (SOURCE_FILE, DATA_FILE))
 
 
 def _intact(path, sha):
     return path.exists() and sha256_file(path) == sha
+
+
+def _ran_and_intact(out_dir, record):
+    """An ok record is reused only if its file is the one recorded and it has run (a record from
+    before export ran every artifact is rebuilt, and run, once)."""
+    return "verified_with" in record and _intact(out_dir / record["file"], record["sha256"])
 
 
 def _artifact_key(name, spec, source_sha, data_sha, versions, artifacts):
@@ -179,12 +198,12 @@ def _builder_code(target):
     return sha256_file(origin) if origin else None
 
 
-def _prepare_source(model_path, data_path, out_dir, progress):
+def _prepare_source(model_path, data_path, out_dir, progress, trust_model_code=False):
     """Lint, load, rebuild in tf-keras with batch 1, verify, compute the float reference."""
     from export import keras_bridge
     from export.data import load_data
     from export.lint import lint_model
-    model, fmt = keras_bridge.load_any(model_path)
+    model, fmt = keras_bridge.load_any(model_path, trust_code=trust_model_code)
     report = lint_model(model)
     if report.refused:
         row = report.refused[0]
@@ -235,7 +254,7 @@ def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
                         manifest["artifacts"])
     path = out_dir / spec.file
     if old and old.get("cache_key") == key and (
-            old["status"] == "not_applicable" or old["status"] == "ok" and _intact(path, old["sha256"])):
+            old["status"] == "not_applicable" or old["status"] == "ok" and _ran_and_intact(out_dir, old)):
         progress(f"  {name}: unchanged")
         return old
     progress(f"  {name}: converting ...")
@@ -253,7 +272,10 @@ def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
         result = None
         record.update(status="failed", error=f"its source {spec.source} was not built")
     else:
-        result = run_isolated(spec.target, kwargs, timeout=spec.timeout)
+        # the builder, then one window through what it wrote, in the same child
+        result = run_isolated("export.verify_run:build_and_run",
+                              {"target": spec.target, "kwargs": kwargs, "window_path": str(out_dir / DATA_FILE)},
+                              timeout=spec.timeout)
         if not result.ok:
             record.update(status="failed", error=result.error)
     if result is None or not result.ok:
@@ -269,13 +291,13 @@ def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
                   seconds=round(result.value["seconds"], 3), options=result.value["options"],
                   ops=info["ops"], op_counts=info["op_counts"],
                   weight_bytes_by_dtype=info["weight_bytes_by_dtype"], io=info["io"],
-                  quantized=inspect.is_quantized(info))
+                  quantized=inspect.is_quantized(info), verified_with=result.value["verified_with"])
     record["notes"] += result.value.get("notes", [])
     if spec.mode != "float32" and not record["quantized"]:
         record["notes"].append("NOT QUANTIZED: the weights stayed float "
                                f"({info['weight_bytes_by_dtype']}); this file is a float model")
     progress(f"  {name}: {record['bytes']:,} B, {'int8 weights' if record['quantized'] else 'float weights'}"
-             f", {record['seconds']:.1f} s")
+             f", {record['seconds']:.1f} s, ran in {record['verified_with']}")
     return record
 
 
@@ -290,7 +312,7 @@ def _stream_fresh(manifest, out_dir):
     st = manifest.get("streaming")
     if not st or st.get("cache_key") != _stream_key(manifest):
         return False
-    return all(_intact(out_dir / a["file"], a["sha256"]) for a in manifest["artifacts"].values()
+    return all(_ran_and_intact(out_dir, a) for a in manifest["artifacts"].values()
                if a.get("streaming") and a["status"] == "ok")
 
 
@@ -310,16 +332,29 @@ def _build_streaming(out_dir, manifest, old, progress):
     except NotStreamable as e:
         progress(f"  streaming: not possible ({e.problem})")
         return {"cache_key": key, "status": "not_streamable", "reason": e.problem}
-    except RuntimeError as e:
+    except (RuntimeError, ValueError) as e:   # ValueError: runtime.load refused a twin it checked
         progress(f"  streaming: FAILED ({e})")
         return {"cache_key": key, "status": "failed", "reason": str(e).splitlines()[0]}
     arts = {}
     for file_name, rec in records.items():
         art_name = STREAM_ARTIFACTS.get(file_name, file_name)
         rec["cache_key"] = key
+        if rec["status"] == "ok":
+            _run_stream_artifact(out_dir, rec)
         arts[art_name] = rec
         if rec["status"] == "ok":
             progress(f"  {art_name}: {rec['bytes']:,} B")
         else:
             progress(f"  {art_name}: FAILED ({rec['error']})")
     return {"cache_key": key, "status": "ok", "artifacts": arts}
+
+
+def _run_stream_artifact(out_dir, rec):
+    """The streaming twins are built by export/streaming.py; run each once as the others are."""
+    r = run_isolated("export.verify_run:run_once", {"path": str(out_dir / rec["file"]),
+                                                    "window_path": str(out_dir / DATA_FILE)}, timeout=300)
+    if r.ok:
+        rec["verified_with"] = r.value
+        return
+    (out_dir / rec["file"]).unlink(missing_ok=True)
+    rec.update(status="failed", error=r.error, bytes=None, sha256=None)

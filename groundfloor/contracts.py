@@ -26,6 +26,8 @@ MANIFEST_ARTIFACT = {
     "io?": {"inputs": ("list", "records {name, dtype, shape, scale, zero_point}"), "outputs": "list"},
     "options?": ("dict", "what made it: converter settings, calibration windows, ..."),
     "tool_versions?": "dict", "cache_key?": "str", "notes?": "list",
+    "verified_with?": ("str", "the runtime that ran it once at export: litert | litert (no default "
+                              "delegate) | onnxruntime | tflite-micro"),
 }
 
 MANIFEST = {

@@ -30,6 +30,7 @@ the first windows of x_eval.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import threading
 from pathlib import Path
@@ -70,8 +71,8 @@ def load(path, num_threads: int = 1, verify_hash: bool = True, probe: bool = Tru
         (verify.verify_tflite if path.suffix == ".tflite" else verify.verify_onnx)(path)
     except BadInput as e:
         raise ModelRejected(str(e)) from None
-    if probe:
-        _probe(path, num_threads)
+    if probe and not _probe(path, num_threads, default_delegate=True):
+        backend = functools.partial(_TFLiteBackend, default_delegate=False)
     return Model(path, backend, num_threads)
 
 
@@ -79,26 +80,34 @@ _probe_worker = None   # one child process for every probe of this process (repl
 _probe_lock = threading.Lock()
 
 
-def _probe(path, num_threads):
+def _probe(path, num_threads, default_delegate=True) -> bool:
+    """Load and run the file once in a child. True: it runs as it is; False: a .tflite that
+    crashed LiteRT's default delegate (XNNPACK) runs without it; ModelRejected otherwise."""
     global _probe_worker
     from groundfloor.isolate import Worker
     with _probe_lock:
         if _probe_worker is None:
             _probe_worker = Worker()
             atexit.register(_probe_worker.close)
-        r = _probe_worker.run("groundfloor.runtime:probe_child", {"path": str(path), "num_threads": num_threads},
-                              timeout=120)
+        r = _probe_worker.run("groundfloor.runtime:probe_child",
+                              {"path": str(path), "num_threads": num_threads,
+                               "default_delegate": default_delegate}, timeout=120)
+    if r.ok:
+        return default_delegate
+    if r.status == "crashed" and default_delegate and Path(path).suffix == ".tflite":
+        return _probe(path, num_threads, default_delegate=False)
     if r.status in ("crashed", "timeout"):
         raise ModelRejected(f"{path}: the runtime {r.error.replace('process ', '')} loading and running it "
                             "once: refused")
-    if not r.ok:
-        raise ModelRejected(f"{path}: {r.error}")
+    raise ModelRejected(f"{path}: {r.error}")
 
 
-def probe_child(path: str, num_threads: int = 1) -> bool:
+def probe_child(path: str, num_threads: int = 1, default_delegate: bool = True) -> bool:
     """Child side of load(): open the file in its runtime and run one window of zeros."""
     p = Path(path)
-    model = Model(p, _BACKENDS[p.suffix], num_threads)
+    backend = _BACKENDS[p.suffix] if default_delegate or p.suffix != ".tflite" else \
+        functools.partial(_TFLiteBackend, default_delegate=False)
+    model = Model(p, backend, num_threads)
     model.predict(np.zeros((1, model.steps or 1, model.features), np.float32))
     return True
 
@@ -108,8 +117,8 @@ def probe_child(path: str, num_threads: int = 1) -> bool:
 class _TFLiteBackend:
     """LiteRT interpreter. State (streaming models) lives in the LSTM's variable tensors."""
 
-    def __init__(self, path, num_threads):
-        self.interp, self.delegate = _litert_interpreter(path, num_threads)
+    def __init__(self, path, num_threads, default_delegate=True):
+        self.interp, self.delegate = _litert_interpreter(path, num_threads, default_delegate)
         inputs, outputs = self.interp.get_input_details(), self.interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
@@ -129,10 +138,15 @@ class _TFLiteBackend:
         return True  # the fused LSTM's variable tensors
 
 
-def _litert_interpreter(path, num_threads):
+def _litert_interpreter(path, num_threads, default_delegate=True):
     """LiteRT with its default delegate (XNNPACK); without it when the delegate cannot prepare
     the graph (an unrolled masked LSTM: "failed to create XNNPACK runtime"), as the export does."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    if not default_delegate:
+        interp = Interpreter(model_path=str(path), num_threads=num_threads,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interp.allocate_tensors()
+        return interp, "none (the default XNNPACK delegate crashed on this graph)"
     try:
         interp = Interpreter(model_path=str(path), num_threads=num_threads)
         interp.allocate_tensors()

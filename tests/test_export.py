@@ -8,10 +8,13 @@ import pytest
 
 from edge.cli import main
 from export import pipeline
+from export import verify_run
 from export.inspect import summary
 from groundfloor.ioquant import dequantize_output, quantize_input
+from groundfloor.locks import LOCK_NAME
 
 T, F = 12, 2
+RAN_IN = {verify_run.LITERT, verify_run.LITERT_NO_DELEGATE, verify_run.ONNXRUNTIME, verify_run.TFLITE_MICRO}
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +76,8 @@ def test_every_artifact_is_built_and_recorded(tiny):
     for name, a in m["artifacts"].items():
         assert a["status"] == "ok", (name, a["error"])
         assert (out / a["file"]).stat().st_size == a["bytes"]
+        assert a["verified_with"] in RAN_IN, name   # export ran it once; 16x8 runs in TFLite Micro only
+        assert (a["verified_with"] == verify_run.TFLITE_MICRO) == (name == "tflite_16x8"), name
         for key in ("sha256", "ops", "weight_bytes_by_dtype", "options", "tool_versions", "seconds", "io"):
             assert key in a, (name, key)
     assert m["source"]["format"] == "keras3" and m["source"]["rebuilt_in_tf_keras"]
@@ -150,11 +155,12 @@ def test_dynamic_range_tflite_is_not_presented_as_quantized(tiny):
 
 def test_second_run_is_a_cache_hit(tiny, capsys):
     root, out = tiny
-    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    files = lambda: {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != LOCK_NAME}
+    before = files()
     rc = main(["export", "--model", str(root / "tiny.keras"), "--data", str(root / "tiny.npz"),
                "--artifacts-dir", str(root / "artifacts")])
     assert rc == 0 and "cache hit" in capsys.readouterr().out
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+    assert files() == before and ".partial_manifest.json" not in before
 
 
 def test_a_crashing_conversion_costs_one_artifact(tiny, monkeypatch, tmp_path):
@@ -168,6 +174,60 @@ def test_a_crashing_conversion_costs_one_artifact(tiny, monkeypatch, tmp_path):
     assert "SIGSEGV" in m["artifacts"]["crasher"]["error"]
     assert m["artifacts"]["tflite_float32"]["status"] == "ok"
     assert not (tmp_path / "a" / "crash.tflite").exists()
+
+
+def _with_test_helpers(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def test_a_file_no_runtime_runs_is_a_failed_artifact(tiny, monkeypatch, tmp_path):
+    root, _ = tiny
+    _with_test_helpers(monkeypatch)
+    monkeypatch.setitem(pipeline.ARTIFACTS, "unrunnable",
+                        pipeline.ArtifactSpec("unrunnable.tflite", "tflite", "float32",
+                                              "export_helpers:write_unrunnable"))
+    m = pipeline.export_model(root / "tiny.keras", root / "tiny.npz", tmp_path / "a",
+                              only={"unrunnable"}, progress=lambda s: None)
+    a = m["artifacts"]["unrunnable"]
+    assert a["status"] == "failed" and "verified_with" not in a
+    assert "no runtime ran unrunnable.tflite: LiteRT: " in a["error"] and "TFLite Micro: " in a["error"]
+    assert not (tmp_path / "a" / "unrunnable.tflite").exists()
+
+
+def test_litert_without_its_default_delegate_runs_what_xnnpack_cannot_prepare(tiny, monkeypatch):
+    """FIELD_NOTES: an unrolled masked int8 LSTM fails in XNNPACK's prepare on some hosts and runs
+    with BUILTIN_WITHOUT_DEFAULT_DELEGATES; the export records which one ran it."""
+    from ai_edge_litert import interpreter as litert
+    _, out = tiny
+    real = litert.Interpreter
+
+    def xnnpack_fails(*args, **kwargs):
+        if "experimental_op_resolver_type" not in kwargs:
+            raise RuntimeError("failed to create XNNPACK runtime: TfLiteXNNPackDelegate failed to prepare")
+        return real(*args, **kwargs)
+
+    path, data = out / "model_int8.tflite", out / "data.npz"
+    assert verify_run.run_once(path, data) == verify_run.LITERT
+    monkeypatch.setattr(litert, "Interpreter", xnnpack_fails)
+    assert verify_run.run_once(path, data) == verify_run.LITERT_NO_DELEGATE
+
+
+def test_a_record_that_never_ran_is_rebuilt_and_run_and_float_bytes_do_not_change(tiny, tmp_path):
+    """Manifests from before export ran its artifacts lack verified_with: those artifacts are
+    built again (and run); a float file comes out byte-identical."""
+    import shutil
+    root, out = tiny
+    folder = tmp_path / "tiny"
+    shutil.copytree(out, folder, ignore=shutil.ignore_patterns(LOCK_NAME))
+    manifest = _manifest(folder)
+    del manifest["artifacts"]["tflite_float32"]["verified_with"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    before = (folder / "model_float32.tflite").read_bytes()
+    lines = []
+    m = pipeline.export_model(root / "tiny.keras", root / "tiny.npz", folder, progress=lines.append)
+    assert "  tflite_float32: converting ..." in lines and "  tflite_int8: unchanged" in lines
+    assert m["artifacts"]["tflite_float32"]["verified_with"] == verify_run.LITERT
+    assert (folder / "model_float32.tflite").read_bytes() == before
 
 
 def _snapshot(d):

@@ -95,13 +95,21 @@ def test_return_state_functional():
     assert report.verdict_of("enc") == "unrolled"
     assert "return_state" in report.rows[0].reason
     assert report.needs_unroll == ["enc"]
+    # export takes one output: h and c as outputs too refuse the model as a whole
+    assert not report.ok and report.refused[0].layer == "(model)" and "3 output(s)" in report.refused[0].reason
+    model = k.Model(inp, L.Dense(1)(h))   # the state used inside the model: one output
+    assert lint_model(model).ok
 
 
-def test_time_major():
+def test_time_major_is_refused_export_feeds_batch_major_windows():
+    """The converter fuses it (lint_measured.py), but export pins batch 1 on axis 0 and feeds
+    [N, T, F] windows: its rebuild check refuses the model, so the lint does too."""
     model = seq(L.LSTM(8, time_major=True, name="tm"), L.Dense(1), batch=T, shape=(1, F))
     report = lint_model(model)
-    assert report.verdict_of("tm") == "fused"
-    assert "time_major" in report.rows[0].reason
+    assert report.verdict_of("tm") == "refused"
+    assert "time_major=False" in report.rows[0].reason
+    model = seq(L.Bidirectional(L.LSTM(8, time_major=True), name="bi"), L.Dense(1), batch=T, shape=(1, F))
+    assert lint_model(model).verdict_of("bi") == "refused"
 
 
 def test_unroll_reasons_warn_about_cost_and_overrides():
@@ -184,6 +192,25 @@ def test_keras3_model():
     model = keras.Sequential([keras.Input(shape=(T, F), batch_size=1),
                               K.GRU(8, name="g"), K.Dense(1)])
     assert lint_model(model).needs_unroll == ["g"]
+
+
+def test_keras3_activations_are_linted_as_the_rebuild_reproduces_them():
+    """Keras 3 hard_sigmoid (relu6(x + 3) / 6) is rebuilt exactly where weights feed it, so an
+    LSTM's recurrent_activation converts (unrolled); where nothing can rescale it, or tf-keras
+    lacks the activation, the layer is refused before export tries."""
+    K = keras.layers
+
+    def lint(*layers):
+        return lint_model(keras.Sequential([keras.Input(shape=(T, F), batch_size=1), *layers]))
+
+    rep = lint(K.LSTM(8, recurrent_activation="hard_sigmoid", name="l"), K.Dense(1, activation="hard_sigmoid"))
+    assert rep.ok and rep.verdict_of("l") == "unrolled"
+    rep = lint(K.Bidirectional(K.LSTM(8, activation="hard_sigmoid"), name="bi"), K.Dense(1))
+    assert rep.verdict_of("bi") == "refused" and "relu6(x + 3) / 6" in rep.rows[0].reason
+    rep = lint(K.LSTM(8, name="l"), K.Dense(1, activation="hard_swish", name="d"))
+    assert rep.verdict_of("d") == "refused" and "tf-keras does not have" in rep.rows[1].reason
+    # the same activations in a tf-keras model are tf-keras's own: nothing to rebuild
+    assert lint_model(seq(L.LSTM(8, activation="hard_sigmoid"), L.Dense(1))).ok
 
 
 # --------------------------------------------------------------------- report output
@@ -302,6 +329,8 @@ def test_verdicts_match_real_conversion():
 # LSTMs are rebuilt stateless, recurrent_dropout (training only) becomes 0, i.e. the plain LSTM.
 _MEASURED_AS_REBUILT = {"stateful": ("stateful", "rebuilt_stateless"), "recurrent_dropout": ("lstm", "float32")}
 _RNN_CLASSES = {"LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional"}
+# Probe cases the converter handles but `edge export` cannot feed (lint_measured.py): refused.
+_EXPORT_CANNOT_FEED = {"time_major"}
 
 
 def test_verdicts_agree_with_the_measured_table():
@@ -317,7 +346,9 @@ def test_verdicts_agree_with_the_measured_table():
         case, key = _MEASURED_AS_REBUILT.get(name, (name, "float32"))
         route = MEASURED[case][key]
         rnn = [r.verdict for r in report.rows if r.cls in _RNN_CLASSES]
-        if route.startswith("error"):
+        if name in _EXPORT_CANNOT_FEED:
+            assert route.startswith("fused") and rnn == ["refused"], (name, rnn)
+        elif route.startswith("error"):
             assert report.refused and not report.ok, name
         elif route.startswith("fused"):
             assert rnn and set(rnn) == {"fused"}, (name, rnn)
