@@ -89,7 +89,7 @@ def cmd_bench(args):
                                  config=RunConfig(warmup=args.warmup, runs=args.runs, timeout_s=args.timeout,
                                                   max_samples=args.max_samples),
                                  long_stream=False if args.no_long_stream else None,
-                                 stream_signal=signal_loader(m.task, art, tmp))
+                                 stream_signal=signal_loader(m.task, art, tmp), refresh=args.refresh)
         print("\n".join(summary_lines(report)))
         print(f"-> {out}")
     return 0
@@ -188,6 +188,8 @@ def build_parser():
     s.add_argument("--devices", help="comma-separated profile names or .toml files (default: the config's)")
     add_artifacts_dir(s)
     s.add_argument("--runs", type=int, default=200, help="timed single-window runs per artifact and runner")
+    s.add_argument("--refresh", action="store_true",
+                   help="measure again even when nothing changed since the last bench (default: reuse it)")
     s.add_argument("--warmup", type=int, default=5, help="untimed runs first")
     s.add_argument("--timeout", type=float, default=120.0, help="seconds before a runner is declared hung")
     s.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N windows only")

@@ -35,7 +35,7 @@ import numpy as np
 from groundfloor import cache as _cache
 from groundfloor import contracts
 from groundfloor.errors import BadInput
-from groundfloor.fileio import read_json_doc, sha256_file, write_json, write_npz
+from groundfloor.fileio import read_json, read_json_doc, sha256_file, write_json, write_npz
 from groundfloor.isolate import run_isolated
 from groundfloor.metrics import evaluate
 from groundfloor.versions import machine, tool_versions
@@ -97,7 +97,7 @@ class _Job:
 
 def bench_model(artifacts_dir, devices=None, out_path=None, progress=print, *, runners=None,
                 config: RunConfig | None = None, cache_dir=None, streaming: bool = True,
-                long_stream: bool | None = None, stream_signal=None) -> dict:
+                long_stream: bool | None = None, stream_signal=None, refresh: bool = False) -> dict:
     """Bench one model's artifacts; write and return the bench.json report.
 
     artifacts_dir: artifacts/<model>. devices: profile names/paths (None = every built-in).
@@ -113,6 +113,8 @@ def bench_model(artifacts_dir, devices=None, out_path=None, progress=print, *, r
     {"status": "not_applicable", "reason"}; or a function returning one of these, called only when
     the long stream runs (edge.tasks.long_stream: a reference task's series, loaded in a child).
     None: no long stream (not applicable). See stream_bench.signal_file.
+    refresh: measure again even when out_path holds a bench of the same inputs (otherwise that
+    one is returned: the same artifact files, profiles, settings, bench code and tool versions).
     """
     t_start = time.perf_counter()
     progress = progress or (lambda *_: None)
@@ -129,6 +131,11 @@ def bench_model(artifacts_dir, devices=None, out_path=None, progress=print, *, r
     n = data["x_eval"].shape[0] if not config.max_samples else min(config.max_samples, data["x_eval"].shape[0])
     x = data["x_eval"][:n].astype(np.float32)
     report = _new_report(manifest, model, artifacts_dir, dfile, config, runner_names, n, profiles)
+    report["inputs_key"] = _inputs_key(report, streaming, long_stream, stream_signal is not None)
+    previous = _previous(out_path, report["inputs_key"])
+    if previous is not None and not refresh:
+        progress(f"[bench] {model}: up to date (same files, profiles, settings, code and tools): {out_path}")
+        return previous
     y_float = data["y_float"][:n]
     y_true = data["y_eval"][:n] if "y_eval" in data else None
     if y_true is not None:
@@ -164,6 +171,25 @@ def bench_model(artifacts_dir, devices=None, out_path=None, progress=print, *, r
     write_json(out_path, report)
     progress(f"[bench] wrote {out_path} ({report['seconds']:.1f} s)")
     return report
+
+
+def _inputs_key(report: dict, streaming, long_stream, has_signal) -> str:
+    """Everything a bench's figures depend on except the host's moment-to-moment speed."""
+    here = Path(__file__).resolve().parent
+    code = _cache.code_hash([f for d in (here, here / "runners", here / "mcu", here.parent / "groundfloor")
+                             for f in d.glob("*") if f.suffix in (".py", ".c", ".h", ".ld", ".toml")])
+    devices = {k: {f: v for f, v in d.items() if f != "source_file"} for k, d in report["devices"].items()}
+    return _cache.key_of(report["manifest_sha256"], report["data_sha256"], devices, report["config"],
+                         report["tool_versions"], report["machine"].get("cpu_features"), code,
+                         streaming, long_stream, has_signal)
+
+
+def _previous(out_path, key) -> dict | None:
+    try:
+        prev = read_json(out_path)
+    except (OSError, ValueError):
+        return None
+    return prev if isinstance(prev, dict) and prev.get("inputs_key") == key else None
 
 
 def _new_report(manifest, model, artifacts_dir, dfile, config, runner_names, n, profiles) -> dict:

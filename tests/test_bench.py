@@ -272,3 +272,18 @@ def test_the_long_stream_signal_comes_from_the_task(tmp_path):
     loaded = signal_loader("seattle_temp", art, tmp_path)()
     assert {k: v for k, v in loaded.items() if k != "signal_path"} == {k: v for k, v in sig.items() if k != "signal"}
     np.testing.assert_array_equal(np.load(loaded["signal_path"]), sig["signal"])
+
+
+def test_an_unchanged_bench_is_reused_and_refresh_measures_again(tiny_artifacts, tmp_path):
+    kw = dict(devices=["cortex_a53"], out_path=tmp_path / "bench.json", runners=["litert"], streaming=False,
+              config=RunConfig(warmup=1, runs=3), cache_dir=tmp_path / "cache")
+    said = []
+    first = bench_model(tiny_artifacts, progress=lambda *_: None, **kw)
+    again = bench_model(tiny_artifacts, progress=said.append, **kw)
+    assert again["created"] == first["created"] and any("up to date" in m for m in said)
+    other = bench_model(tiny_artifacts, progress=lambda *_: None, **{**kw, "config": RunConfig(warmup=1, runs=4)})
+    assert other["inputs_key"] != first["inputs_key"]          # another setting: measured again
+    said.clear()
+    fresh = bench_model(tiny_artifacts, progress=said.append, refresh=True,
+                        **{**kw, "config": RunConfig(warmup=1, runs=4)})
+    assert not any("up to date" in m for m in said) and fresh["seconds"] > 0
