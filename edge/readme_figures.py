@@ -55,7 +55,7 @@ def accuracy_table(benches: dict, searches: dict) -> list[str]:
         ratio = f"{_fmt(d_onnx, 3)} / {_fmt(d_tfl, 3)}" + (f" ({d_onnx / d_tfl:.2f}x)" if d_onnx and d_tfl else "")
         s = searches.get(m) or {}
         chosen = (s.get("chosen") or {})
-        figure = chosen.get("evaluation") or chosen.get("metric") or {}
+        figure = (chosen.get("evaluation") or {}).get("metric") or chosen.get("metric") or {}
         rows.append(f"| {m} | {_fmt(fl)} | {qtxt} | {ratio} | {chosen.get('name', 'n/a')} | "
                     f"{figure.get('name', '')} {_fmt(figure.get('value'))} |")
     return rows
