@@ -210,7 +210,13 @@ def _runner_table(data):
             status = rr["status"] + (f": {rr['reason']}" if rr["status"] != "ok" and rr.get("reason") else "")
             t.add([r["name"], rn, rr.get("runner_kind") or "", status, latc, fmt_num(dr.get("rmse"), 3) if dr else "",
                    fmt_num(dr.get("max_abs"), 3) if dr else "", f"{tm['name']} {fmt_num(tm['value'])}" if tm else ""])
+    m = data.get("machine") or {}
+    notes = [f"Host runners (LiteRT, onnxruntime, the TFLite Micro host build) ran this host's kernels: "
+             f"{m.get('cpu') or 'unknown CPU'}, int8 dot product: {m.get('int8_dot_product') or 'unknown'}; "
+             "a device runs other kernels, so host latency and host int8 rounding are this host's, not the "
+             "device's (the emulated runner and the device columns are the device's)."]
     if skipped:
-        t.caption = "Not run: " + "; ".join(f"{rn} ({why})" for rn, why in skipped.items())
+        notes.append("Not run: " + "; ".join(f"{rn} ({why})" for rn, why in skipped.items()))
+    t.caption = " ".join(notes)
     return t
 
