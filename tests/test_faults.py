@@ -17,3 +17,11 @@ def test_the_checker_sees_a_bad_manifest(tmp_path):
     assert any("not JSON" in p for p in faults.inconsistencies(tmp_path))
     (art / "manifest.json").write_text('{"schema": 1}')
     assert any("missing" in p for p in faults.inconsistencies(tmp_path))
+
+
+def test_a_killed_runs_temporary_file_counts_only_if_it_outlives_the_next_run(tmp_path):
+    art = tmp_path / "artifacts" / "faulty"
+    art.mkdir(parents=True)
+    (art / ".model_float32.k3j2h1.onnx").write_bytes(b"half")
+    assert faults.inconsistencies(tmp_path) == []
+    assert any("outlived a completed run" in p for p in faults.inconsistencies(tmp_path, temps_are_bad=True))
