@@ -48,8 +48,9 @@ class ReferenceTask(ABC):
         return "accuracy" if self.kind == "classification" else "rmse"
 
     def raw_series(self) -> np.ndarray:
-        """The continuous series [S, F] in its own units (float64), for a task with series_name."""
-        raise NotImplementedError(f"{self.name}: the data is not one continuous series")
+        """The continuous series [S, F] in its own units (float64). Tasks of independent sequences
+        (series_name None) have none; the long stream checks series_name before asking."""
+        raise ValueError(f"{self.name}: the data is independent sequences, not one continuous series")
 
     def long_stream_signal(self, artifacts_dir, **kw) -> dict:
         """What the bench's long stream replays for this task's exported model (edge.tasks.long_stream)."""
