@@ -8,7 +8,9 @@ with_unsupported_op() copies a model with an op the generator does not implement
 
 small: LSTM(8) on [8, 2] -> Dense(1); stacked: LSTM(32, return_sequences) -> LSTM(16) on
 [12, 3] -> Dense(1); classifier: LSTM(8) on [10, 3] -> Dense(4, softmax); sequence: LSTM(6,
-return_sequences) on [6, 1] (F = 1, the whole hidden sequence is the output).
+return_sequences) on [6, 1] (F = 1, the whole hidden sequence is the output); seqdense: LSTM(6,
+return_sequences) -> Dense(2) on [5, 2] (a Dense on every row of the sequence); narrow: LSTM(8)
+on [32, 4] -> Dense(1) (small model, per-element overhead dominates: the instruction budget).
 x_eval: 40 float evaluation windows per model, drawn apart from the calibration windows.
 """
 import hashlib
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-NAMES = ("small", "stacked", "classifier", "sequence")
+NAMES = ("small", "stacked", "classifier", "sequence", "seqdense", "narrow")
 N_EVAL = 40
 
 MAKE_MODELS = textwrap.dedent("""
@@ -62,6 +64,9 @@ MAKE_MODELS = textwrap.dedent("""
          "sparse_categorical_crossentropy", lambda X: (X[:, :, 0].mean(axis=1) > 0) + 2 * (X[:, -1, 1] > 0))
     make("sequence", (6, 1), [K.layers.LSTM(6, return_sequences=True)], "mse",
          lambda X: np.repeat(np.cumsum(X, axis=1) / 3, 6, axis=2))
+    make("seqdense", (5, 2), [K.layers.LSTM(6, return_sequences=True), K.layers.Dense(2)], "mse",
+         lambda X: np.cumsum(X, axis=1) / 3)
+    make("narrow", (32, 4), [K.layers.LSTM(8), K.layers.Dense(1)], "mse", lambda X: X[:, -1, :1])
 """)
 
 

@@ -270,12 +270,12 @@ def test_shipped_makefile_and_cmake_build_as_given(mcu_models, tmp_path, cache):
     api = {"model_init", "model_reset", "model_run", "model_run_steps", "model_step", "model_run_f",
            "model_run_steps_f", "model_step_f", "model_quantize", "model_dequantize"}
     syms = _defined(out / "build" / "libmodel.a")
-    assert api <= syms and "mcu_matvec_gates" in syms           # Cortex-M4: the DSP kernels
+    assert api <= syms and "mcu_sig_tab" in syms                # Cortex-M4: the DSP kernels' tables
     r = subprocess.run(["make", "-C", str(out), "CPU=cortex-m0", "BUILD=build-m0", "example"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     syms = _defined(out / "build-m0" / "libmodel.a")
-    assert api <= syms and "mcu_matvec_plain" in syms and "mcu_matvec_gates" not in syms
+    assert api <= syms and "mcu_matvec_plain" in syms and "mcu_sig_tab" not in syms
     assert (out / "build-m0" / "main.o").is_file()
     if not shutil.which("cmake"):
         pytest.skip("cmake not installed")
@@ -327,29 +327,15 @@ def test_cli_default_output_from_an_artifacts_folder(mcu_models, tmp_path, monke
 
 
 QEMU_BOARD = r"""
-/* mps2-an386 (QEMU) board for the example main.c: SysTick is the sampling interrupt, the
- * outputs go to example_out.bin through semihosting. */
+/* mps2-an386 (QEMU) board for the example main.c, on the firmware's startup and semihosting
+ * (mcu_startup.c): SysTick is the sampling interrupt, the outputs go to example_out.bin. */
 #include <stdint.h>
 #include "model.h"
+#include "mcu_startup.h"
 #include "samples.h"     /* N_SAMPLES, g_samples[N_SAMPLES][MODEL_FEATURES] */
-extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
-extern int main(void);
 void example_sample_isr(const float *sample);
 uint32_t example_dropped(void);
 
-static int32_t sh_call(int32_t op, void *arg)
-{
-    register int32_t r0 __asm__("r0") = op;
-    register void *r1 __asm__("r1") = arg;
-    __asm__ volatile("bkpt 0xAB" : "+r"(r0) : "r"(r1) : "memory");
-    return r0;
-}
-static void sh_exit(int code)
-{
-    uint32_t a[2] = {0x20026u, (uint32_t)code};
-    sh_call(0x20, a);
-    for (;;) { }
-}
 static float g_out[N_SAMPLES][MODEL_STEP_OUTPUT_BYTES];
 static volatile uint32_t g_next;
 
@@ -371,28 +357,11 @@ void board_output(const float *y, uint32_t samples)
 {
     for (int i = 0; i < MODEL_STEP_OUTPUT_BYTES; i++) g_out[samples - 1][i] = y[i];
     if (samples < N_SAMPLES) return;
-    uint32_t open[3] = {(uint32_t)"example_out.bin", 5u, 15u};
-    int fd = sh_call(0x01, open);
-    uint32_t wr[3] = {(uint32_t)fd, (uint32_t)g_out, sizeof g_out};
-    sh_call(0x05, wr);
-    uint32_t cl[1] = {(uint32_t)fd};
-    sh_call(0x02, cl);
+    int fd = sh_open("example_out.bin", 5);
+    sh_write(fd, g_out, sizeof g_out);
+    sh_close(fd);
     sh_exit(example_dropped() ? 4 : 0);
 }
-void Reset_Handler(void)
-{
-    uint32_t *s = &_sidata, *d = &_sdata;
-    while (d < &_edata) *d++ = *s++;
-    for (d = &_sbss; d < &_ebss;) *d++ = 0;
-    main();
-    sh_exit(1);
-}
-static void Fault_Handler(void) { sh_exit(3); }
-__attribute__((section(".vectors"), used)) void (*const g_vectors[16])(void) = {
-    (void (*)(void))&_estack, Reset_Handler, Fault_Handler, Fault_Handler, Fault_Handler,
-    Fault_Handler, Fault_Handler, 0, 0, 0, 0, Fault_Handler, Fault_Handler, 0, Fault_Handler,
-    SysTick_Handler,
-};
 """
 
 
@@ -419,6 +388,7 @@ def test_example_main_streams_in_qemu_like_the_host_build(mcu_models, tmp_path, 
                   .replace("@SRAM_BYTES@", str(256 << 10)).replace("@MIN_STACK@", "2048"))
     elf = tmp_path / "example.elf"
     r = subprocess.run(["arm-none-eabi-gcc", *toolchain.cflags("mps2-an386", "simd"), f"-I{out}",
+                        f"-I{toolchain.HERE}", str(toolchain.HERE / "mcu_startup.c"),
                         *(str(out / f) for f in ("board.c", "main.c", "model.c", "mcu_kernels.c")),
                         "-nostdlib", "-nostartfiles", f"-T{ld}", "-Wl,--gc-sections", "-o", str(elf),
                         "-lgcc"], capture_output=True, text=True)

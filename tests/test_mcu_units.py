@@ -129,6 +129,32 @@ def test_c_arrays_and_the_simd_weight_layout():
     assert il[:8].tolist() == [0, 2, 1, 3, 8, 10, 9, 11]   # block (0, 0): rows 0, 1; columns 0 2 1 3
     assert il[16:20].tolist() == [4, 6, 5, 7]              # block (0, 1), row 0
     assert il[32 + 4:32 + 8].tolist() == [0, 0, 0, 0]      # row 5 is padding
+    gates = np.arange(12).reshape(12, 1)                     # 4 gates x H = 3, gate order
+    assert codegen._by_unit(gates, 3).ravel().tolist() == [0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11]
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "tanh"])
+def test_signed_activation_tables_reproduce_the_interpolated_table(kind):
+    """The DSP kernels' tables: checked on every input inside signed_table; a table they cannot
+    reproduce is refused, not written."""
+    B, D, q0 = fp.signed_table(kind)
+    fb, shift, (lo, hi) = fp.SIGNED_TABLES[kind]
+    assert len(B) == len(D) == 2 * q0 and q0 == -(lo >> fb)
+    v = np.array([lo, -1, 0, 1, 12345, hi])
+    want = (fp.sigmoid_of_input if kind == "sigmoid" else fp.tanh_of_input)(v)
+    assert np.array_equal((B[(v >> fb) + q0] + (v & ((1 << fb) - 1)) * D[(v >> fb) + q0]) >> shift, want)
+    bent = fp.SIGMOID_TABLE.copy()
+    bent[100] += 1                     # any uint16 table: the rewrite is exact, not fitted
+    fp.signed_table(kind, bent)
+    with pytest.raises(ValueError, match="does not reproduce"):
+        fp.signed_table(kind, np.full(256, 70000))   # out of the uint16 range: D no longer int16-exact
+
+
+def test_nested_symbols_split_the_enclosing_function():
+    from firmware_sim.mcu.toolchain import _innermost
+    syms = [("step", 0, 100), ("mcu_mac_gate_1", 10, 30), ("mcu_mac_gate_2", 50, 60), ("fc", 100, 120)]
+    assert _innermost(syms) == [("step", 0, 10), ("mcu_mac_gate_1", 10, 30), ("step", 30, 50),
+                                ("mcu_mac_gate_2", 50, 60), ("step", 60, 100), ("fc", 100, 120)]
 
 
 # ---------------------------------------------------------------- firmware output
@@ -156,6 +182,8 @@ def test_firmware_output_and_counter_files(tmp_path):
     per = firmware._parse_counts(tmp_path / "counts.txt", syms)
     assert per == [{"main": 5, "mcu_matvec_gates": 60, "mcu_sigmoid_s16": 20},
                    {"main": 8, "mcu_matvec_gates": 90, "mcu_sigmoid_s16": 20, "(other)": 1}]
+    split = syms[:1] + [("step", 10, 20), ("step", 20, 30)]    # one function in two pieces
+    assert firmware._parse_counts(tmp_path / "counts.txt", split)[0] == {"main": 5, "step": 80}
     run = {"per_function": per, "ticks": [3, 4], "outputs": ys, "stack": [1, 1]}
     assert firmware.inference_instructions(run, 2) == (80 + 111) / 2     # harness (main) excluded
 

@@ -30,7 +30,8 @@ Modules:
   bundle        the library folder: sources, build files, sizes, verification, atomic replace
   libfiles      the folder's Makefile, CMake files and README
   debug/        the per-layer int8 drift debugger built on the reference (see its __init__)
-C sources: mcu_kernels.c/.h (the int8 kernels, SIMD and plain), mcu_main.c (the harness),
+C sources: mcu_kernels.c/.h (the int8 kernels, SIMD and plain; the DSP LSTM step is inline in
+the header, compiled into model.c per layer), mcu_main.c (the harness),
 mcu_startup.c/.h, mcu_link.ld (the linker script template), mcu_icount_plugin.c (TCG plugin),
 mcu_host.c (the host library's harness), mcu_lib_example.c (the library folder's example main.c).
 """

@@ -85,7 +85,6 @@ class _Lifetimes:
 def _chain_buffers(life: _Lifetimes, s, chain, steps):
     life.tensor(chain[0].x, s)
     hmax = max(L.H for L in chain)
-    life.use(f"acc{s}", 4 * hmax * 4, s)
     life.use(f"gates{s}", 4 * hmax * 2, s)
     life.use(f"x16_{s}", ceil4(chain[0].I) * 2, s)        # >= codegen.simd_ipad(I)
     for L in chain:

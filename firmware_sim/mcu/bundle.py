@@ -216,7 +216,7 @@ def write_library(tflite_path, out_dir, *, name: str, windows=None, device=None,
             say(f"verifying the host build against TFLite Micro on {windows[2]}")
         verification = _verify(tflite_path, windows, lib.info)
         source = {"file": Path(tflite_path).name, "path": str(tflite_path),
-                  "sha256": sha256_file(tflite_path)}
+                  "sha256": sha256_file(tflite_path), "bytes": Path(tflite_path).stat().st_size}
         meta = {"generator": GENERATOR, "model": name, "source": source, "library": lib.info,
                 "sizes": sizes, "verification": verification,
                 "device": getattr(device, "name", None)}

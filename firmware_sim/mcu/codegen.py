@@ -1,9 +1,11 @@
 """Generate plain C for an int8 LSTM model: constants in flash, one statically planned arena.
 
 generate_c(tflite_path, out_dir) writes model.h and model.c. model.c holds both weight
-layouts (#if MCU_SIMD): the natural [rows][cols] layout for the plain-C build and the
-interleaved 4x4-block layout for the DSP (SMLAD/SXTB16) build, plus every quantization
-constant precomputed by lower.py, and model_invoke() running the steps of the arena plan
+layouts (#if MCU_SIMD): the natural [rows][cols] layout for the plain-C build and, for the DSP
+(SMLAD/SXTB16) build, rows ordered by hidden unit in interleaved 4x4 blocks with doubled
+biases, plus every quantization constant precomputed by lower.py, the sigmoid/tanh tables,
+one step function per LSTM (mcu_step_<name>: the DSP kernel inlined with the layer's
+constants), and model_invoke() running the steps of the arena plan
 (arena.py): consecutive LSTMs (a stack) run step by step together, so the inner sequences
 are never stored.
 """
@@ -16,6 +18,7 @@ import numpy as np
 from groundfloor.errors import BadInput
 from groundfloor.fileio import write_text
 
+from . import fixedpoint as fp
 from .arena import Plan, ceil4 as _ceil4, plan
 from .lower import CopyLayer, FcLayer, LstmLayer, Program, SoftmaxLayer, lower
 
@@ -51,32 +54,72 @@ def _fast_requant_ok(w: np.ndarray, b_eff: np.ndarray, shift: int) -> bool:
     return int(bound) << max(shift, 0) < (1 << 30)
 
 
+def _by_unit(a: np.ndarray, H: int) -> np.ndarray:
+    """[4H, ...] in gate order (row k*H + j) -> row 4j + k: one 4-row block of the DSP kernels
+    is one hidden unit's i, f, g, o, finished in registers."""
+    return np.ascontiguousarray(a.reshape((4, H) + a.shape[1:]).swapaxes(0, 1)).reshape(a.shape)
+
+
+def _check_lstm(L: LstmLayer):
+    for k in range(4):
+        if not _fast_requant_ok(L.w_in[k], L.bias_in_eff()[k], L.s_in[k]) or \
+                not _fast_requant_ok(L.w_rec[k], L.bias_rec_eff()[k], L.s_rec[k]):
+            raise BadInput(None, f"{L.name}: accumulator range too large for the int16 gate path")
+    if max(L.s_fc, L.s_ig, L.s_h) >= 0:
+        raise BadInput(None, f"{L.name}: unexpected shift >= 0 in the cell/hidden rescaling")
+    for arr in (L.bias_in_eff(), L.bias_rec_eff()):
+        if 2 * np.abs(arr).max() >= 2 ** 31:
+            raise BadInput(None, f"{L.name}: folded bias overflows int32")
+
+
+def _rq_bound(bound: int, m: int, shift: int) -> int:
+    """max |mbqm(x, m, shift)| over |x| <= bound (mbqm is monotonic in x for m > 0)."""
+    return int(np.abs(fp.mbqm(np.array([bound, -bound]), m, shift)).max())
+
+
+def saturation_mask(L: LstmLayer) -> int:
+    """mcu_lstm_t.sat: the int16 saturations the DSP step must keep, from worst-case bounds
+    (int8 inputs and hidden states in [-128, 127], activations in [-32767, 32767], c in
+    int16); a saturation that cannot trigger is dropped (bit clear)."""
+    mask = 0
+    for k in range(4):
+        parts = []
+        for bit, w, b, m, s in ((k, L.w_in[k], L.bias_in_eff()[k], L.m_in[k], L.s_in[k]),
+                                (4 + k, L.w_rec[k], L.bias_rec_eff()[k], L.m_rec[k], L.s_rec[k])):
+            acc = int(np.abs(b).max()) + 128 * int(np.abs(w.astype(np.int64)).sum(axis=1).max())
+            r = _rq_bound(acc, int(m), int(s))
+            mask |= (r > 32767) << bit
+            parts.append(min(r, 32768))
+        mask |= (sum(parts) > 32767) << (8 + k)
+    for bit, m, s in ((12, L.m_fc, L.s_fc), (13, L.m_ig, L.s_ig)):
+        mask |= (_rq_bound(32767 * 32768, int(m), int(s)) > 32767) << bit
+    return mask
+
+
+def _rq_generic(L: LstmLayer) -> int:
+    """1 when a gate rescaling has a left shift or no right shift (the DSP kernels' slower path)."""
+    return int(max(max(L.s_in), max(L.s_rec)) >= 0)
+
+
 def _lstm_c(L: LstmLayer, out: list):
     H, I = L.H, L.I
     Ipad, Hpad = simd_ipad(I), _ceil4(H)
     w_in = L.w_in.reshape(4 * H, I)
     w_rec = L.w_rec.reshape(4 * H, H)
-    b_in = L.bias_in_eff().reshape(-1)
-    b_rec = L.bias_rec_eff().reshape(-1)
-    for k in range(4):
-        if not _fast_requant_ok(L.w_in[k], L.bias_in_eff()[k], L.s_in[k]) or \
-                not _fast_requant_ok(L.w_rec[k], L.bias_rec_eff()[k], L.s_rec[k]):
-            raise BadInput(None, f"{L.name}: accumulator range too large for the int16 gate path")
-    if max(L.s_fc, L.s_ig, L.s_h) > 0:
-        raise BadInput(None, f"{L.name}: unexpected left shift in the cell/hidden rescaling")
-    for arr in (b_in, b_rec):
-        if np.abs(arr).max() >= 2 ** 31:
-            raise BadInput(None, f"{L.name}: folded bias overflows int32")
+    _check_lstm(L)
+    # the DSP build: rows by unit, biases doubled (its inputs are stored doubled)
+    b_in = 2 * _by_unit(L.bias_in_eff().reshape(-1), H)
+    b_rec = 2 * _by_unit(L.bias_rec_eff().reshape(-1), H)
     n = L.name
     out.append("#if MCU_SIMD\n")
-    if Ipad <= 4:    # narrow input: int16 weight pairs, one SMLAD per pair (mcu_matvec_s16w)
+    if Ipad <= 4:    # narrow input: int16 weight pairs, one SMLAD per pair (MV_BLOCK_NARROW)
         w16 = np.zeros((4 * H, Ipad), np.int16)
-        w16[:, :I] = w_in
+        w16[:, :I] = _by_unit(w_in, H)
         out.append(_arr("int16_t", f"{n}_w_in16", w16, aligned=True))
         out.append(f"#define {n}_w_in ((const int8_t *){n}_w_in16)\n")
     else:
-        out.append(_arr("int8_t", f"{n}_w_in", interleave(w_in, 4 * H, Ipad), aligned=True))
-    out.append(_arr("int8_t", f"{n}_w_rec", interleave(w_rec, 4 * H, Hpad), aligned=True))
+        out.append(_arr("int8_t", f"{n}_w_in", interleave(_by_unit(w_in, H), 4 * H, Ipad), aligned=True))
+    out.append(_arr("int8_t", f"{n}_w_rec", interleave(_by_unit(w_rec, H), 4 * H, Hpad), aligned=True))
     out.append(_arr("int32_t", f"{n}_b_in", b_in))
     out.append(_arr("int32_t", f"{n}_b_rec", b_rec))
     out.append("#else\n")
@@ -98,8 +141,22 @@ def _lstm_c(L: LstmLayer, out: list):
         f"    .m_fc = {L.m_fc}, .m_ig = {L.m_ig}, .m_h = {L.m_h},\n"
         f"    .s_fc = {L.s_fc}, .s_ig = {L.s_ig}, .s_h = {L.s_h},\n"
         f"    .tanh_mult = {L.tanh_mult}, .tanh_shift = {L.tanh_shift},\n"
-        f"    .cell_sigmoid = {1 if L.cell_act == 'SIGMOID' else 0}, .qclip = {L.qclip},\n"
-        f"}};\n\n")
+        f"    .cell_sigmoid = {1 if L.cell_act == 'SIGMOID' else 0}, .rq_generic = {_rq_generic(L)},\n"
+        f"    .sat = {saturation_mask(L):#06x},\n"
+        f"    .qclip = {L.qclip},\n"
+        f"}};\n")
+    # the step with this layer's constants folded in (the DSP build inlines the kernel here)
+    out.append(
+        f"static __attribute__((noinline)) void {step_fn(L)}(const int8_t *x, const int16_t *x16,\n"
+        f"    int8_t *h, int16_t *h16,"
+        f"    int16_t *c, const mcu_lstm_scratch_t *s)\n{{\n"
+        f"#if MCU_SIMD\n    mcu_lstm_step_inline(&{n}, x, x16, h, h16, c, s, 0);\n"
+        f"#else\n    mcu_lstm_step(&{n}, x, x16, h, h16, c, s);\n#endif\n}}\n\n")
+
+
+def step_fn(L: LstmLayer) -> str:
+    """The name of the layer's step function in model.c (firmware.py counts it as the cell)."""
+    return f"mcu_step_{L.name}"
 
 
 def _fc_c(L: FcLayer, out: list):
@@ -143,9 +200,10 @@ def _tptr(pl: Plan, i):
 
 
 def reset_state_code(L: LstmLayer, h: str, h16: str, c: str, indent: str) -> list:
-    """The C lines that reset one LSTM's state: h (and its int16 copy, zero-padded to Hpad) to
-    the hidden zero point, c to 0 (also the firmware library's model_reset(), library.py)."""
-    lines = [f"mcu_fill_s8({h}, {L.h_zp}, {L.H});", f"mcu_fill_s16({h16}, {L.h_zp}, {L.H});"]
+    """The C lines that reset one LSTM's state: h to the hidden zero point and its doubled int16
+    copy (zero-padded to Hpad) to twice that, c to 0 (also the firmware library's model_reset(),
+    library.py)."""
+    lines = [f"mcu_fill_s8({h}, {L.h_zp}, {L.H});", f"mcu_fill_s16({h16}, {2 * L.h_zp}, {L.H});"]
     if _ceil4(L.H) > L.H:
         lines.append(f"mcu_fill_s16({h16} + {L.H}, 0, {_ceil4(L.H) - L.H});")
     lines.append(f"mcu_fill_s16({c}, 0, {L.H});")
@@ -156,8 +214,8 @@ def _chain_code(pl: Plan, s, chain) -> list:
     """One LSTM chain: state reset, then every layer of the stack at each time step."""
     first, last = chain[0], chain[-1]
     body = [f"    {{   /* LSTM chain: {', '.join(L.name for L in chain)} */\n",
-            f"        const mcu_lstm_scratch_t scr = {{ {_ptr(pl, 'int32_t', f'acc{s}')}, "
-            f"{_ptr(pl, 'int16_t', f'gates{s}')}, {_ptr(pl, 'int16_t', f'x16_{s}')} }};\n",
+            f"        const mcu_lstm_scratch_t scr = {{ {_ptr(pl, 'int16_t', f'gates{s}')}, "
+            f"{_ptr(pl, 'int16_t', f'x16_{s}')} }};\n",
             f"        const int8_t *x = {_tptr(pl, first.x)};\n"]
     for L in chain:
         body.append(f"        int8_t *h_{L.name} = {_ptr(pl, 'int8_t', 'h_' + L.name)};\n")
@@ -169,7 +227,7 @@ def _chain_code(pl: Plan, s, chain) -> list:
     body.append(f"        for (int t = 0; t < {first.T}; t++) {{\n")
     src, src16 = f"x + t * {first.I}", "0"
     for L in chain:
-        body.append(f"            mcu_lstm_step(&{L.name}, {src}, {src16}, h_{L.name}, "
+        body.append(f"            {step_fn(L)}({src}, {src16}, h_{L.name}, "
                     f"h16_{L.name}, c_{L.name}, &scr);\n")
         src, src16 = f"h_{L.name}", f"h16_{L.name}"
     if last.keep_sequence:
@@ -179,8 +237,13 @@ def _chain_code(pl: Plan, s, chain) -> list:
 
 
 def _fc_code(pl: Plan, s, L: FcLayer) -> list:
-    return [f"    mcu_fc(&{L.name}, {_tptr(pl, L.x)}, {_tptr(pl, L.out)}, "
-            f"{_ptr(pl, 'int32_t', f'acc{s}')}, {_ptr(pl, 'int16_t', f'x16_{s}')});\n"]
+    """mcu_fc on every row: a Dense after a sequence output (rows = T) maps each time step."""
+    call = (f"mcu_fc(&{L.name}, {_tptr(pl, L.x)}{{}}, {_tptr(pl, L.out)}{{}}, "
+            f"{_ptr(pl, 'int32_t', f'acc{s}')}, {_ptr(pl, 'int16_t', f'x16_{s}')});\n")
+    if L.rows == 1:
+        return ["    " + call.format("", "")]
+    return [f"    for (int r = 0; r < {L.rows}; r++)\n",
+            "        " + call.format(f" + r * {L.K}", f" + r * {L.N}")]
 
 
 def _softmax_code(pl: Plan, s, L: SoftmaxLayer) -> list:
@@ -223,9 +286,12 @@ def _preamble(prog: Program, pl: Plan) -> list:
            f"static uint8_t g_arena[{pl.arena_bytes}] __attribute__((aligned(8)));\n\n"]
     table = prog.sigmoid_table.astype(np.int64)
     out.append("#if MCU_SIMD\n")
-    # SIMD: entry i and the step to entry i+1 in one word
-    packed = (table[:255] | ((table[1:] - table[:255]) << 16)) & 0xFFFFFFFF
-    out.append(_arr("uint32_t", "mcu_sigmoid_lut", packed, per_line=8, static=False))
+    # SIMD: the signed-index tables, each checked on every input it covers (fixedpoint)
+    for kind, short in (("sigmoid", "sig"), ("tanh", "tanh")):
+        B, D, _ = fp.signed_table(kind, table)
+        pairs = ", ".join(f"{{{b}, {d}}}" for b, d in zip(B.tolist(), D.tolist()))
+        out.append(f"const mcu_act_entry_t mcu_{short}_tab[{len(B)}] __attribute__((aligned(8))) = "
+                   f"{{\n    {pairs}\n}};\n")
     out.append("#else\n")
     out.append(_arr("uint16_t", "mcu_sigmoid_table", table, per_line=16, static=False))
     out.append("#endif\n\n")

@@ -114,20 +114,65 @@ def _interpolate(a, frac_bits, saturated, table):
     return np.where(uh >= 255, saturated, (ua << frac_bits) + ut * (ub - ua))
 
 
-def sigmoid_int16(x, input_multiplier=0, input_left_shift=0, table=None):
-    """int16 Q3.12 (by default) -> int16 Q0.15 logistic (table: SIGMOID_TABLE by default)."""
-    v = _activation_input(x, input_multiplier, input_left_shift)
+def sigmoid_of_input(v, table=None):
+    """The logistic of an already rescaled activation input v (see _activation_input)."""
+    v = _a(v)
     res = _interpolate(np.abs(v), 9, 0x7FFF << 10, SIGMOID_TABLE if table is None else table)
     res = np.where(v >= 0, res + (1 << 9), (1 << 25) - res + (1 << 9) - 1)
     return (res & 0xFFFFFFFF) >> 10
 
 
-def tanh_int16(x, input_multiplier=0, input_left_shift=0, table=None):
-    """int16 (Q3.12 by default) -> int16 Q0.15 tanh, through the same sigmoid table."""
-    v = _activation_input(x, input_multiplier, input_left_shift)
+def tanh_of_input(v, table=None):
+    """tanh of an already rescaled activation input v, through the sigmoid table."""
+    v = _a(v)
     res = _interpolate(np.abs(v), 8, 0xFFFF << 8, SIGMOID_TABLE if table is None else table)
     res = np.where(v >= 0, res - (1 << 23) + (1 << 7), -res + (1 << 23) + (1 << 7) - 1)
     return res >> 8
+
+
+def sigmoid_int16(x, input_multiplier=0, input_left_shift=0, table=None):
+    """int16 Q3.12 (by default) -> int16 Q0.15 logistic (table: SIGMOID_TABLE by default)."""
+    return sigmoid_of_input(_activation_input(x, input_multiplier, input_left_shift), table)
+
+
+def tanh_int16(x, input_multiplier=0, input_left_shift=0, table=None):
+    """int16 (Q3.12 by default) -> int16 Q0.15 tanh, through the same sigmoid table."""
+    return tanh_of_input(_activation_input(x, input_multiplier, input_left_shift), table)
+
+
+# Signed-index tables for the DSP kernels: out(v) = (B[q] + (v & (2^fb - 1)) * D[q]) >> shift
+# with q = v >> fb (floor), both signs in one table, so neither |v|, the saturation test nor the
+# sign fix-up is computed per element. {kind: (fraction bits fb, final shift, v range covered)}
+SIGNED_TABLES = {"sigmoid": (9, 10, (-(3 << 15), (3 << 15) - 1)),     # v = 3 x, x int16
+                 "tanh": (8, 8, (-(1 << 16), (1 << 16) - 1))}           # v saturated to 17 bits
+
+
+def signed_table(kind: str, table=None):
+    """(B int32[n], D int16[n], index of q = 0) for `kind`, checked on every v it covers against
+    sigmoid_of_input / tanh_of_input (raises ValueError if one code differs)."""
+    t = _a(SIGMOID_TABLE if table is None else table)
+    fb, shift, (lo, hi) = SIGNED_TABLES[kind]
+    qs = np.arange(lo >> fb, (hi >> fb) + 1)
+    B, D = np.zeros(len(qs), np.int64), np.zeros(len(qs), np.int64)
+    for n, q in enumerate(qs):
+        if kind == "sigmoid":
+            if q >= 0:
+                B[n], D[n] = (t[q] << 9) + 512, t[q + 1] - t[q]
+            else:
+                B[n], D[n] = (1 << 25) + 511 - (t[-q] << 9), t[-q] - t[-q - 1]
+        elif q >= 255 or q < -255:            # tanh, saturated bucket
+            B[n] = int(tanh_of_input(np.array([q << fb]), t)[0]) << 8
+        elif q >= 0:
+            B[n], D[n] = (t[q] << 8) - (1 << 23) + 128, t[q + 1] - t[q]
+        else:
+            B[n], D[n] = (1 << 23) + 127 - (t[-q] << 8), t[-q] - t[-q - 1]
+    v = np.arange(lo, hi + 1)
+    idx = (v >> fb) - qs[0]
+    got = (B[idx] + (v & ((1 << fb) - 1)) * D[idx]) >> shift
+    want = (sigmoid_of_input if kind == "sigmoid" else tanh_of_input)(v, t)
+    if not np.array_equal(got, want) or np.abs(D).max() >= 1 << 15:
+        raise ValueError(f"signed {kind} table does not reproduce the interpolated table")
+    return B, D, int(-qs[0])
 
 
 def tanh_params(cell_state_scale_power: int) -> tuple[int, int]:

@@ -153,6 +153,12 @@ def check_windows(x, input_shape, where, integer: bool) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def built_library(library_dir) -> dict:
+    """The build record of a host library already built in library_dir (its .so and meta)."""
+    d = Path(library_dir)
+    return {"dir": str(d), "library": str(d / LIBRARY), "cached": True, "meta": read_json(d / META)}
+
+
 class HostModel:
     """The host library of one model, loaded with ctypes (see the module docstring)."""
 
@@ -162,10 +168,8 @@ class HostModel:
     @classmethod
     def from_library(cls, library_dir) -> "HostModel":
         """A library build_host() left in library_dir (how the isolated child opens it)."""
-        d = Path(library_dir)
         model = cls.__new__(cls)
-        model._open({"dir": str(d), "library": str(d / LIBRARY), "cached": True,
-                     "meta": read_json(d / META)}, str(d))
+        model._open(built_library(library_dir), str(library_dir))
         return model
 
     def _open(self, build: dict, where: str):

@@ -22,9 +22,9 @@ import numpy as np
 
 from groundfloor.cache import code_hash, key_of
 from groundfloor.errors import BadInput
-from groundfloor.fileio import read_json, write_npz
+from groundfloor.fileio import write_npz
 
-from .host import HOST_CFLAGS, LIBRARY, META, _cached_meta, _compile, compiler
+from .host import HOST_CFLAGS, LIBRARY, _cached_meta, _compile, built_library, compiler
 from .library import render_library
 from .quant import dequantize, quantize
 from .retime import with_steps
@@ -69,9 +69,8 @@ class LibraryHost:
 
     @classmethod
     def from_library(cls, library_dir) -> "LibraryHost":
-        d = Path(library_dir)
         obj = cls.__new__(cls)
-        obj._open({"dir": str(d), "library": str(d / LIBRARY), "meta": read_json(d / META)})
+        obj._open(built_library(library_dir))
         return obj
 
     def _open(self, build: dict):
@@ -104,53 +103,52 @@ class LibraryHost:
         rows = n if self.sequence else 1
         return np.zeros((rows, self.row), dtype)
 
+    def _rows(self, fn: str, x, dtype, n=None) -> np.ndarray:
+        """model_run / model_run_steps (n) and their float twins: the output rows."""
+        x = np.ascontiguousarray(x, dtype)
+        y = self._out(self.T if n is None else n, dtype)
+        self._ok(fn, x, y) if n is None else self._ok(fn, x, int(n), y)
+        return y
+
+    def _one(self, fn: str, x_t, dtype) -> np.ndarray:
+        y = np.zeros(self.row, dtype)
+        self._ok(fn, np.ascontiguousarray(x_t, dtype), y)
+        return y
+
     def run(self, x) -> np.ndarray:
         """One int8 window [T, F] from the reset state -> the output rows [T or 1, row]."""
-        return self.run_steps(x, self.T, "model_run")
+        return self._rows("model_run", x, np.int8)
 
-    def run_steps(self, x, n: int, _name="model_run_steps") -> np.ndarray:
+    def run_steps(self, x, n: int) -> np.ndarray:
         """The first n steps of x ([>= n, F] int8) -> [n or 1, row]."""
-        x = np.ascontiguousarray(x, np.int8)
-        y = self._out(n, np.int8)
-        self._ok(_name, x, y) if _name == "model_run" else self._ok(_name, x, int(n), y)
-        return y
+        return self._rows("model_run_steps", x, np.int8, n)
 
     def step(self, x_t) -> np.ndarray:
         """One sample [F] int8 -> the step's output [row]; the state carries on."""
-        y = np.zeros(self.row, np.int8)
-        self._ok("model_step", np.ascontiguousarray(x_t, np.int8), y)
-        return y
+        return self._one("model_step", x_t, np.int8)
 
     def run_f(self, x) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float32)
-        y = self._out(self.T, np.float32)
-        self._ok("model_run_f", x, y)
-        return y
+        return self._rows("model_run_f", x, np.float32)
 
     def run_steps_f(self, x, n: int) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float32)
-        y = self._out(n, np.float32)
-        self._ok("model_run_steps_f", x, int(n), y)
-        return y
+        return self._rows("model_run_steps_f", x, np.float32, n)
 
     def step_f(self, x_t) -> np.ndarray:
-        y = np.zeros(self.row, np.float32)
-        self._ok("model_step_f", np.ascontiguousarray(x_t, np.float32), y)
+        return self._one("model_step_f", x_t, np.float32)
+
+    def _convert(self, fn: str, x, src, dst) -> np.ndarray:
+        x = np.ascontiguousarray(x, src)
+        y = np.zeros(x.shape, dst)
+        self._ok(fn, x, y, int(x.size))
         return y
 
     def quantize(self, x) -> np.ndarray:
         """model_quantize: real values (any shape) -> int8 input codes."""
-        x = np.ascontiguousarray(x, np.float32)
-        q = np.zeros(x.shape, np.int8)
-        self._ok("model_quantize", x, q, int(x.size))
-        return q
+        return self._convert("model_quantize", x, np.float32, np.int8)
 
     def dequantize(self, q) -> np.ndarray:
         """model_dequantize: int8 output codes (any shape) -> float32 values."""
-        q = np.ascontiguousarray(q, np.int8)
-        y = np.zeros(q.shape, np.float32)
-        self._ok("model_dequantize", q, y, int(q.size))
-        return y
+        return self._convert("model_dequantize", q, np.int8, np.float32)
 
     # -------------------------------------------------------------- batches of windows
 

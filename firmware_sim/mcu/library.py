@@ -28,7 +28,7 @@ from groundfloor.errors import BadInput
 
 from . import tflite_model
 from .arena import ceil4
-from .codegen import CONSTANTS, _preamble, reset_state_code
+from .codegen import CONSTANTS, _preamble, reset_state_code, step_fn
 from .lower import CopyLayer, FcLayer, LstmLayer, Program, SoftmaxLayer, lower
 
 
@@ -189,11 +189,12 @@ def _assign(stages: list, F: int, layout: Layout) -> int:
             layout.add(f"{n}_C", "int16_t", L.H, f"{L.name} cell state c")
     lstms = [s.layer for s in stages if s.kind == "lstm"]
     fcs = [s.layer for s in stages if isinstance(s.layer, FcLayer)]
-    layout.add("SCR_ACC", "int32_t", max([4 * L.H for L in lstms] + [ceil4(L.N) for L in fcs]),
-               "scratch: accumulators")
-    gates = layout.add("SCR_GATES", "int16_t", max(4 * L.H for L in lstms), "scratch: gates i, f, g, o")
+    if fcs:
+        layout.add("SCR_ACC", "int32_t", max(ceil4(L.N) for L in fcs), "scratch: dense accumulators")
+    ngates = max(4 * L.H for L in lstms)
+    gates = layout.add("SCR_GATES", "int16_t", ngates, "scratch: gates i, f, g, o")
     # a dense layer widens its input into the gates' scratch (dead between layers) when it fits
-    wide = [ceil4(L.K) for L in fcs if ceil4(L.K) > 4 * max(L.H for L in lstms)]
+    wide = [ceil4(L.K) for L in fcs if ceil4(L.K) > ngates]
     layout.add("SCR_X16", "int16_t", max([ceil4(L.I) for L in lstms] + wide),
                "scratch: the widened input")
     for s in stages:
@@ -219,7 +220,7 @@ def _stage_code(s: Stage) -> str:
     L = s.layer
     if s.kind == "lstm":
         n = L.name.upper()
-        return (f"    mcu_lstm_step(&{L.name}, {s.src}, {s.src16}, {n}_H, {n}_H16, {n}_C, "
+        return (f"    {step_fn(L)}({s.src}, {s.src16}, {n}_H, {n}_H16, {n}_C, "
                 "&g_scr);\n")
     if isinstance(L, FcLayer):
         return f"    mcu_fc(&{L.name}, {s.src}, {s.dst}, SCR_ACC, {s.src16});\n"
@@ -261,7 +262,7 @@ def render_library(tflite_path) -> Library:
     for L in prog.layers:
         if type(L) in CONSTANTS:     # the softmax runs row by row
             CONSTANTS[type(L)](replace(L, rows=1) if isinstance(L, SoftmaxLayer) else L, out)
-    out.append("static const mcu_lstm_scratch_t g_scr = { SCR_ACC, SCR_GATES, SCR_X16 };\n\n")
+    out.append("static const mcu_lstm_scratch_t g_scr = { SCR_GATES, SCR_X16 };\n\n")
     out.append(_functions(stages, last_lstm))
     out.append(API_SOURCE)
     tin, tout = prog.tensor(prog.inputs[0]), prog.tensor(prog.outputs[0])
@@ -402,37 +403,6 @@ model_status_t model_reset(void)
     return MODEL_OK;
 }
 
-model_status_t model_run_steps(const int8_t *x, int32_t n, int8_t *y)
-{
-    model_status_t rc = check_call(x, n, y);
-    if (rc != MODEL_OK) return rc;
-    lib_reset_state();
-    for (int32_t t = 0; t < n; t++) {
-        lib_core_step(x + t * MODEL_FEATURES);
-#if MODEL_SEQUENCE_OUTPUT
-        lib_head(y + t * MODEL_STEP_OUTPUT_BYTES);
-#endif
-    }
-#if !MODEL_SEQUENCE_OUTPUT
-    lib_head(y);
-#endif
-    return MODEL_OK;
-}
-
-model_status_t model_run(const int8_t *x, int8_t *y)
-{
-    return model_run_steps(x, MODEL_STEPS, y);
-}
-
-model_status_t model_step(const int8_t *x, int8_t *y)
-{
-    model_status_t rc = check_call(x, 1, y);
-    if (rc != MODEL_OK) return rc;
-    lib_core_step(x);
-    lib_head(y);
-    return MODEL_OK;
-}
-
 /* 1 when none of the n floats is a NaN (tested on the bits: safe under -ffast-math too) */
 static int all_numbers(const float *x, int32_t n)
 {
@@ -482,25 +452,68 @@ model_status_t model_dequantize(const int8_t *q, float *y, int32_t n)
     return MODEL_OK;
 }
 
+/* Input row t of x: int8 codes, or (f) floats quantized into LIB_Q_IN. */
+static const int8_t *input_row(const void *x, int32_t t, int f)
+{
+    if (!f) return (const int8_t *)x + t * MODEL_FEATURES;
+    quantize_values((const float *)x + t * MODEL_FEATURES, LIB_Q_IN, MODEL_FEATURES);
+    return LIB_Q_IN;
+}
+
+/* The head's output row into row t of y: int8 codes, or (f) dequantized floats. */
+static void output_row(void *y, int32_t t, int f)
+{
+    if (!f) {
+        lib_head((int8_t *)y + t * MODEL_STEP_OUTPUT_BYTES);
+        return;
+    }
+    lib_head(LIB_Y_ROW);
+    dequantize_values(LIB_Y_ROW, (float *)y + t * MODEL_STEP_OUTPUT_BYTES, MODEL_STEP_OUTPUT_BYTES);
+}
+
+/* n steps from the reset state: every output row (a sequence) or the last one */
+static void run_rows(const void *x, int32_t n, void *y, int f)
+{
+    lib_reset_state();
+    for (int32_t t = 0; t < n; t++) {
+        lib_core_step(input_row(x, t, f));
+#if MODEL_SEQUENCE_OUTPUT
+        output_row(y, t, f);
+#endif
+    }
+#if !MODEL_SEQUENCE_OUTPUT
+    output_row(y, 0, f);
+#endif
+}
+
+model_status_t model_run_steps(const int8_t *x, int32_t n, int8_t *y)
+{
+    model_status_t rc = check_call(x, n, y);
+    if (rc != MODEL_OK) return rc;
+    run_rows(x, n, y, 0);
+    return MODEL_OK;
+}
+
+model_status_t model_run(const int8_t *x, int8_t *y)
+{
+    return model_run_steps(x, MODEL_STEPS, y);
+}
+
+model_status_t model_step(const int8_t *x, int8_t *y)
+{
+    model_status_t rc = check_call(x, 1, y);
+    if (rc != MODEL_OK) return rc;
+    lib_core_step(x);
+    lib_head(y);
+    return MODEL_OK;
+}
+
 model_status_t model_run_steps_f(const float *x, int32_t n, float *y)
 {
     model_status_t rc = check_call(x, n, y);
     if (rc != MODEL_OK) return rc;
     if (!all_numbers(x, n * MODEL_FEATURES)) return MODEL_ERR_VALUE;
-    lib_reset_state();
-    for (int32_t t = 0; t < n; t++) {
-        quantize_values(x + t * MODEL_FEATURES, LIB_Q_IN, MODEL_FEATURES);
-        lib_core_step(LIB_Q_IN);
-#if MODEL_SEQUENCE_OUTPUT
-        lib_head(LIB_Y_ROW);
-        dequantize_values(LIB_Y_ROW, y + t * MODEL_STEP_OUTPUT_BYTES,
-                          MODEL_STEP_OUTPUT_BYTES);
-#endif
-    }
-#if !MODEL_SEQUENCE_OUTPUT
-    lib_head(LIB_Y_ROW);
-    dequantize_values(LIB_Y_ROW, y, MODEL_STEP_OUTPUT_BYTES);
-#endif
+    run_rows(x, n, y, 1);
     return MODEL_OK;
 }
 
@@ -514,10 +527,8 @@ model_status_t model_step_f(const float *x, float *y)
     model_status_t rc = check_call(x, 1, y);
     if (rc != MODEL_OK) return rc;
     if (!all_numbers(x, MODEL_FEATURES)) return MODEL_ERR_VALUE;
-    quantize_values(x, LIB_Q_IN, MODEL_FEATURES);
-    lib_core_step(LIB_Q_IN);
-    lib_head(LIB_Y_ROW);
-    dequantize_values(LIB_Y_ROW, y, MODEL_STEP_OUTPUT_BYTES);
+    lib_core_step(input_row(x, 0, 1));
+    output_row(y, 0, 1);
     return MODEL_OK;
 }
 """

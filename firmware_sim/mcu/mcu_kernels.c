@@ -1,9 +1,6 @@
 /* Integer LSTM / fully connected / softmax kernels; see mcu_kernels.h. */
 #include <stdint.h>
 #include "mcu_kernels.h"
-#if MCU_SIMD
-#include <arm_acle.h>
-#endif
 
 #define NOINLINE __attribute__((noinline))
 
@@ -42,200 +39,23 @@ void mcu_copy_s8(int8_t *d, const int8_t *s, int n) { for (int i = 0; i < n; i++
 
 #if MCU_SIMD
 /* ======================= DSP-extension build ======================= */
-static inline int32_t sxtb16_ror8(int32_t x)
-{
-    int32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-
-static inline int32_t smmulr(int32_t a, int32_t b)
-{
-    int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-
-/* Exact double-rounding requantization for |x << left| < 2^30:
- * srdhm(x, m) == smmulr(2x, m) and the rounding shift is (v + half + (v < 0 ? -1 : 0)) >> right. */
-static inline int32_t mbqm_fast(int32_t x, int32_t m, int left, int right, int32_t half)
-{
-    int32_t v = smmulr(x << (left + 1), m);
-    return (v + half + (v >> 31)) >> right;
-}
-
-/* Four SMLADs of one 4-row x 4-column block: two weight words per LDRD, each widened by
- * SXTB16 (bytes stored c0,c2,c1,c3 so the plain and the ROR #8 forms give column pairs
- * (c0,c1) and (c2,c3)); x01/x23 are the int16 input pairs. */
-#define MV_GROUP(W0, W1, X01, X23, A0, A1)                 \
-    "ldrd   " W0 ", " W1 ", [%[wp]], #8\n\t"               \
-    "sxtb16 %[t], " W0 "\n\t"                                \
-    "smlad  " A0 ", %[t], " X01 ", " A0 "\n\t"               \
-    "sxtb16 " W0 ", " W0 ", ror #8\n\t"                      \
-    "smlad  " A0 ", " W0 ", " X23 ", " A0 "\n\t"             \
-    "sxtb16 %[t], " W1 "\n\t"                                \
-    "smlad  " A1 ", %[t], " X01 ", " A1 "\n\t"               \
-    "sxtb16 " W1 ", " W1 ", ror #8\n\t"                      \
-    "smlad  " A1 ", " W1 ", " X23 ", " A1 "\n\t"
-
-/* out[rows] = bias + W x: int8 W interleaved in 4x4 blocks, int16 x, cols a multiple of 4.
- * The inner loops are written with inline assembly because GCC 12 neither folds the rotate
- * into SXTB16 nor keeps post-incremented LDRDs in this loop (measured 1.44-1.9 instructions
- * per MAC from intrinsics vs 1.25 here). */
-static inline __attribute__((always_inline)) void matvec_s8x16(const int8_t *w, const int16_t *x,
-                                       int rows, int cols, const int32_t *bias, int32_t *out)
-{
-    const int32_t *wp = (const int32_t *)w;
-    const int32_t *x8end = (const int32_t *)x + ((cols >> 3) << 2);
-    const int tail = cols & 4;
-    for (int r = 0; r < rows; r += 4) {
-        int32_t a0 = bias[r], a1 = bias[r + 1], a2 = bias[r + 2], a3 = bias[r + 3];
-        const int32_t *xp = (const int32_t *)x;
-        int32_t x01, x23, w0, w1, t;
-        if (xp != x8end) {
-            __asm__ volatile(
-                "1:\n\t"
-                "ldrd   %[x01], %[x23], [%[xp]], #8\n\t"
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a0]", "%[a1]")
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a2]", "%[a3]")
-                "ldrd   %[x01], %[x23], [%[xp]], #8\n\t"
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a0]", "%[a1]")
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a2]", "%[a3]")
-                "cmp    %[xp], %[xe]\n\t"
-                "bne    1b\n\t"
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xp] "+r"(xp),
-                  [wp] "+r"(wp), [x01] "=&r"(x01), [x23] "=&r"(x23), [w0] "=&r"(w0),
-                  [w1] "=&r"(w1), [t] "=&r"(t)
-                : [xe] "r"(x8end)
-                : "cc", "memory");
-        }
-        if (tail) {
-            __asm__ volatile(
-                "ldrd   %[x01], %[x23], [%[xp]], #8\n\t"
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a0]", "%[a1]")
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a2]", "%[a3]")
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xp] "+r"(xp),
-                  [wp] "+r"(wp), [x01] "=&r"(x01), [x23] "=&r"(x23), [w0] "=&r"(w0),
-                  [w1] "=&r"(w1), [t] "=&r"(t)
-                :
-                : "memory");
-        }
-        out[r] = a0; out[r + 1] = a1; out[r + 2] = a2; out[r + 3] = a3;
-    }
-}
-
-/* separate copies so the instruction counts split LSTM gates from the dense layers */
-static NOINLINE void mcu_matvec_gates(const int8_t *w, const int16_t *x, int rows, int cols,
-                                      const int32_t *bias, int32_t *out)
-{
-    matvec_s8x16(w, x, rows, cols, bias, out);
-}
-
+/* (the LSTM step itself is inline in mcu_kernels.h) */
+/* out[rows] = bias + W x (the dense layers: int32 accumulators, requantized per channel). */
 static NOINLINE void fc_matvec(const int8_t *w, const int16_t *x, int rows, int cols,
                                const int32_t *bias, int32_t *out)
 {
-    matvec_s8x16(w, x, rows, cols, bias, out);
-}
-
-/* out[rows] = bias + W x for a narrow input (at most 2 int16 pairs): weights pre-widened to
- * int16 pairs, one SMLAD per pair and row. */
-static NOINLINE void mcu_matvec_s16w(const int32_t *w, const int16_t *x, int rows, int pairs,
-                                     const int32_t *bias, int32_t *out)
-{
-    const int32_t *xp = (const int32_t *)x;
-    const int32_t x01 = xp[0];
-    if (pairs == 1) {
-        for (int r = 0; r < rows; r += 4, w += 4, bias += 4, out += 4) {
-            int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-            int32_t b0 = bias[0], b1 = bias[1], b2 = bias[2], b3 = bias[3];
-            out[0] = __smlad(w0, x01, b0);
-            out[1] = __smlad(w1, x01, b1);
-            out[2] = __smlad(w2, x01, b2);
-            out[3] = __smlad(w3, x01, b3);
-        }
-    } else {
-        const int32_t x23 = xp[1];
-        for (int r = 0; r < rows; r += 2, w += 4, bias += 2, out += 2) {
-            int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-            out[0] = __smlad(w1, x23, __smlad(w0, x01, bias[0]));
-            out[1] = __smlad(w3, x23, __smlad(w2, x01, bias[1]));
-        }
-    }
-}
-
-static void widen(const int8_t *src, int16_t *dst, int n, int npad)
-{
-    int i = 0;
-    for (; i < n; i++) dst[i] = src[i];
-    for (; i < npad; i++) dst[i] = 0;
-}
-
-NOINLINE void mcu_matvec_in(const mcu_lstm_t *p, const int8_t *x, const int16_t *x16,
-                            const mcu_lstm_scratch_t *s)
-{
-    if (!x16) {
-        widen(x, s->x16, p->I, p->Ipad);
-        x16 = s->x16;
-    }
-    if (p->Ipad <= 4)   /* narrow input: int16 weights, Ipad = 2 or 4 */
-        mcu_matvec_s16w((const int32_t *)p->w_in, x16, 4 * p->H, p->Ipad >> 1, p->b_in, s->acc);
-    else
-        mcu_matvec_gates(p->w_in, x16, 4 * p->H, p->Ipad, p->b_in, s->acc);
-}
-
-NOINLINE void mcu_matvec_rec(const mcu_lstm_t *p, const int8_t *h, const int16_t *h16,
-                             const mcu_lstm_scratch_t *s)
-{
-    (void)h;
-    mcu_matvec_gates(p->w_rec, h16, 4 * p->H, p->Hpad, p->b_rec, s->acc);
-}
-
-/* gates[k*H + j] (+)= clamp16(mbqm(acc[k*H + j], m[k], s[k])) */
-static NOINLINE void requant_gates(const int32_t *acc, const int32_t *mult, const int8_t *shift,
-                                   int H, int16_t *g, int accumulate)
-{
-    for (int k = 0; k < 4; k++) {
-        const int32_t m = mult[k];
-        const int sh = shift[k];
-        const int left = sh > 0 ? sh : 0, right = sh > 0 ? 0 : -sh;
-        const int32_t half = right ? (1 << (right - 1)) : 0;
-        const int32_t *a = acc + k * H;
-        int16_t *o = g + k * H;
-        if (right == 0) {
-            for (int j = 0; j < H; j++) {
-                int32_t v = __ssat(smmulr(a[j] << (left + 1), m), 16);
-                o[j] = (int16_t)(accumulate ? __ssat(v + o[j], 16) : v);
-            }
-        } else if (accumulate) {
-            for (int j = 0; j < H; j++) {
-                int32_t v = smmulr(a[j] << 1, m);
-                v = __ssat((v + half + (v >> 31)) >> right, 16);
-                o[j] = (int16_t)__ssat(v + o[j], 16);
-            }
-        } else {
-            for (int j = 0; j < H; j++) {
-                int32_t v = smmulr(a[j] << 1, m);
-                o[j] = (int16_t)__ssat((v + half + (v >> 31)) >> right, 16);
-            }
-        }
+    const int32_t *wrow = (const int32_t *)w;
+    const int32_t *x8end = (const int32_t *)x + ((cols >> 3) << 2);
+    for (int r = 0; r < rows; r += 4) {
+        int32_t a0 = bias[r], a1 = bias[r + 1], a2 = bias[r + 2], a3 = bias[r + 3];
+        MV_BLOCK(&wrow, x, x8end, cols & 4, "fc");
+        out[r] = a0; out[r + 1] = a1; out[r + 2] = a2; out[r + 3] = a3;
     }
 }
 
 NOINLINE void mcu_sigmoid_s16(int16_t *d, int n)
 {
-    for (int i = 0; i < n; i++) {
-        int32_t v = d[i] * 3;
-        uint32_t a = (uint32_t)(v < 0 ? -v : v);
-        uint32_t uh = a >> 9;
-        int32_t p;
-        if (uh >= 255) {
-            p = 32767;
-        } else {
-            uint32_t w = mcu_sigmoid_lut[uh];
-            p = (int32_t)(((w & 0xFFFFu) << 9) + (a & 0x1FFu) * (w >> 16) + 512u) >> 10;
-        }
-        d[i] = (int16_t)(v < 0 ? 32768 - p : p);
-    }
+    for (int i = 0; i < n; i++) d[i] = (int16_t)sigmoid_q12(d[i]);
 }
 
 NOINLINE void mcu_tanh_s16(const int16_t *src, int16_t *dst, int n, int mult, int shift)
@@ -243,66 +63,14 @@ NOINLINE void mcu_tanh_s16(const int16_t *src, int16_t *dst, int n, int mult, in
     int32_t m = mult ? mult : (3 << shift);
     int s = mult ? shift : 0;
     int32_t rnd = s ? (1 << (s - 1)) : 0;
-    for (int i = 0; i < n; i++) {
-        int32_t v = (src[i] * m + rnd) >> s;
-        uint32_t a = (uint32_t)(v < 0 ? -v : v);
-        uint32_t uh = a >> 8;
-        int32_t p;
-        if (uh >= 255) {
-            p = 32767;
-        } else {
-            uint32_t w = mcu_sigmoid_lut[uh];
-            p = (int32_t)(((w & 0xFFFFu) << 8) + (a & 0xFFu) * (w >> 16) - 8388608u + 128u) >> 8;
-        }
-        dst[i] = (int16_t)(v < 0 ? -p : p);
-    }
+    for (int i = 0; i < n; i++) dst[i] = (int16_t)tanh_of((src[i] * m + rnd) >> s);
 }
 
-static NOINLINE void lstm_cell(const mcu_lstm_t *p, const int16_t *gates, int16_t *c)
-{
-    const int H = p->H;
-    const int16_t *gi = gates, *gf = gates + H, *gg = gates + 2 * H;
-    const int lf = p->s_fc > 0 ? p->s_fc : 0, rf = p->s_fc > 0 ? 0 : -p->s_fc;
-    const int li = p->s_ig > 0 ? p->s_ig : 0, ri = p->s_ig > 0 ? 0 : -p->s_ig;
-    const int32_t hf = rf ? 1 << (rf - 1) : 0, hi = ri ? 1 << (ri - 1) : 0;
-    const int32_t mf = p->m_fc, mi = p->m_ig, q = p->qclip;
-    for (int j = 0; j < H; j++) {
-        int32_t a = __ssat(mbqm_fast(gf[j] * c[j], mf, lf, rf, hf), 16);
-        int32_t b = __ssat(mbqm_fast(gi[j] * gg[j], mi, li, ri, hi), 16);
-        int32_t v = __ssat(a + b, 16);
-        if (q) v = clamp(v, -q, q);
-        c[j] = (int16_t)v;
-    }
-}
-
-static NOINLINE void lstm_hidden(const mcu_lstm_t *p, const int16_t *go, const int16_t *tc,
-                                 int8_t *h, int16_t *h16)
-{
-    const int l = p->s_h > 0 ? p->s_h : 0, r = p->s_h > 0 ? 0 : -p->s_h;
-    const int32_t half = r ? 1 << (r - 1) : 0, m = p->m_h, zp = p->h_zp;
-    for (int j = 0; j < p->H; j++) {
-        int32_t v = __ssat(mbqm_fast(go[j] * tc[j], m, l, r, half) + zp, 8);
-        h[j] = (int8_t)v;
-        h16[j] = (int16_t)v;
-    }
-}
-
+/* The generic step (a model.c calls its layer's mcu_step_<name>, where the constants fold) */
 void mcu_lstm_step(const mcu_lstm_t *p, const int8_t *x, const int16_t *x16, int8_t *h,
                    int16_t *h16, int16_t *c, const mcu_lstm_scratch_t *s)
 {
-    const int H = p->H;
-    int16_t *g = s->gates;
-    mcu_matvec_in(p, x, x16, s);
-    requant_gates(s->acc, p->m_in, p->s_in, H, g, 0);
-    mcu_matvec_rec(p, h, h16, s);
-    requant_gates(s->acc, p->m_rec, p->s_rec, H, g, 1);
-    mcu_sigmoid_s16(g, 2 * H);
-    if (p->cell_sigmoid) mcu_sigmoid_s16(g + 2 * H, H);
-    else mcu_tanh_s16(g + 2 * H, g + 2 * H, H, 0, 0);
-    mcu_sigmoid_s16(g + 3 * H, H);
-    lstm_cell(p, g, c);
-    mcu_tanh_s16(c, g, H, p->tanh_mult, p->tanh_shift);      /* tanh(c) into the i slot */
-    lstm_hidden(p, g + 3 * H, g, h, h16);
+    mcu_lstm_step_inline(p, x, x16, h, h16, c, s, 1);
 }
 
 static NOINLINE void requant_out(const int32_t *acc, const mcu_fc_t *p, int8_t *y)
@@ -313,21 +81,26 @@ static NOINLINE void requant_out(const int32_t *acc, const mcu_fc_t *p, int8_t *
 
 void mcu_fc(const mcu_fc_t *p, const int8_t *x, int8_t *y, int32_t *acc, int16_t *x16)
 {
-    widen(x, x16, p->K, p->Kpad);
+    mcu_widen(x, x16, p->K, p->Kpad, 1);
     fc_matvec(p->w, x16, p->Npad, p->Kpad, p->bias, acc);
     requant_out(acc, p, y);
 }
 
 #else
 /* ======================= plain-C build (reference-style) ======================= */
-static NOINLINE void mcu_matvec_plain(const int8_t *w, const int8_t *x, int rows, int cols,
-                                  int32_t x_offset, const int32_t *bias, int32_t *out)
+/* g[k*H + r] (+)= sat16(mbqm(bias + sum_c w[r][c] (x[c] + x_offset), m[k], s[k])): each gate
+ * row requantized as soon as it is summed (no accumulator array) */
+static NOINLINE void mcu_matvec_plain(const int8_t *w, const int8_t *x, int H, int cols,
+                                      int32_t x_offset, const int32_t *bias, const int32_t *mult,
+                                      const int8_t *shift, int16_t *g, int accumulate)
 {
-    for (int r = 0; r < rows; r++) {
-        int32_t acc = 0;
+    for (int r = 0; r < 4 * H; r++) {
+        int32_t acc = bias ? bias[r] : 0;
         for (int c = 0; c < cols; c++)
             acc += (int32_t)w[r * cols + c] * ((int32_t)x[c] + x_offset);
-        out[r] = acc + (bias ? bias[r] : 0);
+        int32_t v = clamp(mbqm_ref(acc, mult[r / H], shift[r / H]), -32768, 32767);
+        if (accumulate) v = clamp(v + g[r], -32768, 32767);
+        g[r] = (int16_t)v;
     }
 }
 
@@ -342,46 +115,34 @@ static NOINLINE void fc_matvec_plain(const int8_t *w, const int8_t *x, int rows,
     }
 }
 
-NOINLINE void mcu_matvec_in(const mcu_lstm_t *p, const int8_t *x, const int16_t *x16,
-                            const mcu_lstm_scratch_t *s)
+static NOINLINE void mcu_matvec_in(const mcu_lstm_t *p, const int8_t *x, const int16_t *x16,
+                                   const mcu_lstm_scratch_t *s)
 {
     (void)x16;
-    mcu_matvec_plain(p->w_in, x, 4 * p->H, p->I, -p->x_zp, p->b_in, s->acc);
+    mcu_matvec_plain(p->w_in, x, p->H, p->I, -p->x_zp, p->b_in, p->m_in, p->s_in, s->gates, 0);
 }
 
-NOINLINE void mcu_matvec_rec(const mcu_lstm_t *p, const int8_t *h, const int16_t *h16,
-                             const mcu_lstm_scratch_t *s)
+static NOINLINE void mcu_matvec_rec(const mcu_lstm_t *p, const int8_t *h, const int16_t *h16,
+                                    const mcu_lstm_scratch_t *s)
 {
     (void)h16;
-    mcu_matvec_plain(p->w_rec, h, 4 * p->H, p->H, -p->h_zp, 0, s->acc);
+    mcu_matvec_plain(p->w_rec, h, p->H, p->H, -p->h_zp, 0, p->m_rec, p->s_rec, s->gates, 1);
 }
 
-static NOINLINE void requant_gates(const int32_t *acc, const int32_t *mult, const int8_t *shift,
-                                   int H, int16_t *g, int accumulate)
+/* the table at a / 2^fb (a >= 0), interpolated, in units 2^fb finer; `saturated` from 255 on */
+static inline uint32_t interpolate(uint32_t a, int fb, uint32_t saturated)
 {
-    for (int k = 0; k < 4; k++) {
-        for (int j = 0; j < H; j++) {
-            int i = k * H + j;
-            int32_t v = clamp(mbqm_ref(acc[i], mult[k], shift[k]), -32768, 32767);
-            if (accumulate) v = clamp(v + g[i], -32768, 32767);
-            g[i] = (int16_t)v;
-        }
-    }
+    uint32_t uh = a >> fb;
+    if (uh >= 255) return saturated;
+    uint32_t ua = mcu_sigmoid_table[uh], ub = mcu_sigmoid_table[uh + 1];
+    return (ua << fb) + (a & ((1u << fb) - 1u)) * (ub - ua);
 }
 
 NOINLINE void mcu_sigmoid_s16(int16_t *d, int n)
 {
     for (int i = 0; i < n; i++) {
         int32_t v = d[i] * 3;
-        uint32_t a = (uint32_t)(v < 0 ? -v : v);
-        uint32_t uh = a >> 9;
-        uint32_t res;
-        if (uh >= 255) {
-            res = 0x7FFFu << 10;
-        } else {
-            uint32_t ua = mcu_sigmoid_table[uh], ub = mcu_sigmoid_table[uh + 1];
-            res = (ua << 9) + (a & 0x1FFu) * (ub - ua);
-        }
+        uint32_t res = interpolate((uint32_t)(v < 0 ? -v : v), 9, 0x7FFFu << 10);
         res = v >= 0 ? res + (1u << 9) : (1u << 25) - res + (1u << 9) - 1u;
         d[i] = (int16_t)(res >> 10);
     }
@@ -393,15 +154,7 @@ NOINLINE void mcu_tanh_s16(const int16_t *src, int16_t *dst, int n, int mult, in
     int32_t rnd = shift > 0 ? (1 << (shift - 1)) : 0;
     for (int i = 0; i < n; i++) {
         int32_t v = (src[i] * mult + rnd) >> shift;
-        uint32_t a = (uint32_t)(v < 0 ? -v : v);
-        uint32_t uh = a >> 8;
-        int32_t res;
-        if (uh >= 255) {
-            res = 0xFFFF << 8;
-        } else {
-            uint32_t ua = mcu_sigmoid_table[uh], ub = mcu_sigmoid_table[uh + 1];
-            res = (int32_t)((ua << 8) + (a & 0xFFu) * (ub - ua));
-        }
+        int32_t res = (int32_t)interpolate((uint32_t)(v < 0 ? -v : v), 8, 0xFFFFu << 8);
         res = v >= 0 ? res - (1 << 23) + (1 << 7) : -res + (1 << 23) + (1 << 7) - 1;
         dst[i] = (int16_t)(res >> 8);
     }
@@ -433,9 +186,7 @@ void mcu_lstm_step(const mcu_lstm_t *p, const int8_t *x, const int16_t *x16, int
     int16_t *g = s->gates;
     (void)h16;
     mcu_matvec_in(p, x, x16, s);
-    requant_gates(s->acc, p->m_in, p->s_in, H, g, 0);
     mcu_matvec_rec(p, h, h16, s);
-    requant_gates(s->acc, p->m_rec, p->s_rec, H, g, 1);
     mcu_sigmoid_s16(g, 2 * H);
     if (p->cell_sigmoid) mcu_sigmoid_s16(g + 2 * H, H);
     else mcu_tanh_s16(g + 2 * H, g + 2 * H, H, 0, 0);

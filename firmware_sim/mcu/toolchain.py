@@ -171,7 +171,24 @@ def symbols(elf) -> list[tuple[str, int, int]]:
             addr, size, name = int(parts[0], 16) & ~1, int(parts[1], 16), parts[3]
             if size:
                 syms[(addr, addr + size)] = name
-    return sorted(((n, a, b) for (a, b), n in syms.items()), key=lambda s: s[1])
+    return _innermost(sorted(((n, a, b) for (a, b), n in syms.items()), key=lambda s: s[1]))
+
+
+def _innermost(syms: list) -> list:
+    """Disjoint ranges: a function containing local symbols (the kernels' MAC loops) is split
+    around them, each address going to the innermost symbol (the counting plugin wants sorted,
+    disjoint ranges)."""
+    edges = sorted({e for _, a, b in syms for e in (a, b)})
+    out = []
+    for lo, hi in zip(edges, edges[1:]):
+        inside = [(b - a, n) for n, a, b in syms if a <= lo and hi <= b]
+        if inside:
+            name = min(inside)[1]
+            if out and out[-1][0] == name and out[-1][2] == lo:
+                out[-1] = (name, out[-1][1], hi)
+            else:
+                out.append((name, lo, hi))
+    return out
 
 
 def cache_root() -> Path:
