@@ -4,7 +4,8 @@ pytest's cache directory keyed by the build script and the TensorFlow versions.
 
     from mcu_models import mcu_models  # noqa: F401   (fixture: {name: {"tflite", "x_eval"}})
 
-with_unsupported_op() copies a model with an op the generator does not implement.
+with_unsupported_op() copies a model with an op the generator does not implement;
+mcu_models_16x8: the 16x8 twins (int16 activations, int64 biases) of every model but the classifier.
 
 small: LSTM(8) on [8, 2] -> Dense(1); stacked: LSTM(32, return_sequences) -> LSTM(16) on
 [12, 3] -> Dense(1); classifier: LSTM(8) on [10, 3] -> Dense(4, softmax); sequence: LSTM(6,
@@ -114,3 +115,20 @@ def with_unsupported_op(src, dst):
             oc.deprecatedBuiltinCode = min(ops.SQUARE, 127)
     tflite_file.write(m, dst)
     return dst
+
+
+NAMES_16X8 = tuple(n for n in NAMES if n != "classifier")   # the 16x8 rewrite refuses SOFTMAX
+
+
+@pytest.fixture(scope="session")
+def mcu_models_16x8(mcu_models, tmp_path_factory):
+    """{name: {"tflite", "x_eval"}}: the 16x8 twins of NAMES_16X8 (export.quant16x8, the biases
+    from the int8 model: no TensorFlow), made once per session."""
+    from export.quant16x8 import convert_16x8
+    d = tmp_path_factory.mktemp("mcu_models_16x8")
+    out = {}
+    for n in NAMES_16X8:
+        path = d / f"{n}_16x8.tflite"
+        convert_16x8(mcu_models[n]["tflite"], out_path=str(path))
+        out[n] = {"tflite": str(path), "x_eval": mcu_models[n]["x_eval"]}
+    return out

@@ -1,4 +1,4 @@
-"""Emulated microcontroller: int8 TFLite LSTM -> plain C -> Cortex-M4/M7 firmware in QEMU.
+"""Emulated microcontroller: int8 (or 16x8) TFLite LSTM -> plain C -> Cortex-M4/M7 firmware in QEMU.
 
 run_emulated(tflite_path, x, profile, board="mps2-an386", workdir=None) -> dict
 generate_c(tflite_path, out_dir) -> dict          (model.h / model.c)
@@ -30,8 +30,9 @@ Modules:
   bundle        the library folder: sources, build files, sizes, verification, atomic replace
   libfiles      the folder's Makefile, CMake files and README
   debug/        the per-layer int8 drift debugger built on the reference (see its __init__)
-C sources: mcu_kernels.c/.h (the int8 kernels, SIMD and plain; the DSP LSTM step is inline in
-the header, compiled into model.c per layer), mcu_main.c (the harness),
+C sources: mcu_kernels.c/.h (the int8 kernels, SIMD and plain, and the 16x8 ones: int16
+activations, int64 biases; the DSP LSTM steps are inline in the header, compiled into model.c
+per layer; `edge firmware`'s library is int8 only), mcu_main.c (the harness),
 mcu_startup.c/.h, mcu_link.ld (the linker script template), mcu_icount_plugin.c (TCG plugin),
 mcu_host.c (the host library's harness), mcu_lib_example.c (the library folder's example main.c).
 """

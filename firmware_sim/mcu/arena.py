@@ -35,6 +35,7 @@ class Plan:
     buffers: dict                     # name -> Buffer
     tensor_buf: dict                  # tensor index -> buffer name
     arena_bytes: int = 0
+    bits: int = 8                     # activation width (16: a 16x8 model, 2-byte codes)
 
 
 def schedule(prog: Program):
@@ -88,8 +89,10 @@ def _chain_buffers(life: _Lifetimes, s, chain, steps):
     life.use(f"gates{s}", 4 * hmax * 2, s)
     life.use(f"x16_{s}", ceil4(chain[0].I) * 2, s)        # >= codegen.simd_ipad(I)
     for L in chain:
-        life.use(f"h_{L.name}", L.H, s)
-        life.use(f"h16_{L.name}", ceil4(L.H) * 2, s)
+        # 16x8: h is the DSP step's matrix input itself, zero-padded to 4
+        life.use(f"h_{L.name}", L.H if L.bits == 8 else ceil4(L.H) * 2, s)
+        if L.bits == 8:                               # the DSP build's doubled int16 copy
+            life.use(f"h16_{L.name}", ceil4(L.H) * 2, s)
         life.use(f"c_{L.name}", 2 * L.H, s)
     if chain[-1].keep_sequence:
         life.tensor(chain[-1].out, s)
@@ -100,7 +103,7 @@ def _copy_buffers(life: _Lifetimes, s, L: CopyLayer, steps):
                      if M.out == L.x and not M.keep_sequence), None)
     if src_lstm is not None:          # last-step slice: alias the hidden state
         life.tensor_buf[L.out] = f"h_{src_lstm.name}"
-        life.use(f"h_{src_lstm.name}", src_lstm.H, s)
+        life.use(f"h_{src_lstm.name}", src_lstm.H * src_lstm.bits // 8, s)
     elif L.alias:
         life.tensor_buf[L.out] = life.tensor(L.x, s)
     else:
@@ -111,8 +114,9 @@ def _copy_buffers(life: _Lifetimes, s, L: CopyLayer, steps):
 def _fc_buffers(life: _Lifetimes, s, L: FcLayer, steps):
     life.tensor(L.x, s)
     life.tensor(L.out, s)
-    life.use(f"acc{s}", ceil4(L.N) * 4, s)
-    life.use(f"x16_{s}", ceil4(L.K) * 2, s)
+    if L.bits == 8:                                   # mcu_fc's scratch (mcu_fc16 needs none)
+        life.use(f"acc{s}", ceil4(L.N) * 4, s)
+        life.use(f"x16_{s}", ceil4(L.K) * 2, s)
 
 
 def _softmax_buffers(life: _Lifetimes, s, L: SoftmaxLayer, steps):
@@ -163,4 +167,4 @@ def plan(prog: Program) -> Plan:
         fill(life, s, item, steps)
     _extend_lifetimes(life, prog, steps)
     arena = _place(life.bufs)
-    return Plan(steps, life.bufs, life.tensor_buf, arena)
+    return Plan(steps, life.bufs, life.tensor_buf, arena, prog.bits)

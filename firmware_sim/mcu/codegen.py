@@ -1,4 +1,4 @@
-"""Generate plain C for an int8 LSTM model: constants in flash, one statically planned arena.
+"""Generate plain C for an int8 (or 16x8) LSTM model: constants in flash, one statically planned arena.
 
 generate_c(tflite_path, out_dir) writes model.h and model.c. model.c holds both weight
 layouts (#if MCU_SIMD): the natural [rows][cols] layout for the plain-C build and, for the DSP
@@ -8,6 +8,10 @@ one step function per LSTM (mcu_step_<name>: the DSP kernel inlined with the lay
 constants), and model_invoke() running the steps of the arena plan
 (arena.py): consecutive LSTMs (a stack) run step by step together, so the inner sequences
 are never stored.
+
+A 16x8 model (lower.py: bits=16) gets mcu_lstm16_t / mcu_fc16_t constants: the same DSP weight
+layout with its int64 biases folded into bias * rm + round for the 64-bit rescaling, or the
+natural layout with the plain biases; int16 tensors throughout (MODEL_*_BYTES count bytes).
 """
 from __future__ import annotations
 
@@ -102,6 +106,8 @@ def _rq_generic(L: LstmLayer) -> int:
 
 
 def _lstm_c(L: LstmLayer, out: list):
+    if L.bits == 16:
+        return _lstm16_c(L, out)
     H, I = L.H, L.I
     Ipad, Hpad = simd_ipad(I), _ceil4(H)
     w_in = L.w_in.reshape(4 * H, I)
@@ -154,12 +160,94 @@ def _lstm_c(L: LstmLayer, out: list):
         f"#else\n    mcu_lstm_step(&{n}, x, x16, h, h16, c, s);\n#endif\n}}\n\n")
 
 
+def _q(v) -> str:
+    return ", ".join(str(int(x)) for x in v)
+
+
+def _lstm16_check(L: LstmLayer):
+    """What the DSP 16x8 step relies on: each row's products exact in int32 (int16 inputs),
+    right shifts in the cell and hidden rescaling, the folded bias within int64."""
+    for w in (L.w_in, L.w_rec):
+        if 32768 * int(np.abs(w.astype(np.int64)).sum(axis=2).max()) >= 1 << 31:
+            raise BadInput(None, f"{L.name}: a gate row's int16 x int8 products can leave int32")
+    if max(L.s_fc, L.s_ig, L.s_h) >= 0:
+        raise BadInput(None, f"{L.name}: unexpected shift >= 0 in the cell/hidden rescaling")
+    if int(np.abs(L.bias).max(initial=0)) >= 1 << 47:
+        raise BadInput(None, f"{L.name}: a gate bias beyond TFLite's 2^47 accumulator range")
+
+
+def _reduced(m: int, shift: int) -> tuple[int, int]:
+    """(the 16-bit multiplier, total right shift) of fixedpoint.mbqm64."""
+    return (int(m) + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF, 15 - int(shift)
+
+
+def _lstm16_c(L: LstmLayer, out: list):
+    """A 16x8 LSTM: the DSP build's weight layout of the int8 step (rows by unit, interleaved),
+    its int64 biases folded with the 16-bit multipliers; the plain build's natural layout."""
+    H, I, n = L.H, L.I, L.name
+    Ipad, Hpad = simd_ipad(I), _ceil4(H)
+    _lstm16_check(L)
+    w_in, w_rec = L.w_in.reshape(4 * H, I), L.w_rec.reshape(4 * H, H)
+    rq_in = [_reduced(m, s) for m, s in zip(L.m_in, L.s_in)]
+    rq_rec = [_reduced(m, s) for m, s in zip(L.m_rec, L.s_rec)]
+    folded = np.stack([L.bias[k].astype(np.int64) * rm + (1 << (tot - 1))
+                       for k, (rm, tot) in enumerate(rq_in)])
+    out.append("#if MCU_SIMD\n")
+    if Ipad <= 4:
+        w16 = np.zeros((4 * H, Ipad), np.int16)
+        w16[:, :I] = _by_unit(w_in, H)
+        out.append(_arr("int16_t", f"{n}_w_in16", w16, aligned=True))
+        out.append(f"#define {n}_w_in ((const int8_t *){n}_w_in16)\n")
+    else:
+        out.append(_arr("int8_t", f"{n}_w_in", interleave(_by_unit(w_in, H), 4 * H, Ipad), aligned=True))
+    out.append(_arr("int8_t", f"{n}_w_rec", interleave(_by_unit(w_rec, H), 4 * H, Hpad), aligned=True))
+    out.append(_arr("int64_t", f"{n}_b_in", _by_unit(folded.reshape(-1), H)))
+    out.append("#else\n")
+    out.append(_arr("int8_t", f"{n}_w_in", w_in))
+    out.append(_arr("int8_t", f"{n}_w_rec", w_rec))
+    out.append(_arr("int64_t", f"{n}_b_in", L.bias.reshape(-1)))   # a C literal takes the type it needs
+    out.append("#endif\n")
+    out.append(
+        f"static const mcu_lstm16_t {n} = {{\n"
+        f"    .I = {I}, .H = {H}, .Ipad = {Ipad}, .Hpad = {Hpad},\n"
+        f"    .w_in = {n}_w_in, .w_rec = {n}_w_rec, .b_in = {n}_b_in,\n"
+        f"    .rm_in = {{{_q(r for r, _ in rq_in)}}}, .rm_rec = {{{_q(r for r, _ in rq_rec)}}},\n"
+        f"    .tot_in = {{{_q(t for _, t in rq_in)}}}, .tot_rec = {{{_q(t for _, t in rq_rec)}}},\n"
+        f"    .m_in = {{{_q(L.m_in)}}}, .m_rec = {{{_q(L.m_rec)}}},\n"
+        f"    .s_in = {{{_q(L.s_in)}}}, .s_rec = {{{_q(L.s_rec)}}},\n"
+        f"    .m_fc = {L.m_fc}, .m_ig = {L.m_ig}, .m_h = {L.m_h},\n"
+        f"    .s_fc = {L.s_fc}, .s_ig = {L.s_ig}, .s_h = {L.s_h},\n"
+        f"    .tanh_mult = {L.tanh_mult}, .tanh_shift = {L.tanh_shift},\n"
+        f"    .cell_sigmoid = {1 if L.cell_act == 'SIGMOID' else 0}, .qclip = {L.qclip},\n"
+        f"}};\n")
+    out.append(
+        f"static __attribute__((noinline)) void {step_fn(L)}(const int16_t *x, const int16_t *x16,\n"
+        f"    int16_t *h, int16_t *c, int16_t *gates, int16_t *scratch)\n{{\n"
+        f"#if MCU_SIMD\n    mcu_lstm16_step_inline(&{n}, x, x16, h, c, gates, scratch);\n"
+        f"#else\n    (void)scratch;\n    mcu_lstm16_step(&{n}, x16 ? x16 : x, h, c, gates);\n#endif\n}}\n\n")
+
+
 def step_fn(L: LstmLayer) -> str:
     """The name of the layer's step function in model.c (firmware.py counts it as the cell)."""
     return f"mcu_step_{L.name}"
 
 
+def _fc16_c(L: FcLayer, out: list):
+    n = L.name
+    out.append(_arr("int8_t", f"{n}_w", L.w))
+    out.append(_arr("int64_t", f"{n}_b", L.bias))
+    out.append(_arr("int32_t", f"{n}_m", L.mult))
+    out.append(_arr("int8_t", f"{n}_s", L.shift))
+    out.append(
+        f"static const mcu_fc16_t {n} = {{\n"
+        f"    .K = {L.K}, .N = {L.N}, .w = {n}_w, .bias = {n}_b, .mult = {n}_m, .shift = {n}_s,\n"
+        f"    .act_min = {L.act_min}, .act_max = {L.act_max},\n"
+        f"}};\n\n")
+
+
 def _fc_c(L: FcLayer, out: list):
+    if L.bits == 16:
+        return _fc16_c(L, out)
     n = L.name
     Kpad, Npad = _ceil4(L.K), _ceil4(L.N)
     b_eff = np.zeros(Npad, np.int64)
@@ -210,9 +298,38 @@ def reset_state_code(L: LstmLayer, h: str, h16: str, c: str, indent: str) -> lis
     return [f"{indent}{line}\n" for line in lines]
 
 
+def _chain16_code(pl: Plan, s, chain) -> list:
+    """A 16x8 LSTM chain: h (zero-padded to Hpad) and c reset to 0 (zero points are 0), then
+    the steps; a stacked layer reads the padded h of the one before as its input."""
+    first, last = chain[0], chain[-1]
+    body = [f"    {{   /* 16x8 LSTM chain: {', '.join(L.name for L in chain)} */\n",
+            f"        int16_t *gates = {_ptr(pl, 'int16_t', f'gates{s}')};\n",
+            f"        int16_t *scratch = {_ptr(pl, 'int16_t', f'x16_{s}')};\n",
+            f"        const int16_t *x = {_ptr(pl, 'int16_t', pl.tensor_buf[first.x])};\n"]
+    for L in chain:
+        for v, size in (("h", _ceil4(L.H)), ("c", L.H)):
+            body.append(f"        int16_t *{v}_{L.name} = {_ptr(pl, 'int16_t', f'{v}_{L.name}')};\n")
+            body.append(f"        mcu_fill_s16({v}_{L.name}, 0, {size});\n")
+    if last.keep_sequence:
+        body.append(f"        int16_t *seq = {_ptr(pl, 'int16_t', pl.tensor_buf[last.out])};\n")
+    body.append(f"        for (int t = 0; t < {first.T}; t++) {{\n")
+    src16 = "0"
+    for L in chain:
+        body.append(f"            {step_fn(L)}(x + t * {first.I}, {src16}, h_{L.name}, c_{L.name}, "
+                    "gates, scratch);\n")
+        src16 = f"h_{L.name}"
+    if last.keep_sequence:
+        body.append(f"            mcu_copy_s8((int8_t *)(seq + t * {last.H}), "
+                    f"(const int8_t *)h_{last.name}, {2 * last.H});\n")
+    body.append("        }\n    }\n")
+    return body
+
+
 def _chain_code(pl: Plan, s, chain) -> list:
     """One LSTM chain: state reset, then every layer of the stack at each time step."""
     first, last = chain[0], chain[-1]
+    if first.bits == 16:
+        return _chain16_code(pl, s, chain)
     body = [f"    {{   /* LSTM chain: {', '.join(L.name for L in chain)} */\n",
             f"        const mcu_lstm_scratch_t scr = {{ {_ptr(pl, 'int16_t', f'gates{s}')}, "
             f"{_ptr(pl, 'int16_t', f'x16_{s}')} }};\n",
@@ -238,8 +355,12 @@ def _chain_code(pl: Plan, s, chain) -> list:
 
 def _fc_code(pl: Plan, s, L: FcLayer) -> list:
     """mcu_fc on every row: a Dense after a sequence output (rows = T) maps each time step."""
-    call = (f"mcu_fc(&{L.name}, {_tptr(pl, L.x)}{{}}, {_tptr(pl, L.out)}{{}}, "
-            f"{_ptr(pl, 'int32_t', f'acc{s}')}, {_ptr(pl, 'int16_t', f'x16_{s}')});\n")
+    if L.bits == 16:
+        x, y = (_ptr(pl, "int16_t", pl.tensor_buf[i]) for i in (L.x, L.out))
+        call = f"mcu_fc16(&{L.name}, {x}{{}}, {y}{{}});\n"
+    else:
+        call = (f"mcu_fc(&{L.name}, {_tptr(pl, L.x)}{{}}, {_tptr(pl, L.out)}{{}}, "
+                f"{_ptr(pl, 'int32_t', f'acc{s}')}, {_ptr(pl, 'int16_t', f'x16_{s}')});\n")
     if L.rows == 1:
         return ["    " + call.format("", "")]
     return [f"    for (int r = 0; r < {L.rows}; r++)\n",
@@ -253,7 +374,8 @@ def _softmax_code(pl: Plan, s, L: SoftmaxLayer) -> list:
 def _copy_code(pl: Plan, s, L: CopyLayer) -> list:
     if pl.tensor_buf[L.out] == pl.tensor_buf.get(L.x) or pl.tensor_buf[L.out].startswith("h_"):
         return [f"    /* {L.name}: aliased, no copy */\n"]
-    return [f"    mcu_copy_s8({_tptr(pl, L.out)} + {b}, {_tptr(pl, L.x)} + {a}, {k});\n"
+    e = pl.bits // 8                     # runs count elements; the copy moves bytes
+    return [f"    mcu_copy_s8({_tptr(pl, L.out)} + {b * e}, {_tptr(pl, L.x)} + {a * e}, {k * e});\n"
             for (a, b, k) in L.runs]
 
 
@@ -268,8 +390,8 @@ def _header(prog: Program, pl: Plan) -> str:
 #ifndef MODEL_H
 #define MODEL_H
 #include <stdint.h>
-#define MODEL_INPUT_BYTES {tin.size}
-#define MODEL_OUTPUT_BYTES {tout.size}
+#define MODEL_INPUT_BYTES {tin.nbytes}
+#define MODEL_OUTPUT_BYTES {tout.nbytes}
 #define MODEL_ARENA_BYTES {pl.arena_bytes}
 int8_t *model_input(void);
 const int8_t *model_output(void);

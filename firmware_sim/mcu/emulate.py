@@ -1,4 +1,4 @@
-"""Run an int8 LSTM model on an emulated Cortex-M4/M7 and measure what it costs.
+"""Run an int8 (or 16x8) LSTM model on an emulated Cortex-M4/M7 and measure what it costs.
 
     from firmware_sim.mcu import run_emulated
     r = run_emulated("model_int8.tflite", x, {"flash_bytes": 1 << 20, "sram_bytes": 256 << 10,
@@ -46,13 +46,13 @@ DEFAULT_CPI = {"cortex-m4": 1.3, "cortex-m7": 0.8}
 
 
 def _tflm_compare(tflite_path, q, input_shape, arena="reported"):
-    """TFLite Micro on the same int8 inputs: its outputs and arena (reported, or searched)."""
+    """TFLite Micro on the same integer inputs: its outputs and arena (reported, or searched)."""
     from groundfloor import tflm
     try:
         res = tflm.run(tflite_path, q, reset_every=1)
     except RuntimeError as e:
         return {"status": "error", "error": str(e)}
-    out = {"status": "ok", "outputs": res["outputs"][0].astype(np.int8),
+    out = {"status": "ok", "outputs": res["outputs"][0].astype(q.dtype),
            "arena_reported_bytes": res.get("arena_reported")}
     if arena == "search":
         x0 = q[0].reshape(input_shape)
@@ -119,7 +119,7 @@ def _add_plain(result, prog, src, wd, budget, board, q, run, k, use_plugin, time
     """The plain-C build on the first k inputs: its counts, and the SIMD/plain instruction ratio."""
     try:
         bp = build(src, wd / f"build_plain_{board}", budget, board, "plain")
-        rp = run_firmware(bp["elf"], q[:k], prog.tensor(prog.outputs[0]).size, wd / "run_plain",
+        rp = run_firmware(bp["elf"], q[:k], prog.tensor(prog.outputs[0]).nbytes, wd / "run_plain",
                           board, use_plugin, timeout)
     except (RuntimeError, ModelTooLarge) as e:
         result["plain"] = {"status": "error", "error": str(e)}
@@ -153,7 +153,8 @@ def run_emulated(tflite_path, x, profile, board="mps2-an386", workdir=None, *,
                  use_plugin=True, timeout=600) -> dict:
     """Build and run the model on the emulated board; see the module docstring.
 
-    x: float inputs (quantized with the model's input scale/zero point) or int8, shaped
+    x: float inputs (quantized with the model's input scale/zero point) or int8 codes (int16
+    for a 16x8 model: outputs_int8 then holds int16 codes), shaped
     [N, *input_shape] or [*input_shape]. profile: dict (or TOML path) with flash_bytes,
     sram_bytes, clock_hz and optionally cycles_per_instruction. board: "mps2-an386" (M4) or
     "mps2-an500" (M7). Bad input (model with an unsupported op, bad profile) raises BadInput.
@@ -182,7 +183,7 @@ def run_emulated(tflite_path, x, profile, board="mps2-an386", workdir=None, *,
                   "device": budget["name"], "model": str(tflite_path), "n_inputs": int(len(q)),
                   "arena_bytes": info["arena_bytes"], "plan": info, "cpi_assumed": cpi,
                   "clock_hz": budget["clock_hz"]}
-        simd = _run_simd(result, src, wd, budget, board, q, prog.tensor(prog.outputs[0]).size,
+        simd = _run_simd(result, src, wd, budget, board, q, prog.tensor(prog.outputs[0]).nbytes,
                          use_plugin, timeout)
         if simd is None:
             return result

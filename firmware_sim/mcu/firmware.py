@@ -1,4 +1,4 @@
-"""One built firmware run in QEMU on int8 inputs: its outputs, stack and instruction counts.
+"""One built firmware run in QEMU on int8 (or 16x8: int16) inputs: outputs, stack, instruction counts.
 
 The firmware (mcu_main.c) writes the outputs, SysTick ticks and stack high-water of every
 inference; the TCG plugin (mcu_icount_plugin.c) writes per-function instruction counters,
@@ -19,7 +19,7 @@ from .toolchain import plugin_path, run_qemu, symbols
 TICK_INSTRUCTIONS = 40          # SysTick at 25 MHz under -icount shift=0 (1 ns per instruction)
 # the gate products: the DSP build's MAC loops (local symbols mcu_mac_gate_<n> inside the fused
 # step, mcu_kernels.c), the plain build's matrix function (its requantization included)
-GATE_MAC_PREFIXES = ("mcu_mac_gate_", "mcu_matvec_plain")
+GATE_MAC_PREFIXES = ("mcu_mac_gate_", "mcu_matvec_plain", "matvec16")
 
 
 def _category(name: str) -> str:
@@ -31,14 +31,15 @@ def _category(name: str) -> str:
     if base in ("mcu_sigmoid_s16", "mcu_tanh_s16"):
         return "activations"
     if base.startswith("mcu_step_") or base in ("lstm_cell", "lstm_hidden", "mcu_lstm_step",
-                                                "mcu_matvec_in", "mcu_matvec_rec"):
+                                                "mcu_matvec_in", "mcu_matvec_rec",
+                                                "mcu_lstm16_step"):
         return "lstm_rest"
     if base in ("main", "mcu_mark"):
         return "harness"
     return "other_layers"
 
 
-def _parse_out(path, n_expected, out_bytes):
+def _parse_out(path, n_expected, out_bytes, dtype=np.int8):
     data = Path(path).read_bytes()
     magic, n, ib, ob = struct.unpack("<4I", data[:16])
     if magic != 0x3055434D or n != n_expected or ob != out_bytes:
@@ -49,7 +50,7 @@ def _parse_out(path, n_expected, out_bytes):
         r0 = 16 + k * rec
         if r0 + rec > len(data):
             raise RuntimeError(f"firmware wrote {k} of {n} records")
-        ys.append(np.frombuffer(data[r0:r0 + ob], np.int8).copy())
+        ys.append(np.frombuffer(data[r0:r0 + ob], dtype).copy())
         t, s = struct.unpack("<2I", data[r0 + rec - 8:r0 + rec])
         ticks.append(t)
         stack.append(s)
@@ -73,10 +74,12 @@ def _parse_counts(path, syms):
 
 
 def run_firmware(elf, q_inputs, out_bytes, workdir, board, use_plugin=True, timeout=300):
-    """Run one firmware on the given int8 inputs; returns outputs, counts and stack."""
+    """Run one firmware on the given inputs (int8 codes, or int16 for a 16x8 model: the outputs
+    take the inputs' type); returns outputs, counts and stack. out_bytes: one output's bytes."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    write_bytes(workdir / "mcu_in.bin", np.ascontiguousarray(q_inputs, dtype=np.int8).tobytes())
+    dtype = np.int16 if np.asarray(q_inputs).dtype == np.int16 else np.int8
+    write_bytes(workdir / "mcu_in.bin", np.ascontiguousarray(q_inputs, dtype=dtype).tobytes())
     out_file = workdir / "mcu_out.bin"
     if out_file.exists():
         out_file.unlink()
@@ -92,7 +95,7 @@ def run_firmware(elf, q_inputs, out_bytes, workdir, board, use_plugin=True, time
     r = run_qemu(elf, workdir, board=board, plugin=plugin, plugin_args=args, timeout=timeout)
     if r.returncode != 0:
         raise RuntimeError(f"firmware exited with {r.returncode}: {(r.stdout + r.stderr)[-500:]}")
-    ys, ticks, stack = _parse_out(out_file, len(q_inputs), out_bytes)
+    ys, ticks, stack = _parse_out(out_file, len(q_inputs), out_bytes, dtype)
     per = _parse_counts(counts_file, syms) if plugin and counts_file.exists() else None
     return {"outputs": ys, "ticks": ticks, "stack": stack, "per_function": per,
             "counter": "tcg-plugin" if per else "systick"}

@@ -68,6 +68,17 @@ def mbqm(x, multiplier, shift):
     return rdbp(srdhm(wrap32(x * (np.int64(1) << left)), multiplier), right)
 
 
+def mbqm64(x, multiplier, shift):
+    """TFLite's 64-bit MultiplyByQuantizedMultiplier (16x8 kernels: int64 accumulators, shift in
+    [-31, 7]): the multiplier reduced to 16 bits (rounded; 0x7FFF from 0x7FFF0000 on), one
+    rounding shift with ties toward +infinity. x must be below 2^47 in magnitude."""
+    x = _a(x)
+    multiplier, shift = _a(multiplier), _a(shift)
+    reduced = np.where(multiplier < 0x7FFF0000, (multiplier + (1 << 15)) >> 16, 0x7FFF)
+    total = 15 - shift
+    return (x * reduced + (np.int64(1) << (total - 1))) >> total
+
+
 def sat_lshift(x, e):
     x = _a(x) * (1 << e)
     return np.clip(x, INT32_MIN, INT32_MAX)

@@ -67,7 +67,7 @@ def _meta(prog, pl, key: str, version: str, cflags) -> dict:
     return {"abi": ABI, "key": key, "compiler": version, "cflags": list(cflags),
             "input_shape": [int(d) for d in tin.shape], "input_scale": tin.sc,
             "input_zero_point": tin.zp, "output_shape": [int(d) for d in tout.shape],
-            "output_scale": tout.sc, "output_zero_point": tout.zp,
+            "output_scale": tout.sc, "output_zero_point": tout.zp, "dtype": f"int{prog.bits}",
             "arena_bytes": int(pl.arena_bytes), "table_source": prog.table_source}
 
 
@@ -133,16 +133,17 @@ def build_host(tflite_path, cache_dir=None, extra_cflags=()) -> dict:
             "build_seconds": round(time.perf_counter() - t1, 4), "meta": meta}
 
 
-def check_windows(x, input_shape, where, integer: bool) -> np.ndarray:
+def check_windows(x, input_shape, where, integer: bool, dtype="int8") -> np.ndarray:
     """x as contiguous windows [N, *input_shape[1:]]; BadInput naming what is wrong otherwise.
-    integer: int8 codes (predict_int8), else finite floats (predict)."""
+    integer: codes of `dtype` (predict_int8; int16 for a 16x8 model), else finite floats
+    (predict)."""
     x = np.asarray(x)
     want = tuple(int(d) for d in input_shape[1:])
     if x.ndim != len(input_shape) or tuple(x.shape[1:]) != want:
         raise BadInput(where, f"input of shape {tuple(x.shape)}: expected windows "
                        f"[N, {', '.join(map(str, want))}] (the model input is {list(input_shape)})")
-    if integer and x.dtype != np.int8:
-        raise BadInput(where, f"the host build takes int8 codes, not {x.dtype} (predict() "
+    if integer and x.dtype != np.dtype(dtype):
+        raise BadInput(where, f"the host build takes {dtype} codes, not {x.dtype} (predict() "
                        "quantizes float windows)")
     if not integer:
         if not np.issubdtype(x.dtype, np.floating):
@@ -189,8 +190,10 @@ class HostModel:
         self.info = dict(zip(INFO_KEYS, (int(v) for v in info)))
         self.input_shape = tuple(meta["input_shape"])
         self.output_shape = tuple(meta["output_shape"])
+        self.dtype = np.dtype(meta.get("dtype", "int8"))
         if (self.info["input_bytes"], self.info["output_bytes"]) != \
-                (int(np.prod(self.input_shape)), int(np.prod(self.output_shape))):
+                (int(np.prod(self.input_shape)) * self.dtype.itemsize,
+                 int(np.prod(self.output_shape)) * self.dtype.itemsize):
             raise RuntimeError(f"{build['library']}: its sizes {self.info} do not match model.json")
         self.input_scale, self.input_zero_point = meta["input_scale"], meta["input_zero_point"]
         self.output_scale, self.output_zero_point = meta["output_scale"], meta["output_zero_point"]
@@ -201,10 +204,11 @@ class HostModel:
             raise RuntimeError(f"{name} returned {rc} ({RETURN_CODES.get(rc, 'unknown code')})")
 
     def predict_int8(self, x) -> np.ndarray:
-        """int8 windows [N, *input_shape[1:]] -> int8 outputs [N, *output_shape[1:]]; every
-        window starts from the reset state (model_invoke() resets h and c)."""
-        x = check_windows(x, self.input_shape, self.where, integer=True)
-        y = np.empty((len(x), *self.output_shape[1:]), np.int8)
+        """int8 windows [N, *input_shape[1:]] -> int8 outputs [N, *output_shape[1:]] (int16 both
+        for a 16x8 model: self.dtype); every window starts from the reset state (model_invoke()
+        resets h and c)."""
+        x = check_windows(x, self.input_shape, self.where, integer=True, dtype=self.dtype)
+        y = np.empty((len(x), *self.output_shape[1:]), self.dtype)
         self._call(self._lib.mcu_host_run(x.ctypes.data, x.nbytes, y.ctypes.data, y.nbytes, len(x)),
                    "mcu_host_run")
         return y
@@ -212,7 +216,7 @@ class HostModel:
     def predict(self, x) -> np.ndarray:
         """Float windows -> float64 outputs, through the model's input and output scales."""
         x = check_windows(x, self.input_shape, self.where, integer=False)
-        q = quantize(x, self.input_scale, self.input_zero_point)
+        q = quantize(x, self.input_scale, self.input_zero_point, self.dtype.name)
         return dequantize(self.predict_int8(q), self.output_scale, self.output_zero_point)
 
 
@@ -231,14 +235,14 @@ def run_host_child(library_dir: str, inputs_path: str, outputs_path: str) -> dic
             "seconds_per_window": seconds / len(x) if len(x) else None, "simd": model.info["simd"]}
 
 
-def _read_windows(path, input_shape) -> np.ndarray:
+def _read_windows(path, input_shape, dtype="int8") -> np.ndarray:
     """The int8 windows `x` of an .npz, checked like HostModel's inputs; BadInput otherwise."""
     try:
         with np.load(path) as f:
             x = f["x"]
     except (OSError, ValueError, KeyError) as e:
         raise BadInput(path, f"cannot read the windows `x`: {e}") from e
-    x = check_windows(x, input_shape, path, integer=True)
+    x = check_windows(x, input_shape, path, integer=True, dtype=dtype)
     if not len(x):
         raise BadInput(path, "holds no windows")
     return x
@@ -253,7 +257,7 @@ def _compare_tflm(tflite_path, x, y, timeout):
         yt = tflm.run(tflite_path, x, reset_every=1, timeout=timeout)["outputs"][0]
     except RuntimeError as e:
         return {"status": "error", "error": str(e), "seconds": round(time.perf_counter() - t0, 3)}, None, None
-    yt = np.asarray(yt).astype(np.int8).reshape(y.shape)
+    yt = np.asarray(yt).astype(y.dtype).reshape(y.shape)
     d = np.abs(y.astype(np.int64) - yt.astype(np.int64)).reshape(len(y), -1)
     equal = np.all(d == 0, axis=1)
     return {"status": "ok", "seconds": round(time.perf_counter() - t0, 3),
@@ -261,8 +265,8 @@ def _compare_tflm(tflite_path, x, y, timeout):
 
 
 def host_check(tflite_path, x_int8_path, out_path, cache_dir=None, timeout: float = 600.0) -> dict:
-    """Run the host build on every window of x_int8_path (an .npz with `x`: int8 codes
-    [N, *input_shape[1:]]) in a child process and compare it with TFLite Micro code for code.
+    """Run the host build on every window of x_int8_path (an .npz with `x`: int8 codes, int16
+    for a 16x8 model, [N, *input_shape[1:]]) in a child process and compare it with TFLite Micro code for code.
 
     Writes out_path (.npz): y (host int8 outputs [N, *output_shape[1:]]), y_float (dequantized,
     float64) and, when TFLite Micro ran, y_tflm and equal (bool [N]).
@@ -275,7 +279,7 @@ def host_check(tflite_path, x_int8_path, out_path, cache_dir=None, timeout: floa
     from groundfloor.isolate import run_isolated
     build = build_host(tflite_path, cache_dir)
     meta = build["meta"]
-    x = _read_windows(x_int8_path, meta["input_shape"])
+    x = _read_windows(x_int8_path, meta["input_shape"], meta.get("dtype", "int8"))
     result = {"status": "ok", "error": "", "windows": int(len(x)), "windows_equal_to_tflm": None,
               "max_lsb_diff": None, "bit_exact": None, "output_scale": meta["output_scale"],
               "output_zero_point": meta["output_zero_point"],

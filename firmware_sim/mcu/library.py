@@ -86,7 +86,8 @@ def check_int8(graph):
         if t.dtype != "INT8":
             op = next((op for op in graph.ops if i in op.inputs), None)
             where = f"{op.kind} op #{op.index}" if op else f"model input '{t.name}'"
-            later = " (16x8 kernels are not generated yet)" if t.dtype == "INT16" else ""
+            later = (" (16x8 models run on the emulated bench and the host build, not as a "
+                     "library yet)") if t.dtype == "INT16" else ""
             raise BadInput(graph.path, f"{where}: {t.dtype.lower()} activations; the firmware "
                            f"library is generated for full-int8 models only{later}")
 

@@ -1,10 +1,15 @@
-"""Lower a parsed int8 TFLite graph into layers with every integer parameter precomputed.
+"""Lower a parsed int8 (or 16x8) TFLite graph into layers with every integer parameter precomputed.
 
 The numpy reference (reference.py) and the C generator (codegen.py) both consume these
 layers, so a reference that matches TFLite Micro also pins the constants the C code uses.
 Parameters follow TFLite Micro's Prepare() for the fused int8x8_16 LSTM:
 gate pre-activations are int16 with scale 2^-12, gate outputs int16 with scale 2^-15,
 the cell state int16 with a power-of-two scale, and the hidden state int8.
+
+16x8 models (int16 activations with zero point 0, int8 weights, int64 biases) lower to the same
+layers with bits=16: their gate and FULLY_CONNECTED accumulators are int64 and requantized by
+TFLite's 64-bit MultiplyByQuantizedMultiplier (fixedpoint.mbqm64), the hidden state and every
+activation tensor int16; all other constants are computed as for int8.
 """
 from __future__ import annotations
 
@@ -50,6 +55,7 @@ class LstmLayer:
     tanh_shift: int
     cell_act: str         # TANH or SIGMOID for the cell gate
     keep_sequence: bool = True   # False when only the last step is consumed
+    bits: int = 8         # activation width: 8 (int8x8_16) or 16 (16x8, int64 biases)
 
     @property
     def macs_per_step(self):
@@ -81,6 +87,7 @@ class FcLayer:
     shift: np.ndarray     # [N]
     act_min: int
     act_max: int
+    bits: int = 8         # activation width: 8 or 16 (16x8: int64 bias and accumulator)
 
     def bias_eff(self):
         return self.bias.astype(np.int64) - self.x_zp * self.w.astype(np.int64).sum(axis=1)
@@ -116,6 +123,7 @@ class Program:
     outputs: list
     sigmoid_table: np.ndarray
     table_source: str
+    bits: int = 8         # activation width of the model's input, output and hidden states
 
     def tensor(self, i):
         return self.graph.tensors[i]
@@ -129,8 +137,17 @@ def _qm(real):
     return fp.quantize_multiplier(real)
 
 
-def _act_range(act, scale, zp):
-    qmin, qmax = -128, 127
+def activation_bits(g: Graph) -> int:
+    """16 for a 16x8 model (int16 graph input), else 8; tflite_model.check keeps them consistent."""
+    return 16 if g.tensors[g.inputs[0]].dtype == "INT16" else 8
+
+
+def code_range(bits: int) -> tuple[int, int]:
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def _act_range(act, scale, zp, bits=8):
+    qmin, qmax = code_range(bits)
 
     def q(f):
         return zp + _round_away(float(np.float32(f) / np.float32(scale)))
@@ -153,7 +170,9 @@ def _lower_lstm(g: Graph, op) -> LstmLayer:
     w_in = np.stack([g.t(ins[k]).data for k in (1, 2, 3, 4)]).astype(np.int8)
     w_rec = np.stack([g.t(ins[k]).data for k in (5, 6, 7, 8)]).astype(np.int8)
     H = w_in.shape[1]
-    bias = np.stack([g.t(ins[k]).data for k in (12, 13, 14, 15)]).astype(np.int32)
+    bits = activation_bits(g)
+    bias = np.stack([g.t(ins[k]).data for k in (12, 13, 14, 15)]).astype(
+        np.int32 if bits == 8 else np.int64)
     for k in (1, 2, 3, 4, 5, 6, 7, 8):
         if g.t(ins[k]).zp != 0:
             raise BadInput(g.path, f"LSTM op #{op.index}: weights with a non-zero zero point")
@@ -184,7 +203,7 @@ def _lower_lstm(g: Graph, op) -> LstmLayer:
                      m_in=m_in, s_in=s_in, m_rec=m_rec, s_rec=s_rec, m_fc=m_fc, s_fc=s_fc,
                      m_ig=m_ig, s_ig=s_ig, m_h=m_h, s_h=s_h_, cell_pow=cell_pow, qclip=qclip,
                      tanh_mult=tm, tanh_shift=ts,
-                     cell_act=op.options.get("fusedActivationFunction", "TANH"))
+                     cell_act=op.options.get("fusedActivationFunction", "TANH"), bits=bits)
 
 
 def _lower_fc(g: Graph, op) -> FcLayer:
@@ -192,9 +211,12 @@ def _lower_fc(g: Graph, op) -> FcLayer:
     b = g.t(op.inputs[2]) if len(op.inputs) > 2 else None
     N, K = w.shape
     rows = x.size // K
-    if y.dtype != "INT8":
-        raise BadInput(g.path, f"FULLY_CONNECTED op #{op.index}: output type {y.dtype} is not int8")
-    bias = b.data.astype(np.int32) if b is not None and b.data is not None else np.zeros(N, np.int32)
+    bits = activation_bits(g)
+    if y.dtype != ("INT8" if bits == 8 else "INT16"):
+        raise BadInput(g.path, f"FULLY_CONNECTED op #{op.index}: output type {y.dtype} does not "
+                       f"match the model's int{bits} activations")
+    bias_type = np.int32 if bits == 8 else np.int64
+    bias = b.data.astype(bias_type) if b is not None and b.data is not None else np.zeros(N, bias_type)
     ws = np.asarray(w.scale, dtype=np.float32)
     if len(ws) == 1:
         ws = np.repeat(ws, N)
@@ -204,11 +226,12 @@ def _lower_fc(g: Graph, op) -> FcLayer:
         mult.append(a), shift.append(s)
     if np.any(w.zero_point != 0):
         raise BadInput(g.path, f"FULLY_CONNECTED op #{op.index}: weights with a non-zero zero point")
-    lo, hi = _act_range(op.options.get("fusedActivationFunction", "NONE"), float(y.scale[0]), y.zp)
+    lo, hi = _act_range(op.options.get("fusedActivationFunction", "NONE"), float(y.scale[0]), y.zp,
+                        bits)
     return FcLayer(name=f"fc{op.index}", x=op.inputs[0], out=op.outputs[0], rows=rows, K=K, N=N,
                    w=w.data.astype(np.int8), bias=bias, x_zp=x.zp, y_zp=y.zp,
                    mult=np.array(mult, np.int64), shift=np.array(shift, np.int64),
-                   act_min=lo, act_max=hi)
+                   act_min=lo, act_max=hi, bits=bits)
 
 
 def _lower_softmax(g: Graph, op) -> SoftmaxLayer:
@@ -318,4 +341,4 @@ def lower(graph_or_path) -> Program:
     layers = [LOWERINGS[op.kind](g, op) for op in g.ops if op.kind in LOWERINGS]
     _drop_unread_sequences(g, layers)
     table, source = find_sigmoid_table()
-    return Program(g, layers, list(g.inputs), list(g.outputs), table, source)
+    return Program(g, layers, list(g.inputs), list(g.outputs), table, source, activation_bits(g))

@@ -205,6 +205,63 @@ void mcu_fc(const mcu_fc_t *p, const int8_t *x, int8_t *y, int32_t *acc, int16_t
 }
 #endif
 
+/* ---------------- 16x8: int16 activations, int8 weights, int64 biases (both builds) ---------------- */
+/* TFLite's MultiplyByQuantizedMultiplier for an int64 x (|x| < 2^47, shift <= 7) */
+static inline int32_t mbqm64_ref(int64_t x, int32_t m, int shift)
+{
+    int64_t reduced = m < 0x7FFF0000 ? (m + (1 << 15)) >> 16 : 0x7FFF;
+    int total = 15 - shift;
+    return (int32_t)((x * reduced + ((int64_t)1 << (total - 1))) >> total);
+}
+
+/* g[k*H + r] (+)= sat16(mbqm64(bias + sum_c w[r][c] x[c], m[k], s[k])) */
+static NOINLINE void matvec16(const int8_t *w, const int16_t *x, int H, int cols,
+                              const int64_t *bias, const int32_t *mult, const int8_t *shift,
+                              int16_t *g, int accumulate)
+{
+    for (int r = 0; r < 4 * H; r++) {
+        int64_t acc = bias ? bias[r] : 0;
+        for (int c = 0; c < cols; c++)
+            acc += (int32_t)w[r * cols + c] * (int32_t)x[c];
+        int32_t v = clamp(mbqm64_ref(acc, mult[r / H], shift[r / H]), -32768, 32767);
+        if (accumulate) v = clamp(v + g[r], -32768, 32767);
+        g[r] = (int16_t)v;
+    }
+}
+
+void mcu_lstm16_step(const mcu_lstm16_t *p, const int16_t *x, int16_t *h, int16_t *c,
+                     int16_t *g)
+{
+    const int H = p->H;
+    matvec16(p->w_in, x, H, p->I, p->b_in, p->m_in, p->s_in, g, 0);
+    matvec16(p->w_rec, h, H, H, 0, p->m_rec, p->s_rec, g, 1);
+    mcu_sigmoid_s16(g, 2 * H);
+    if (p->cell_sigmoid) mcu_sigmoid_s16(g + 2 * H, H);
+    else mcu_tanh_s16(g + 2 * H, g + 2 * H, H, 0, 0);
+    mcu_sigmoid_s16(g + 3 * H, H);
+    const int16_t *gi = g, *gf = g + H, *gg = g + 2 * H;
+    for (int j = 0; j < H; j++) {
+        int32_t a = clamp(mbqm_ref(gf[j] * c[j], p->m_fc, p->s_fc), -32768, 32767);
+        int32_t b = clamp(mbqm_ref(gi[j] * gg[j], p->m_ig, p->s_ig), -32768, 32767);
+        int32_t v = clamp(a + b, -32768, 32767);
+        if (p->qclip) v = clamp(v, -p->qclip, p->qclip);
+        c[j] = (int16_t)v;
+    }
+    mcu_tanh_s16(c, g, H, p->tanh_mult, p->tanh_shift);      /* tanh(c) into the spent i gate */
+    for (int j = 0; j < H; j++)
+        h[j] = (int16_t)clamp(mbqm_ref(g[3 * H + j] * g[j], p->m_h, p->s_h), -32768, 32767);
+}
+
+void mcu_fc16(const mcu_fc16_t *p, const int16_t *x, int16_t *y)
+{
+    for (int n = 0; n < p->N; n++) {
+        int64_t acc = p->bias[n];
+        for (int k = 0; k < p->K; k++)
+            acc += (int32_t)p->w[n * p->K + k] * (int32_t)x[k];
+        y[n] = (int16_t)clamp(mbqm64_ref(acc, p->mult[n], p->shift[n]), p->act_min, p->act_max);
+    }
+}
+
 /* ---------------- softmax int8 -> int8 (both builds) ---------------- */
 static inline int32_t sat_lshift(int32_t x, int e)
 {

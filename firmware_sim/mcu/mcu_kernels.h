@@ -99,6 +99,41 @@ void mcu_fill_s8(int8_t *d, int8_t v, int n);
 void mcu_fill_s16(int16_t *d, int16_t v, int n);
 void mcu_copy_s8(int8_t *d, const int8_t *s, int n);
 
+/* 16x8 models (int16 activations with zero point 0, int8 weights, int64 biases; TFLite
+ * Micro's EvalLstm<int16_t, int8_t, int16_t, int64_t> and its int16 FULLY_CONNECTED): int64
+ * accumulators requantized by the 64-bit MultiplyByQuantizedMultiplier (the multiplier rounded
+ * to 16 bits, one rounding shift), int16 hidden state; plain C in both builds. */
+typedef struct {
+    int16_t I, H, Ipad, Hpad;
+    const int8_t *w_in;       /* plain: [4H][I], gate order i, f, g, o; SIMD: as mcu_lstm_t's */
+    const int8_t *w_rec;      /* plain: [4H][H]; SIMD: as mcu_lstm_t's */
+    const int64_t *b_in;      /* plain: [4H] biases; SIMD: by unit, bias * rm_in + 2^(tot_in - 1) */
+    int32_t rm_in[4], rm_rec[4];   /* SIMD: the multipliers reduced to 16 bits (fixedpoint.mbqm64) */
+    int8_t tot_in[4], tot_rec[4];  /* SIMD: their total right shifts, 15 - shift */
+    int32_t m_in[4], m_rec[4];
+    int8_t s_in[4], s_rec[4];
+    int32_t m_fc, m_ig, m_h;
+    int8_t s_fc, s_ig, s_h;
+    int8_t tanh_mult, tanh_shift;
+    int8_t cell_sigmoid;
+    int16_t qclip;            /* 0: no cell clipping */
+} mcu_lstm16_t;
+
+typedef struct {
+    int16_t K, N;
+    const int8_t *w;          /* [N][K] */
+    const int64_t *bias;      /* [N] */
+    const int32_t *mult;
+    const int8_t *shift;
+    int32_t act_min, act_max;
+} mcu_fc16_t;
+
+/* One time step: x int16 [I], h int16 [Hpad] (read, then overwritten; the padding stays 0),
+ * c int16 [H], gates [4H]. The plain kernel (the DSP one is mcu_lstm16_step_inline). */
+void mcu_lstm16_step(const mcu_lstm16_t *p, const int16_t *x, int16_t *h, int16_t *c,
+                     int16_t *gates);
+void mcu_fc16(const mcu_fc16_t *p, const int16_t *x, int16_t *y);
+
 /* the activations over arrays (the plain build's step; tests) */
 void mcu_sigmoid_s16(int16_t *d, int n);
 void mcu_tanh_s16(const int16_t *src, int16_t *dst, int n, int mult, int shift);
@@ -342,6 +377,89 @@ static inline MCU_INLINE void mcu_lstm_step_inline(
         gates_in_body(p, x16, s->gates, 0);
         rec_cell_body(p, s->gates, c, h, h16, 0);
     }
+}
+/* ---------------- the DSP 16x8 LSTM step (inline) ----------------
+ * The MAC blocks of the int8 step read int16 inputs already: the int16 activations go in as
+ * they are (not doubled). Each row's products sum exactly in int32 (codegen checks 32768 x
+ * sum|w| < 2^31), and TFLite's 64-bit rescaling (bias + acc) * rm + round, >> tot, is one SMLAL
+ * onto the folded constant bias * rm + round and a 64-bit shift. */
+static inline int32_t rq64(int64_t c, int32_t acc, int32_t rm, int tot)
+{
+    return (int32_t)((c + (int64_t)acc * rm) >> tot);
+}
+
+static inline MCU_INLINE void gates_in16_body(const mcu_lstm16_t *p, const int16_t *x16, int16_t *g)
+{
+    const int32_t *wrow = (const int32_t *)p->w_in;
+    const int64_t *cb = p->b_in;
+    const int32_t *x8end = (const int32_t *)x16 + ((p->Ipad >> 3) << 2);
+    const int tail = p->Ipad & 4, pairs = p->Ipad >> 1, narrow = p->Ipad <= 4;
+    const int32_t x01 = ((const int32_t *)x16)[0], x23 = pairs == 2 ? ((const int32_t *)x16)[1] : 0;
+    for (int j = 0; j < p->H; j++, cb += 4, g += 4) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        if (narrow)
+            MV_BLOCK_NARROW(&wrow, x01, x23, pairs);
+        else
+            MV_BLOCK(&wrow, x16, x8end, tail, "gate");
+        g[0] = (int16_t)__ssat(rq64(cb[0], a0, p->rm_in[0], p->tot_in[0]), 16);
+        g[1] = (int16_t)__ssat(rq64(cb[1], a1, p->rm_in[1], p->tot_in[1]), 16);
+        g[2] = (int16_t)__ssat(rq64(cb[2], a2, p->rm_in[2], p->tot_in[2]), 16);
+        g[3] = (int16_t)__ssat(rq64(cb[3], a3, p->rm_in[3], p->tot_in[3]), 16);
+    }
+}
+
+/* The recurrent pass fused with the cell, one unit at a time, as rec_cell_body; the new h
+ * waits in the unit's spent input slot g[4j] until every unit has read the old one. */
+static inline MCU_INLINE void rec_cell16_body(const mcu_lstm16_t *p, int16_t *g, int16_t *c, int16_t *h)
+{
+    const int H = p->H;
+    const int32_t *wrow = (const int32_t *)p->w_rec;
+    const int32_t *x8end = (const int32_t *)h + ((p->Hpad >> 3) << 2);
+    const int tail = p->Hpad & 4, cell_sigmoid = p->cell_sigmoid;
+    const int rf = -p->s_fc, ri = -p->s_ig, rh = -p->s_h;
+    const int32_t hf = 1 << (rf - 1), hi = 1 << (ri - 1), hh = 1 << (rh - 1);
+    const int32_t mf = p->m_fc, mi = p->m_ig, mh = p->m_h;
+    const int32_t qc = p->qclip ? p->qclip : 32768;
+    const int32_t tm = p->tanh_mult ? p->tanh_mult : (3 << p->tanh_shift);
+    const int ts = p->tanh_mult ? p->tanh_shift : 0;
+    const int32_t trnd = ts ? (1 << (ts - 1)) : 0;
+    int16_t *gj = g;
+    for (int j = 0; j < H; j++, gj += 4) {
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        MV_BLOCK(&wrow, h, x8end, tail, "gate");
+#define GATE16(K, A) __ssat(__ssat(rq64((int64_t)1 << (p->tot_rec[K] - 1), A, p->rm_rec[K], \
+                                        p->tot_rec[K]), 16) + gj[K], 16)
+        int32_t gi = sigmoid_q12(GATE16(0, a0));
+        int32_t gf = sigmoid_q12(GATE16(1, a1));
+        int32_t gg = GATE16(2, a2);
+        gg = cell_sigmoid ? sigmoid_q12(gg) : tanh_of(gg * 3);
+        int32_t go = sigmoid_q12(GATE16(3, a3));
+#undef GATE16
+        int32_t fa = __ssat(rq_product(gf * c[j], mf, rf, hf), 16);
+        int32_t ib = __ssat(rq_product(gi * gg, mi, ri, hi), 16);
+        int32_t v = __ssat(fa + ib, 16);
+        v = v < -qc ? -qc : (v > qc ? qc : v);
+        c[j] = (int16_t)v;
+        int32_t tc = tanh_of((v * tm + trnd) >> ts);
+        gj[0] = (int16_t)__ssat(rq_product(go * tc, mh, rh, hh), 16);
+    }
+    for (int j = 0; j < H; j++) h[j] = g[4 * j];
+}
+
+/* One 16x8 step, inlined into the layer's mcu_step_<name> (its constants fold). x16: the input
+ * padded with zeros to Ipad (the previous layer's h in a stack), or 0 to pad x into scratch. */
+static inline MCU_INLINE void mcu_lstm16_step_inline(
+    const mcu_lstm16_t *p, const int16_t *x, const int16_t *x16, int16_t *h, int16_t *c,
+    int16_t *gates, int16_t *scratch)
+{
+    if (!x16) {
+        int i = 0;
+        for (; i < p->I; i++) scratch[i] = x[i];
+        for (; i < p->Ipad; i++) scratch[i] = 0;
+        x16 = scratch;
+    }
+    gates_in16_body(p, x16, gates);
+    rec_cell16_body(p, gates, c, h);
 }
 #endif /* MCU_SIMD */
 

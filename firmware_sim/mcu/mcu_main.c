@@ -1,7 +1,7 @@
 /* Firmware harness: reads evaluation inputs through semihosting (mcu_in.bin, one model input
  * after another), runs one inference per input and writes a record per inference to
- * mcu_out.bin: the raw int8 outputs (padded to 4 bytes), the SysTick ticks spent in the
- * inference and the stack high-water mark in bytes. Exit code 0 = success. */
+ * mcu_out.bin: the raw output bytes (int8 codes, int16 for a 16x8 model; padded to 4 bytes),
+ * the SysTick ticks spent in the inference and the stack high-water mark in bytes. Exit code 0 = success. */
 #include <stdint.h>
 #include "mcu_startup.h"
 #include "model.h"

@@ -32,9 +32,9 @@ def fake_quant(v, scale: float, zero_point: int = 0, dtype: str = "int8") -> np.
 
 
 def quantize_input(model, x) -> np.ndarray:
-    """Model inputs -> int8 codes [N, input size]. model: a lowered Program or its Graph;
-    x: float windows (quantized with the input's scale and zero point) or int8 codes, shaped
-    [N, *input shape] or [*input shape]."""
+    """Model inputs -> integer codes [N, input size] of the input's type (int8, or int16 for a
+    16x8 model). model: a lowered Program or its Graph; x: float windows (quantized with the
+    input's scale and zero point) or integer codes, shaped [N, *input shape] or [*input shape]."""
     graph = getattr(model, "graph", model)
     t = graph.tensors[graph.inputs[0]]
     x = np.asarray(x)
@@ -42,12 +42,14 @@ def quantize_input(model, x) -> np.ndarray:
     if x.size % size:
         raise BadInput(None, f"input has {x.size} values, not a multiple of the model input "
                        f"{tuple(t.shape)} ({size} values)")
-    if x.dtype == np.int8:
+    dtype = np.dtype(t.dtype.lower())
+    info = np.iinfo(dtype)
+    if x.dtype == dtype:
         q = x
     elif np.issubdtype(x.dtype, np.integer):
-        if x.min() < -128 or x.max() > 127:
-            raise BadInput(None, "integer input outside the int8 range")
-        q = x.astype(np.int8)
+        if x.size and (x.min() < info.min or x.max() > info.max):
+            raise BadInput(None, f"integer input outside the {dtype.name} range")
+        q = x.astype(dtype)
     else:
-        q = quantize(x, t.sc, t.zp)
+        q = quantize(x, t.sc, t.zp, dtype.name)
     return q.reshape(-1, size)

@@ -1,6 +1,6 @@
 """A pure-numpy integer reference of the lowered program (the arithmetic of TFLite Micro).
 
-run(program, x_int8) -> list of int8 output arrays. Used to check the lowering against
+run(program, x_int8) -> list of int8 output arrays (int16 for a 16x8 program: bits=16). Used to check the lowering against
 TFLite Micro and the compiled firmware against the reference, layer by layer if needed.
 
 run(program, x_int8, capture={}) also fills the dict with every LSTM layer's intermediates
@@ -11,11 +11,19 @@ from __future__ import annotations
 import numpy as np
 
 from . import fixedpoint as fp
-from .lower import CopyLayer, FcLayer, LstmLayer, Program, SoftmaxLayer
+from .lower import CopyLayer, FcLayer, LstmLayer, Program, SoftmaxLayer, code_range
 
 
 def _clip16(v):
     return np.clip(v, -32768, 32767)
+
+
+def _requant(acc, m, s, bits):
+    """An accumulator rescaled as TFLM's FC does: int32 with double rounding for int8 inputs,
+    int64 with the 64-bit multiplier for int16 inputs."""
+    if bits == 16:
+        return fp.mbqm64(acc, m, s)
+    return fp.mbqm(fp.wrap32(acc), m, s)
 
 
 def lstm(L: LstmLayer, x, table, trace=None):
@@ -31,8 +39,8 @@ def lstm(L: LstmLayer, x, table, trace=None):
         for k in range(4):
             acc_in = w_in[k] @ (x[t] - L.x_zp) + L.bias[k]
             acc_rec = w_rec[k] @ (h - L.h_zp)
-            a = _clip16(fp.mbqm(fp.wrap32(acc_in), L.m_in[k], L.s_in[k]))
-            b = _clip16(fp.mbqm(fp.wrap32(acc_rec), L.m_rec[k], L.s_rec[k]))
+            a = _clip16(_requant(acc_in, L.m_in[k], L.s_in[k], L.bits))
+            b = _clip16(_requant(acc_rec, L.m_rec[k], L.s_rec[k], L.bits))
             pre = _clip16(a + b)
             if trace is not None:
                 pres.append(pre)
@@ -47,7 +55,7 @@ def lstm(L: LstmLayer, x, table, trace=None):
         if L.qclip > 0:
             c = np.clip(c, -L.qclip, L.qclip)
         th = fp.tanh_int16(c, L.tanh_mult, L.tanh_shift, table=table)
-        h = np.clip(fp.mbqm(go * th, L.m_h, L.s_h) + L.h_zp, -128, 127)
+        h = np.clip(fp.mbqm(go * th, L.m_h, L.s_h) + L.h_zp, *code_range(L.bits))
         out[t] = h
         if trace is not None:
             trace.append({"t": t, "gates": [g.copy() for g in gates], "c": c.copy(), "h": h.copy(),
@@ -62,14 +70,15 @@ def lstm_intermediates(L: LstmLayer, trace, h_scale: float) -> dict:
     """A trace of lstm() as arrays over the steps, with the scale of every code:
     i, f, g, o: int16 gate outputs [T, H] (scale 2^-15: sigmoid, and tanh for g, are Q0.15);
     pre_i .. pre_o: int16 gate pre-activations (Q3.12, scale 2^-12);
-    c: int16 cell state (scale 2^cell_pow); h: int8 hidden state (h_scale, zero point h_zp).
+    c: int16 cell state (scale 2^cell_pow); h: int8 hidden state (int16 when bits=16; h_scale,
+    zero point h_zp).
     value = (code - zero_point) * scale."""
     out = {}
     for k, name in enumerate(GATE_NAMES):
         out[name] = np.stack([s["gates"][k] for s in trace]).astype(np.int16)
         out[f"pre_{name}"] = np.stack([s["pre"][k] for s in trace]).astype(np.int16)
     out["c"] = np.stack([s["c"] for s in trace]).astype(np.int16)
-    out["h"] = np.stack([s["h"] for s in trace]).astype(np.int8)
+    out["h"] = np.stack([s["h"] for s in trace]).astype(np.int8 if L.bits == 8 else np.int16)
     out["scales"] = {**{g: 2.0 ** -15 for g in GATE_NAMES}, **{f"pre_{g}": 2.0 ** -12 for g in GATE_NAMES},
                      "c": 2.0 ** L.cell_pow, "h": float(h_scale)}
     out["zero_points"] = {"h": int(L.h_zp)}
@@ -79,7 +88,7 @@ def lstm_intermediates(L: LstmLayer, trace, h_scale: float) -> dict:
 def fc(L: FcLayer, x):
     x = np.asarray(x, dtype=np.int64).reshape(L.rows, L.K)
     acc = (x - L.x_zp) @ L.w.astype(np.int64).T + L.bias.astype(np.int64)
-    y = fp.mbqm(fp.wrap32(acc), L.mult[None, :], L.shift[None, :]) + L.y_zp
+    y = _requant(acc, L.mult[None, :], L.shift[None, :], L.bits) + L.y_zp
     return np.clip(y, L.act_min, L.act_max)
 
 
@@ -120,5 +129,6 @@ def run(prog: Program, x_int8, return_all=False, capture=None):
     for L in prog.layers:
         out = RUN[type(L)](prog, L, vals[L.x], capture)
         vals[L.out] = np.asarray(out).reshape(prog.tensor(L.out).shape)
-    outs = [np.asarray(vals[i]).astype(np.int8) for i in prog.outputs]
+    dtype = np.int8 if prog.bits == 8 else np.int16
+    outs = [np.asarray(vals[i]).astype(dtype) for i in prog.outputs]
     return (outs, vals) if return_all else outs

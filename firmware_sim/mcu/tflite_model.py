@@ -1,7 +1,9 @@
-"""The code generator's view of an int8 .tflite: the ground floor's graph and the op check.
+"""The code generator's view of an int8 (or 16x8) .tflite: the ground floor's graph and the op check.
 
 The graph is groundfloor.tflite_file.parse's; check() rejects, naming it, every op or
-setting the generated C does not implement.
+setting the generated C does not implement. A 16x8 model (int16 activations, int8 weights,
+int64 biases: export/quant16x8.py) is told apart by its int16 graph input; then every
+activation must be int16 with zero point 0 and every bias int64.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from groundfloor.tflite_file import Graph, Op, parse
 
 SUPPORTED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED", "SOFTMAX", "STRIDED_SLICE",
                  "RESHAPE")
+OPS_16X8 = tuple(k for k in SUPPORTED_OPS if k != "SOFTMAX")   # no int16 softmax kernel
 
 
 def load(path, check_supported: bool = True) -> Graph:
@@ -29,14 +32,32 @@ def check(graph: Graph):
         raise BadInput(graph.path, f"unsupported op{'s' if len(names) > 1 else ''} for the MCU code "
                        f"generator: {', '.join(names)} (op #{bad[0].index}); supported: "
                        f"{', '.join(SUPPORTED_OPS)}")
+    act = activation_type(graph)
+    for op in graph.ops:
+        if act == "INT16" and op.kind not in OPS_16X8:
+            raise BadInput(graph.path, f"{op.kind} op #{op.index}: not supported in a 16x8 model "
+                           f"by the MCU code generator; 16x8 supports {', '.join(OPS_16X8)}")
     for i in graph.inputs + graph.outputs:
         t = graph.tensors[i]
-        if t.dtype != "INT8":
+        if t.dtype != act:
             raise BadInput(graph.path, f"model {'input' if i in graph.inputs else 'output'} "
                            f"'{t.name}' is {t.dtype}; the MCU build needs a full-int8 model "
-                           "(int8 input and output)")
+                           "(int8 input and output) or a 16x8 one (int16 input and output)")
+        if act == "INT16" and t.zp != 0:
+            raise BadInput(graph.path, f"16x8 model {'input' if i in graph.inputs else 'output'} "
+                           f"'{t.name}' has zero point {t.zp}; int16 activations must be symmetric")
     for op in graph.ops:
         CHECKS.get(op.kind, _no_check)(graph, op)
+
+
+def activation_type(graph: Graph) -> str:
+    """INT16 for a 16x8 model (int16 graph input), else INT8."""
+    t = graph.tensors[graph.inputs[0]] if graph.inputs else None
+    return "INT16" if t is not None and t.dtype == "INT16" else "INT8"
+
+
+def _bias_type(graph: Graph) -> str:
+    return "INT64" if activation_type(graph) == "INT16" else "INT32"
 
 
 def _no_check(graph: Graph, op: Op):
@@ -45,9 +66,14 @@ def _no_check(graph: Graph, op: Op):
 
 def _check_fc(graph: Graph, op: Op):
     x, w = graph.t(op.inputs[0]), graph.t(op.inputs[1])
-    if x.dtype != "INT8" or w.dtype != "INT8" or w.data is None:
-        raise BadInput(graph.path, f"FULLY_CONNECTED op #{op.index}: needs int8 input and "
+    act = activation_type(graph)
+    if x.dtype != act or w.dtype != "INT8" or w.data is None:
+        raise BadInput(graph.path, f"FULLY_CONNECTED op #{op.index}: needs {act.lower()} input and "
                        f"constant int8 weights (got {x.dtype}/{w.dtype})")
+    b = graph.t(op.inputs[2]) if len(op.inputs) > 2 else None
+    if b is not None and (b.dtype != _bias_type(graph) or b.data is None):
+        raise BadInput(graph.path, f"FULLY_CONNECTED op #{op.index}: bias must be constant "
+                       f"{_bias_type(graph).lower()} (got {b.dtype})")
     if op.options.get("fusedActivationFunction", "NONE") not in ("NONE", "RELU", "RELU6",
                                                                  "RELU_N1_TO_1"):
         raise BadInput(graph.path, f"FULLY_CONNECTED op #{op.index}: fused activation "
@@ -72,8 +98,10 @@ def _check_lstm(graph: Graph, op: Op):
     where = f"UNIDIRECTIONAL_SEQUENCE_LSTM op #{op.index}"
     ins = op.inputs + [-1] * (24 - len(op.inputs))
     x = g.t(ins[0])
-    if x is None or x.dtype != "INT8":
-        raise BadInput(g.path, f"{where}: input must be int8 (this is not a full-int8 model)")
+    act = activation_type(g)
+    if x is None or x.dtype != act:
+        raise BadInput(g.path, f"{where}: input must be {act.lower()} (this is neither a full-int8 "
+                       "nor a 16x8 model)")
     for k in range(1, 9):
         w = g.t(ins[k])
         if w is None:
@@ -89,8 +117,10 @@ def _check_lstm(graph: Graph, op: Op):
     if any(g.t(ins[k]) is not None for k in (20, 21, 22, 23)):
         raise BadInput(g.path, f"{where}: layer normalization is not supported")
     h, c = g.t(ins[18]), g.t(ins[19])
-    if h is None or c is None or h.dtype != "INT8" or c.dtype != "INT16":
-        raise BadInput(g.path, f"{where}: needs an int8 hidden state and an int16 cell state")
+    if h is None or c is None or h.dtype != act or c.dtype != "INT16":
+        raise BadInput(g.path, f"{where}: needs an {act.lower()} hidden state and an int16 cell state")
+    if act == "INT16" and (x.zp != 0 or h.zp != 0):
+        raise BadInput(g.path, f"{where}: int16 input and hidden state must have zero point 0")
     if op.options.get("timeMajor"):
         raise BadInput(g.path, f"{where}: time-major input is not supported")
     if x.shape[0] != 1:
@@ -104,8 +134,8 @@ def _check_lstm(graph: Graph, op: Op):
         raise BadInput(g.path, f"{where}: cell activation {act} is not supported")
     for k in (12, 13, 14, 15):
         b = g.t(ins[k])
-        if b is None or b.dtype != "INT32" or b.data is None:
-            raise BadInput(g.path, f"{where}: gate biases must be constant int32")
+        if b is None or b.dtype != _bias_type(g) or b.data is None:
+            raise BadInput(g.path, f"{where}: gate biases must be constant {_bias_type(g).lower()}")
 
 
 # op kind -> what the generated C needs of it beyond the op itself (RESHAPE: nothing)
