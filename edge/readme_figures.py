@@ -5,7 +5,7 @@
 Replaces the block between `<!-- measured:begin -->` and `<!-- measured:end -->` with tables
 built from reports/<model>/bench.json and artifacts/<model>/ (manifest, search.json), each
 saying which machine measured it. reports/timings.json (written by `make timings`) adds the
-cold/warm timings when present.
+cold/warm timings and reports/spread.json (`make spread`) the spread across CPUs when present.
 """
 from __future__ import annotations
 
@@ -87,6 +87,35 @@ def timing_lines(timings: dict | None) -> list[str]:
         f"{k} {v:.0f} s" for k, v in timings.items() if isinstance(v, (int, float)))]
 
 
+# The spread rows the README shows (reports/spread.md has every artifact and runner)
+SPREAD_KEYS = ("tflite_float32/litert", "tflite_int8/litert", "tflite_int8/tflm", "tflite_16x8/tflm",
+               "onnx_float32/onnxruntime", "onnx_dynamic_int8/onnxruntime", "onnx_qdq_int8/onnxruntime",
+               "onnx_dynamic_int8_signed_weights")
+
+
+def spread_lines(spread: dict | None) -> list[str]:
+    """How far the host figures move across x86 CPUs, from reports/spread.json (`make spread`)."""
+    if not spread:
+        return ["Across CPUs: not measured in this run (`make spread`)."]
+    from edge.spread import HOST_BOUND_REL, pct, spread_by_artifact, table_lines
+    per_key = spread_by_artifact(spread.get("models") or {}, SPREAD_KEYS)
+    said = "; ".join(f"{k.split('/')[0]} ({k.split('/')[1]}) " + (
+        "bit-identical" if r["identical"] else
+        f"task metric {pct(r['task_metric_rel'])}, drift RMSE {r['drift_rmse_abs']:.2g} apart")
+        for k, r in per_key.items() if "/" in k)
+    bound = [k.split("/")[0] for k, r in per_key.items() if "/" in k and r["task_metric_rel"] > HOST_BOUND_REL]
+    if bound:
+        said += (f". {', '.join(bound)}: its figures hold only for the CPU that measured them (the rows below "
+                 "say which CPUs agree)")
+    machine = spread.get("machine") or {}
+    return [f"Across CPUs (`make spread`, {spread.get('created', '')[:10]}, on {machine.get('cpu')}, the others "
+            "emulated): the same artifact files on every CPU. Largest spread over the three models: "
+            f"{said or 'none measured'}. The signed-weight row is a control (onnxruntime's "
+            "default quantization, which the toolkit does not ship): it saturates on AVX2 without VNNI, proof "
+            "that the emulated CPUs reach other kernels.", "",
+            *table_lines(spread, SPREAD_KEYS)]
+
+
 def block(reports: Path, artifacts: Path) -> str:
     benches = {m: b for m in MODELS if (b := _load(reports / m / "bench.json"))}
     if not benches:
@@ -98,6 +127,7 @@ def block(reports: Path, artifacts: Path) -> str:
              f"int8 dot product: {machine.get('int8_dot_product')}), {created[:10]}; regenerate with "
              "`make readme`. Every figure is over all evaluation windows unless it says otherwise.", "",
              *accuracy_table(benches, searches), "", *device_table(benches), "",
+             *spread_lines(_load(reports / "spread.json")), "",
              *timing_lines(_load(reports / "timings.json"))]
     return "\n".join(lines)
 

@@ -88,12 +88,12 @@ def _wait(proc, deadline):
         time.sleep(0.01)
 
 
-def _run_fresh(target, kwargs, timeout, env) -> IsolatedResult:
+def _run_fresh(target, kwargs, timeout, env, launcher=None) -> IsolatedResult:
     with tempfile.TemporaryDirectory(prefix="edge-isolate-") as tmp:
         args_path, out_path = _write_args(tmp, target, kwargs)
         child_env = dict(os.environ, **CHILD_ENV, EDGE_ISOLATE_PARENT=str(os.getpid()), **(env or {}))
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "groundfloor.isolate", args_path, out_path],
+        proc = subprocess.Popen([*(launcher or []), sys.executable, "-m", "groundfloor.isolate", args_path, out_path],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=child_env,
                                 start_new_session=True)
         # Drain stderr while waiting so a chatty child never blocks on a full pipe.
@@ -210,11 +210,13 @@ def shared_worker():
 
 
 def run_isolated(target: str, kwargs: dict | None = None, timeout: float = 600.0,
-                 env: dict | None = None) -> IsolatedResult:
+                 env: dict | None = None, launcher: list | None = None) -> IsolatedResult:
+    """launcher: a command the child's Python runs under (e.g. ["qemu-x86_64", "-cpu", "Haswell"],
+    to measure on an emulated CPU); such a call always gets a fresh process."""
     worker = getattr(_shared, "worker", None)
-    if worker is not None and not env:
+    if worker is not None and not env and not launcher:
         return worker.run(target, kwargs, timeout)
-    return _run_fresh(target, kwargs, timeout, env)
+    return _run_fresh(target, kwargs, timeout, env, launcher)
 
 
 def _call(args_path, out_path):

@@ -48,6 +48,27 @@ def cpu_features() -> list:
     return [f for f in ISA_FEATURES if f in present]
 
 
+# numpy's runtime dispatch reads cpuid, as MLAS and XNNPACK do; /proc/cpuinfo is the kernel's view
+# of the real CPU, which QEMU user-mode emulation of another CPU model passes through unchanged.
+_NUMPY_CPUID_NAMES = {"SSE41": "sse4_1", "SSE42": "sse4_2", "AVX": "avx", "AVX2": "avx2", "FMA3": "fma",
+                      "F16C": "f16c", "AVX512F": "avx512f", "AVX512BW": "avx512bw", "AVX512VL": "avx512vl",
+                      "AVX512VNNI": "avx512_vnni", "AVX512BF16": "avx512_bf16", "ASIMD": "asimd",
+                      "ASIMDDP": "asimddp", "SVE": "sve"}
+
+
+def cpuid_features() -> list:
+    """The ISA_FEATURES the CPU's cpuid reports to this process (what the kernels dispatch on),
+    as numpy's runtime detection sees them; true under emulation, unlike cpu_features()."""
+    from numpy._core._multiarray_umath import __cpu_features__
+    present = {name for key, name in _NUMPY_CPUID_NAMES.items() if __cpu_features__.get(key)}
+    return [f for f in ISA_FEATURES if f in present]
+
+
+def int8_dot_product(features) -> str:
+    """Which int8 dot-product path kernels have on a CPU with these ISA_FEATURES."""
+    return _int8_dot_product(features)
+
+
 def machine() -> dict:
     mem = _first_line_value("/proc/meminfo", "MemTotal")
     try:
