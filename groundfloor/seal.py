@@ -1,0 +1,127 @@
+"""The sha256 seal every model file the toolkit writes carries inside it, so a file that lost
+its manifest still tells a flipped bit from the file the export wrote.
+
+Where: TFLite, a Model.metadata entry named SEAL_KEY whose buffer holds the 64 hex digits;
+ONNX, a metadata_props entry SEAL_KEY = the 64 hex digits. Both formats ignore metadata they
+do not know, so every runtime runs a sealed file as before.
+
+What the digest covers: the whole file as written, with the 64 digest bytes replaced by
+PLACEHOLDER. So sealing is: write the file with PLACEHOLDER, hash it, put the digest where the
+placeholder was; checking is: find the stored digest, put PLACEHOLDER back, hash, compare.
+The seal tells corruption, not authorship: anyone can re-seal a file they changed.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from groundfloor import tflite_file
+from groundfloor.errors import BadInput
+from groundfloor.fileio import write_bytes
+
+SEAL_KEY = "lstm_edge.sha256"
+PLACEHOLDER = b"lstm-edge seal: sha256 of this file with these 64 bytes as they are"
+PLACEHOLDER = PLACEHOLDER[:64].ljust(64, b".")
+DIGEST_LEN = 64
+
+
+def _digest(data_with_placeholder: bytes) -> bytes:
+    return hashlib.sha256(data_with_placeholder).hexdigest().encode("ascii")
+
+
+def _fill(data: bytes) -> bytes:
+    """Put the digest where the (single) placeholder is."""
+    at = data.find(PLACEHOLDER)
+    if at < 0 or data.find(PLACEHOLDER, at + 1) >= 0:
+        raise ValueError("the seal placeholder must occur exactly once in the file")
+    return data[:at] + _digest(data) + data[at + DIGEST_LEN:]
+
+
+# ------------------------------------------------------------------ TFLite
+
+def _seal_tflite(data: bytes) -> bytes:
+    s = tflite_file.schema()
+    model = tflite_file.read(None, data)
+    model.metadata = list(model.metadata or [])
+    model.buffers = list(model.buffers or [])
+    entry = next((m for m in model.metadata if _name(m.name) == SEAL_KEY), None)
+    if entry is None:   # a new buffer at the end; resealing reuses it, so sealing is idempotent
+        entry = s.MetadataT()
+        entry.name, entry.buffer = SEAL_KEY, len(model.buffers)
+        model.buffers.append(s.BufferT())
+        model.metadata.append(entry)
+    model.buffers[entry.buffer].data = list(PLACEHOLDER)
+    return _fill(tflite_file.pack(model))
+
+
+def _stored_tflite(data: bytes) -> bytes | None:
+    """The digest a .tflite stores, from the flatbuffer's own accessors (the file has passed
+    groundfloor.verify's structure check before this runs)."""
+    m = tflite_file.schema().Model.GetRootAsModel(bytearray(data), 0)
+    for i in range(m.MetadataLength()):
+        entry = m.Metadata(i)
+        if _name(entry.Name()) == SEAL_KEY and 0 <= entry.Buffer() < m.BuffersLength():
+            return bytes(m.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+    return None
+
+
+def _name(raw) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+
+
+# ------------------------------------------------------------------ ONNX
+
+def _seal_onnx(data: bytes) -> bytes:
+    import onnx
+    proto = onnx.load_from_string(data)
+    keep = [p for p in proto.metadata_props if p.key != SEAL_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    proto.metadata_props.add(key=SEAL_KEY, value=PLACEHOLDER.decode("ascii"))
+    return _fill(proto.SerializeToString())
+
+
+def _stored_onnx(data: bytes) -> bytes | None:
+    import onnx
+    proto = onnx.load_from_string(data)
+    return next((p.value.encode("utf-8", "replace") for p in proto.metadata_props if p.key == SEAL_KEY), None)
+
+
+_FORMATS = {".tflite": (_seal_tflite, _stored_tflite), ".onnx": (_seal_onnx, _stored_onnx)}
+
+
+# ------------------------------------------------------------------ the API
+
+def sealed(data: bytes, suffix: str) -> bytes:
+    """The model bytes with their seal (an earlier seal is replaced)."""
+    return _FORMATS[suffix][0](bytes(data))
+
+
+def write_model(path, data: bytes):
+    """Seal and write atomically (temporary file, then rename)."""
+    return write_bytes(path, sealed(data, Path(path).suffix))
+
+
+def seal_file(path):
+    """Seal a model file in place (atomically)."""
+    return write_model(path, Path(path).read_bytes())
+
+
+def check(path, data: bytes | None = None) -> bool:
+    """True when the file carries a seal and it matches; False when it carries none; BadInput
+    when the stored digest is not the file's."""
+    path = Path(path)
+    if data is None:
+        data = path.read_bytes()
+    stored = _FORMATS[path.suffix][1](data)
+    if stored is None:
+        return False
+    at = data.find(stored) if len(stored) == DIGEST_LEN else -1
+    if at < 0 or data.find(stored, at + 1) >= 0:
+        raise BadInput(path, "its sha256 seal is malformed: the file was changed or corrupted after export")
+    want = _digest(data[:at] + PLACEHOLDER + data[at + DIGEST_LEN:])
+    if stored != want:
+        raise BadInput(path, f"sha256 {want[:16].decode()}... differs from the seal inside the file "
+                             f"({stored[:16].decode('ascii', 'replace')}...): the file was changed or corrupted "
+                             "after export (pass verify_hash=False to load it anyway)")
+    return True
