@@ -409,15 +409,13 @@ def fmt(v, key=""):
         return "n/a"
     if key == "must_fit":
         return "fits" if v else "no"
-    if isinstance(v, float):
-        if v == 0:
-            return "0"
-        if abs(v) >= 100:
-            return f"{v:,.1f}"
-        if abs(v) >= 0.01:
-            return f"{v:.3f}".rstrip("0").rstrip(".")
-        return f"{v:.3g}"
-    return str(v)
+    if not isinstance(v, float):
+        return str(v)
+    if abs(v) >= 100:
+        return f"{v:,.1f}"
+    if abs(v) >= 0.01:
+        return f"{v:.3f}".rstrip("0").rstrip(".")
+    return f"{v:.3g}" if v else "0"
 
 
 # --------------------------------------------------------------------------- judging

@@ -16,7 +16,7 @@ matplotlib.use("Agg", force=False)
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from edge.report.fmt import fmt_us  # noqa: E402  (the report's own way of writing latencies)
+from edge.report.fmt import fmt_bytes, fmt_us  # noqa: E402  (the report's own way of writing figures)
 
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
@@ -172,9 +172,11 @@ def drift_per_step(series: list[dict], footer: str) -> bytes | None:
                         "Drift per time step (rmse, measured on the evaluation windows)")
 
 
-def _usable_runs(runs, key) -> dict:
-    """The long-stream results (by signal name) that hold per-window `key` values."""
-    return {k: r for k, r in (runs or {}).items() if isinstance(r, dict) and (r.get("per_window") or {}).get(key)}
+def _long_stream_axes(runs, key):
+    """(the long-stream results, by signal name, that hold per-window `key` values, a wide figure,
+    its axes); None when no result holds them (no figure then)."""
+    usable = {k: r for k, r in (runs or {}).items() if isinstance(r, dict) and (r.get("per_window") or {}).get(key)}
+    return (usable, *_one_axes(11, 4.2)) if usable else None
 
 
 def _window_starts(pw, key) -> list:
@@ -183,10 +185,9 @@ def _window_starts(pw, key) -> list:
 
 def stream_drift(runs: dict, footer: str) -> bytes | None:
     """runs: {signal name: {"per_window": {"start": [...], "litert_rmse": [...], "tflm_rmse": [...]|None}}}."""
-    usable = _usable_runs(runs, "litert_rmse")
-    if not usable:
+    if not (drawn := _long_stream_axes(runs, "litert_rmse")):
         return None
-    fig, ax = _one_axes(11, 4.2)
+    usable, fig, ax = drawn
     for i, (name, r) in enumerate(usable.items()):
         pw = r["per_window"]
         x = _window_starts(pw, "litert_rmse")
@@ -220,7 +221,7 @@ def memory_vs_budget(artifacts: list[str], devices: list[str], fits: dict, foote
                 top = max(top, pct)
                 ys.append(len(artifacts) - 1 - i + ((len(devices) - 1) / 2 - j) * h)
                 xs.append(pct)
-                labels.append(f"{_kib(line['need'])}/{_kib(line['budget'])}")
+                labels.append(f"{fmt_bytes(line['need'], short=True)}/{fmt_bytes(line['budget'], short=True)}")
             bars = ax.barh(ys, xs, height=h * 0.9, color=PALETTE[j % len(PALETTE)], label=dev)
             for b, lab, x in zip(bars, labels, xs):
                 ax.text(x + 1, b.get_y() + b.get_height() / 2, lab, fontsize=5.5, va="center")
@@ -238,16 +239,6 @@ def memory_vs_budget(artifacts: list[str], devices: list[str], fits: dict, foote
     fig.suptitle("Size and RAM per artifact against each device's budget (estimated: runtime reserves are "
                  "profile assumptions)", fontsize=9)
     return _finish(fig, footer)
-
-
-def _kib(n):
-    if n is None:
-        return "?"
-    if n >= 1 << 30:
-        return f"{n / (1 << 30):.1f}G"
-    if n >= 1 << 20:
-        return f"{n / (1 << 20):.1f}M"
-    return f"{n / 1024:.0f}K" if n >= 10240 else f"{n / 1024:.1f}K"
 
 
 # --------------------------------------------------------------------------- accuracy
@@ -286,10 +277,9 @@ def cell_state_range(runs: dict, footer: str) -> bytes | None:
     """runs: {signal name: long_stream_drift result}. Per window: the float model's max |c|
     (numpy, no cell clip) and the int8 model's max |c| against the int16 cell-state range (the
     saturation limit, dashed); the fraction of int8 cell values at that limit on a second axis."""
-    usable = _usable_runs(runs, "float_max_abs_c")
-    if not usable:
+    if not (drawn := _long_stream_axes(runs, "float_max_abs_c")):
         return None
-    fig, ax = _one_axes(11, 4.2)
+    usable, fig, ax = drawn
     ranges = []
     at_limit_any = False
     for i, (name, r) in enumerate(usable.items()):

@@ -3,8 +3,8 @@ import inspect as pyinspect
 from pathlib import Path
 
 from edge.tasks import get_task
-from export.pipeline import export_model, read_json_or_none
-from groundfloor.fileio import sha256_json, write_json
+from export.pipeline import export_model
+from groundfloor.fileio import read_json_or_none, sha256_json, write_json
 from groundfloor.versions import tool_versions
 
 

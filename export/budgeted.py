@@ -9,8 +9,8 @@ import numpy as np
 from groundfloor.errors import BadInput
 from export import inspect
 from groundfloor import contracts
-from groundfloor.fileio import read_json, sha256_file, sha256_json, write_json
-from export.pipeline import DATA_FILE, MANIFEST, SOURCE_FILE, read_json_or_none
+from groundfloor.fileio import read_json, read_json_or_none, sha256_file, sha256_json, write_json
+from export.pipeline import DATA_FILE, MANIFEST, SOURCE_FILE
 
 SEARCH_DIR = "quantize"
 DEFAULT_BUDGETS = {"regression": {"max_rmse_increase": 0.02}, "classification": {"max_accuracy_drop": 0.5}}

@@ -7,7 +7,7 @@ TFLite LSTM kernel, which fall back to WHILE loops, and which crash or give wron
 
 Every conversion runs in its own child process (groundfloor.isolate.run_isolated): full-int8
 calibration segfaults on WHILE-loop graphs and must cost one row, not the run.
-The table this prints is what export/lint_measured.py records; re-run it when
+The table this prints is what export/lint_measured.toml records; re-run it when
 tensorflow / tf-keras / tf2onnx versions move and update that table.
 
 Models are tf-keras (Keras 2), batch 1, input [1, 16, 3], LSTM(8)-sized, random weights.
@@ -96,22 +96,16 @@ def _ops(content):
     return primary, sorted(set(every)), len(every)
 
 
-def _io(details):
-    """An I/O record (groundfloor.ioquant) from LiteRT's tensor details."""
-    scale, zero_point = details["quantization"]
-    return {"dtype": details["dtype"].__name__, "scale": scale, "zero_point": zero_point}
-
-
 def _run_tflite(content, x):
     from ai_edge_litert.interpreter import Interpreter
-    from groundfloor.ioquant import dequantize_output, quantize_input
+    from groundfloor.ioquant import dequantize_output, io_from_details, quantize_input
     it = Interpreter(model_content=content)
     it.allocate_tensors()
     ind = it.get_input_details()[0]
     it.reset_all_variables()
-    it.set_tensor(ind["index"], quantize_input(x, _io(ind)))
+    it.set_tensor(ind["index"], quantize_input(x, io_from_details(ind)))
     it.invoke()
-    return [dequantize_output(it.get_tensor(od["index"]), _io(od)) for od in it.get_output_details()]
+    return [dequantize_output(it.get_tensor(od["index"]), io_from_details(od)) for od in it.get_output_details()]
 
 
 def _keras_out(model, x):
@@ -191,14 +185,11 @@ def _convert(model, x, mode):
     """float32, or full int8 calibrated on 16 random windows shaped like x."""
     import numpy as np
     import tensorflow as tf
+    from export.tflite import set_full_int8
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if mode == "int8":
         rng = np.random.default_rng(1)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([rng.normal(size=x.shape).astype("float32")] for _ in range(16))
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        set_full_int8(conv, lambda: ([rng.normal(size=x.shape).astype("float32")] for _ in range(16)))
     return conv.convert()
 
 

@@ -94,21 +94,16 @@ def _run_litert_bare(path, window_path):
 
 def litert_bare_child(path: str, window_path: str | None = None) -> bool:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    from groundfloor.ioquant import dequantize_output, quantize_input
+    from groundfloor.ioquant import dequantize_output, io_from_details, quantize_input
     it = Interpreter(model_path=path, num_threads=1,
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     ind, outd = it.get_input_details()[0], it.get_output_details()[0]
     _, steps, features = (int(d) for d in ind["shape"])
-    it.set_tensor(ind["index"], quantize_input(_window(window_path, steps, features), _io(ind)))
+    it.set_tensor(ind["index"], quantize_input(_window(window_path, steps, features), io_from_details(ind)))
     it.invoke()
-    _check_outputs(dequantize_output(it.get_tensor(outd["index"]), _io(outd)))
+    _check_outputs(dequantize_output(it.get_tensor(outd["index"]), io_from_details(outd)))
     return True
-
-
-def _io(details):
-    scale, zero_point = details["quantization"]
-    return {"dtype": np.dtype(details["dtype"]).name, "scale": scale, "zero_point": zero_point}
 
 
 def _run_tflite_micro(path, window_path):

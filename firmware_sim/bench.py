@@ -35,7 +35,7 @@ import numpy as np
 from groundfloor import cache as _cache
 from groundfloor import contracts
 from groundfloor.errors import BadInput
-from groundfloor.fileio import read_json, read_json_doc, sha256_file, write_json, write_npz
+from groundfloor.fileio import read_json_doc, read_json_or_none, sha256_file, write_json, write_npz
 from groundfloor.isolate import run_isolated
 from groundfloor.metrics import evaluate
 from groundfloor.versions import machine, tool_versions
@@ -185,10 +185,7 @@ def _inputs_key(report: dict, streaming, long_stream, has_signal) -> str:
 
 
 def _previous(out_path, key) -> dict | None:
-    try:
-        prev = read_json(out_path)
-    except (OSError, ValueError):
-        return None
+    prev = read_json_or_none(out_path)
     return prev if isinstance(prev, dict) and prev.get("inputs_key") == key else None
 
 

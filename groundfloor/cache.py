@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from groundfloor.fileio import read_json, write_json
+from groundfloor.fileio import read_json_or_none, write_json
 
 
 def default_cache_dir() -> Path:
@@ -47,11 +47,8 @@ class ResultCache:
         path = self.path(kind, key)
         if path is None or not path.is_file():
             return None
-        try:
-            value = read_json(path)
-        except (OSError, ValueError):
-            return None
-        return value if valid is None or valid(value) else None
+        value = read_json_or_none(path)
+        return value if value is not None and (valid is None or valid(value)) else None
 
     def put(self, kind: str, key: str, value):
         path = self.path(kind, key)

@@ -12,6 +12,13 @@ class BadInput(Exception):
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
 
+def pick(registry: dict, name, what: str):
+    """registry[name] for a name the user gave; BadInput naming the known ones otherwise."""
+    if name not in registry:
+        raise BadInput(None, f"unknown {what} {name!r}; known: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
 class BudgetExceeded(Exception):
     """A measured figure is over its budget. Exit code 1."""
 

@@ -90,6 +90,15 @@ def read_json(path):
         return json.load(f)
 
 
+def read_json_or_none(path):
+    """A JSON file's content, or None when it is missing or unreadable (a cache or a previous
+    result that is then made again)."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
 def read_json_doc(path, what: str, table: str | None = None, hint: str = "", plural: bool = False):
     """A JSON document from the user's folders (a manifest, bench results), named `what` in the
     messages: BadInput (exit 2) when it is not valid JSON or, given `table`, not an object that

@@ -5,6 +5,12 @@ import numpy as np
 INTEGER_DTYPES = ("int8", "uint8", "int16")
 
 
+def io_from_details(details: dict) -> dict:
+    """The I/O record of one of a LiteRT interpreter's inputs or outputs (its tensor details)."""
+    scale, zero_point = details["quantization"]
+    return {"dtype": np.dtype(details["dtype"]).name, "scale": scale, "zero_point": zero_point}
+
+
 def is_integer(io: dict) -> bool:
     return io["dtype"] in INTEGER_DTYPES and bool(io.get("scale"))
 

@@ -74,6 +74,15 @@ def read(path, data: bytes | None = None):
     return model
 
 
+def read_one_graph(path):
+    """(model, its only subgraph), for the rewrites that edit one straight graph; ValueError when
+    there are more (a WHILE loop's body and condition are subgraphs of their own)."""
+    model = read(path)
+    if len(model.subgraphs) != 1:
+        raise ValueError(f"{len(model.subgraphs)} subgraphs (a WHILE loop?), not a fused LSTM graph")
+    return model, model.subgraphs[0]
+
+
 def pack(model) -> bytes:
     import flatbuffers
     builder = flatbuffers.Builder(1024)
@@ -134,6 +143,12 @@ def set_tensor_data(model, t, arr):
     b.data = np.frombuffer(np.ascontiguousarray(arr).tobytes(), dtype=np.uint8)
     model.buffers.append(b)
     t.buffer = len(model.buffers) - 1
+
+
+def bias_values(model, t) -> np.ndarray:
+    """A constant int32 bias's float64 values: its integers times its (per-channel) scale."""
+    scale, _ = qparams(t)
+    return tensor_data(model, t, "<i4").astype(np.float64) * scale
 
 
 def qparams(t):

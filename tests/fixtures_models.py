@@ -2,57 +2,45 @@
 TFLite, a float streaming twin (one step per call) and float ONNX, plus a fake artifacts dir
 whose manifest follows docs/CONTRACTS.md.
 
-The models are built once in a child Python process (TensorFlow stays out of the pytest
-process) and cached in pytest's cache directory, keyed by the build code's hash and the tool
-versions, so reruns take no conversion time. Import the fixtures in a test module with
+The models are built once in a child Python process and cached (tests/child_build.py), so
+reruns take no conversion time. Import the fixtures in a test module with
     from fixtures_models import tiny_models, tiny_artifacts  # noqa: F401
 """
-import hashlib
-import json
 import os
 import shutil
-import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from child_build import built_in_child
+from tiny_keras import tiny_lstm
+
 T, F, UNITS, N_EVAL, N_CALIB = 8, 2, 4, 24, 256
 FILES = ["float32.tflite", "int8.tflite", "stream_float32.tflite", "float32.onnx", "data.npz"]
 
 
-def build(out_dir):
-    """Build the models (run as a script in a child process)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def build(out: Path):
+    """Build the models into out (in a child process: child_build.built_in_child)."""
     import tensorflow as tf
-    import tf_keras as K
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    K.utils.set_random_seed(0)  # Python, numpy and TF: unseeded initializers draw from Python random
-    rng = np.random.default_rng(0)
-    model = K.Sequential([K.layers.InputLayer(input_shape=(T, F), batch_size=1),
-                          K.layers.LSTM(UNITS), K.layers.Dense(1)])
+    from export.tflite import representative_windows, set_full_int8
+    model = tiny_lstm(T, F, UNITS)
     # a strong forget-gate bias keeps the cell state alive, so state carried over from the
     # previous sequence (no reset) visibly changes the outputs
     kernel, recurrent, bias = model.layers[0].get_weights()
     bias[UNITS:2 * UNITS] = 3.0
     model.layers[0].set_weights([kernel, recurrent, bias])
+    rng = np.random.default_rng(0)
     x = rng.standard_normal((N_CALIB + N_EVAL, T, F)).astype(np.float32)
     y_float = model.predict(x, batch_size=1, verbose=0).astype(np.float32)
-    stream = K.Sequential([K.layers.InputLayer(input_shape=(1, F), batch_size=1),
-                           K.layers.LSTM(UNITS, stateful=False), K.layers.Dense(1)])
+    stream = tiny_lstm(1, F, UNITS)  # the same cell, fed one step per call
     stream.set_weights(model.get_weights())
 
     def tflite(m, int8=False):
         c = tf.lite.TFLiteConverter.from_keras_model(m)
         if int8:
-            c.optimizations = [tf.lite.Optimize.DEFAULT]
-            c.representative_dataset = lambda: ([x[i:i + 1]] for i in range(N_CALIB))
-            c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            c.inference_input_type = tf.int8
-            c.inference_output_type = tf.int8
+            set_full_int8(c, representative_windows(x[:N_CALIB]))
         return c.convert()
 
     (out / "float32.tflite").write_bytes(tflite(model))
@@ -66,30 +54,11 @@ def build(out_dir):
              y_float=y_float[N_CALIB:])
 
 
-def _cache_key():
-    import inspect
-    src = (inspect.getsource(build) + repr((T, F, UNITS, N_EVAL, N_CALIB, FILES))).encode()
-    vers = [metadata.version(d) for d in ("tensorflow-cpu", "tf-keras", "tf2onnx")]
-    return hashlib.sha256(src + json.dumps(vers).encode()).hexdigest()[:16]
-
-
 @pytest.fixture(scope="session")
 def tiny_models(request):
     """Directory with float32.tflite, int8.tflite, stream_float32.tflite, float32.onnx, data.npz."""
-    cache = Path(request.config.cache.mkdir(f"tiny_lstm_models_{_cache_key()}"))
-    if not all((cache / f).is_file() for f in FILES):
-        tmp = cache.with_name(cache.name + ".building")
-        shutil.rmtree(tmp, ignore_errors=True)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1",
-                   TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", CUDA_VISIBLE_DEVICES="")
-        proc = subprocess.run([sys.executable, __file__, str(tmp)], env=env, capture_output=True,
-                              text=True, timeout=600)
-        if proc.returncode != 0:
-            pytest.fail(f"building the fixture models failed:\n{proc.stderr[-3000:]}")
-        for f in FILES:
-            shutil.copy2(tmp / f, cache / f)
-        shutil.rmtree(tmp, ignore_errors=True)
-    return cache
+    return built_in_child(request, "tiny_lstm_models", build, (T, F, UNITS, N_EVAL, N_CALIB), FILES,
+                          dists=("tensorflow-cpu", "tf-keras", "tf2onnx"))
 
 
 def make_artifacts_dir(models: Path, dest: Path, with_truncated=True) -> Path:
@@ -240,4 +209,4 @@ def build_demo_artifacts(out_dir, stacked: bool = False, timeout: float = 600.0)
 
 
 if __name__ == "__main__":
-    build(sys.argv[1])
+    build(Path(sys.argv[1]))

@@ -139,19 +139,16 @@ def test_memory_and_device_figures_are_labelled(bench):
     assert a["devices"]["cortex_m4f"]["latency"]["value"] > a["devices"]["cortex_a53"]["latency"]["value"]
 
 
-def test_every_figure_is_labelled_measured_estimated_or_emulated(bench):
-    kinds = []
+def _dicts(o):
+    """Every dict inside a JSON value, o itself included."""
+    if isinstance(o, dict):
+        yield o
+    for v in o.values() if isinstance(o, dict) else o if isinstance(o, list) else ():
+        yield from _dicts(v)
 
-    def walk(o):
-        if isinstance(o, dict):
-            if "kind" in o:
-                kinds.append(o["kind"])
-            for v in o.values():
-                walk(v)
-        elif isinstance(o, list):
-            for v in o:
-                walk(v)
-    walk(bench["report"]["artifacts"])
+
+def test_every_figure_is_labelled_measured_estimated_or_emulated(bench):
+    kinds = [d["kind"] for d in _dicts(bench["report"]["artifacts"]) if "kind" in d]
     assert kinds and set(kinds) <= {"measured", "estimated", "emulated"}
     mem = bench["report"]["artifacts"]["int8_tflite"]["memory"]
     assert mem["ram_total_bytes"] == {**mem["ram_total_bytes"], "value": bench["need"], "kind": "measured"}

@@ -9,18 +9,15 @@ import pytest
 from groundfloor.errors import BadInput
 from groundfloor.fileio import sha256_file
 from export import budgeted, pipeline, quantize_search
-from tiny_keras import tiny_lstm
-
-T, F, U = 8, 1, 8
+from tiny_keras import tiny_lstm_saved
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """A tiny tf-keras LSTM exported with only its float TFLite artifact (fast)."""
-    root = tmp_path_factory.mktemp("budgeted")
-    model = tiny_lstm(root / "tiny.h5", T, F, U)
+    root, model = tiny_lstm_saved(tmp_path_factory, "budgeted", steps=8, features=1, units=8)
     rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (60, T, F)).astype(np.float32)
+    x = rng.uniform(-1, 1, (60, *model.input_shape[1:])).astype(np.float32)
     y = model.predict(x, batch_size=1, verbose=0) + rng.normal(0, 0.01, (60, 1)).astype(np.float32)
     np.savez(root / "tiny.npz", x=x, y=y)
     out = root / "artifacts" / "tiny"

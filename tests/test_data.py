@@ -35,8 +35,20 @@ def test_csv_windows_slide_by_one_row(tmp_path):
     (dict(x=np.full((10, 4, 2), np.inf)), "NaN or inf"),
     (dict(x=np.zeros((0, 4, 2))), "empty"),
     (dict(z=np.zeros((10, 4, 2))), "needs an array 'x'"),
+    (dict(x=np.zeros(10)), "'x' has shape [10]: it must be [N, T, F]"),
+    (dict(x=np.zeros((10, 4, 2, 1))), "'x' has shape [10, 4, 2, 1]"),
+    (dict(x=np.array(3.0)), "'x' has shape []"),
+    (dict(x=np.array([np.zeros((4, 2))] * 10, dtype=object)), "'x' is an object array"),
+    (dict(x=np.zeros((10, 4, 2), complex)), "not numeric (dtype complex128)"),
+    (dict(x=np.zeros((10, 4, 2)), y=np.zeros(3)), "'y' has 3 rows but 'x' has 10"),
+    (dict(x=np.zeros((10, 4, 2)), y=np.array(1.0)), "'y' has no rows (a scalar)"),
+    (dict(x=np.zeros((10, 4, 2)), y=np.array(["a"] * 10)), "'y_eval' is not numeric"),
+    (dict(x_calib=np.zeros((8, 4, 2)), x_eval=np.zeros((5, 4, 2)), y_eval=np.zeros(3)),
+     "'y_eval' has 3 rows but 'x_eval' has 5"),
+    (dict(x_calib=np.zeros((8, 4, 2)), x_eval=np.zeros((5, 4, 2)), y_eval=np.zeros(5), y_calib=np.zeros(2)),
+     "'y_calib' has 2 rows but 'x_calib' has 8"),
 ])
-def test_bad_data_is_one_clear_line(tmp_path, arrays, expected):
+def test_bad_or_malformed_npz_is_one_clear_line(tmp_path, arrays, expected):
     with pytest.raises(BadInput) as e:
         load_data(_npz(tmp_path, **arrays), (4, 2))
     assert expected in str(e.value) and "d.npz" in str(e.value) and "\n" not in str(e.value)
@@ -66,26 +78,6 @@ def test_malformed_csv_names_the_line(tmp_path, lines, expected):
         load_data(p, (2, 2))
     assert str(e.value).startswith(f"{p}: ") and expected in str(e.value)
     assert "\n" not in str(e.value)
-
-
-@pytest.mark.parametrize("arrays,expected", [
-    (dict(x=np.zeros(10)), "'x' has shape [10]: it must be [N, T, F]"),
-    (dict(x=np.zeros((10, 4, 2, 1))), "'x' has shape [10, 4, 2, 1]"),
-    (dict(x=np.array(3.0)), "'x' has shape []"),
-    (dict(x=np.array([np.zeros((4, 2))] * 10, dtype=object)), "'x' is an object array"),
-    (dict(x=np.zeros((10, 4, 2), complex)), "not numeric (dtype complex128)"),
-    (dict(x=np.zeros((10, 4, 2)), y=np.zeros(3)), "'y' has 3 rows but 'x' has 10"),
-    (dict(x=np.zeros((10, 4, 2)), y=np.array(1.0)), "'y' has no rows (a scalar)"),
-    (dict(x=np.zeros((10, 4, 2)), y=np.array(["a"] * 10)), "'y_eval' is not numeric"),
-    (dict(x_calib=np.zeros((8, 4, 2)), x_eval=np.zeros((5, 4, 2)), y_eval=np.zeros(3)),
-     "'y_eval' has 3 rows but 'x_eval' has 5"),
-    (dict(x_calib=np.zeros((8, 4, 2)), x_eval=np.zeros((5, 4, 2)), y_eval=np.zeros(5), y_calib=np.zeros(2)),
-     "'y_calib' has 2 rows but 'x_calib' has 8"),
-])
-def test_malformed_npz_is_bad_input(tmp_path, arrays, expected):
-    with pytest.raises(BadInput) as e:
-        load_data(_npz(tmp_path, **arrays), (4, 2))
-    assert expected in str(e.value) and "d.npz" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_valid_inputs_keep_their_values(tmp_path):

@@ -10,7 +10,8 @@ from edge.cli import main
 from export import pipeline
 from export import verify_run
 from export.inspect import summary
-from groundfloor.ioquant import dequantize_output, quantize_input
+from export_helpers import litert_outputs, onnxruntime_outputs
+from groundfloor.ioquant import dequantize_output
 from groundfloor.locks import LOCK_NAME
 
 T, F = 12, 2
@@ -40,7 +41,6 @@ def _manifest(out):
 
 def _run(path, x, art):
     """Each window from a fresh state, in the artifact's own runtime."""
-    outs = []
     if art["io"]["inputs"][0]["dtype"] == "int16":  # 16x8: TFLite Micro only, in a child process
         import tempfile
         from groundfloor.isolate import run_isolated
@@ -51,22 +51,8 @@ def _run(path, x, art):
             assert r.ok, r.error
             return np.load(f"{tmp}/y.npz")["y"]
     if art["format"] == "tflite":
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-        it = Interpreter(str(path), num_threads=1,
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        it.allocate_tensors()
-        i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-        for w in x:
-            it.reset_all_variables()
-            it.set_tensor(i, quantize_input(w[None], art["io"]["inputs"][0]))
-            it.invoke()
-            outs.append(dequantize_output(it.get_tensor(o), art["io"]["outputs"][0]))
-    else:
-        import onnxruntime as ort
-        s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        name = s.get_inputs()[0].name
-        outs = [s.run(None, {name: w[None]})[0] for w in x]
-    return np.concatenate(outs)
+        return dequantize_output(litert_outputs(path, x, art), art["io"]["outputs"][0])
+    return onnxruntime_outputs(path, x)
 
 
 def test_every_artifact_is_built_and_recorded(tiny):

@@ -4,16 +4,14 @@ A tiny tf-keras LSTM(8) -> Dense(1) on [1, 8, 2] windows is converted to full in
 TFLite converter (in a child process, cached in pytest's cache), rewritten to 16x8, and both
 are run in TFLite Micro against the float Keras model: the 16x8 model must run and drift less.
 """
-import hashlib
-import json
-import os
-import subprocess
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from child_build import built_in_child
+from tiny_keras import tiny_lstm
 
 pytest.importorskip("tflite_micro")
 pytest.importorskip("ai_edge_litert")
@@ -22,17 +20,12 @@ T, F, UNITS, N_CALIB, N_EVAL = 8, 2, 8, 64, 48
 FILES = ["model.h5", "int8.tflite", "data.npz"]
 
 
-def build(out_dir):
-    """Tiny model, its data and its converter full-int8 model (run as a script in a child)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+def build(out: Path):
+    """Tiny model, its data and its converter full-int8 model (in a child: child_build)."""
     import tensorflow as tf
-    import tf_keras as K
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    K.utils.set_random_seed(0)  # Python, numpy and TF: unseeded initializers draw from Python random
+    from export.tflite import representative_windows, set_full_int8
     rng = np.random.default_rng(0)
-    model = K.Sequential([K.layers.InputLayer(input_shape=(T, F), batch_size=1),
-                          K.layers.LSTM(UNITS), K.layers.Dense(1)])
+    model = tiny_lstm(T, F, UNITS)
     k, r, b = model.layers[0].get_weights()
     b[:] = rng.uniform(-0.5, 0.5, b.shape)
     b[UNITS:2 * UNITS] += 1.0
@@ -46,32 +39,13 @@ def build(out_dir):
     model.save(out / "model.h5")
     np.savez(out / "data.npz", x_calib=x[:N_CALIB], x_eval=x[N_CALIB:])
     c = tf.lite.TFLiteConverter.from_keras_model(model)
-    c.optimizations = [tf.lite.Optimize.DEFAULT]
-    c.representative_dataset = lambda: ([x[i:i + 1]] for i in range(N_CALIB))
-    c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    c.inference_input_type = tf.int8
-    c.inference_output_type = tf.int8
+    set_full_int8(c, representative_windows(x[:N_CALIB]))
     (out / "int8.tflite").write_bytes(c.convert())
-
-
-def _cache_key():
-    import inspect
-    src = (inspect.getsource(build) + repr((T, F, UNITS, N_CALIB, N_EVAL, FILES))).encode()
-    vers = [metadata.version(d) for d in ("tensorflow-cpu", "tf-keras")]
-    return hashlib.sha256(src + json.dumps(vers).encode()).hexdigest()[:16]
 
 
 @pytest.fixture(scope="module")
 def tiny16(request):
-    cache = Path(request.config.cache.mkdir(f"tiny_16x8_{_cache_key()}"))
-    if not all((cache / f).is_file() for f in FILES):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1",
-                   TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", CUDA_VISIBLE_DEVICES="")
-        proc = subprocess.run([sys.executable, __file__, str(cache)], env=env, capture_output=True,
-                              text=True, timeout=600)
-        if proc.returncode != 0:
-            pytest.fail(f"building the tiny 16x8 test model failed:\n{proc.stderr[-3000:]}")
-    return cache
+    return built_in_child(request, "tiny_16x8", build, (T, F, UNITS, N_CALIB, N_EVAL), FILES)
 
 
 @pytest.fixture(scope="module")
@@ -179,4 +153,4 @@ def test_refuses_bad_input(tiny16, tmp_path):
 
 
 if __name__ == "__main__":
-    build(sys.argv[1])
+    build(Path(sys.argv[1]))

@@ -11,19 +11,17 @@ from groundfloor.errors import BadInput
 from export import ranges
 from export.quantize_search import default_candidates, format_table, search
 from export.search_judge import Judge, check_budget, split_training_side, within_budget
-from tiny_keras import tiny_lstm
-
-T, F, U = 10, 1, 6
+from tiny_keras import tiny_lstm_saved
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("search")
-    model = tiny_lstm(tmp / "tiny.h5", T, F, U)
+    tmp, model = tiny_lstm_saved(tmp_path_factory, "search", steps=10, features=1, units=6)
+    window = model.input_shape[1:]
     rng = np.random.default_rng(0)
-    x_calib = rng.uniform(0.0, 1.0, (40, T, F)).astype(np.float32)
+    x_calib = rng.uniform(0.0, 1.0, (40, *window)).astype(np.float32)
     # evaluation data is colder than anything in training: int8 inputs clip at 0
-    x_eval = rng.uniform(-1.5, 0.5, (60, T, F)).astype(np.float32)
+    x_eval = rng.uniform(-1.5, 0.5, (60, *window)).astype(np.float32)
     y_float = model.predict(x_eval, batch_size=1, verbose=0)
     y_eval = y_float + rng.normal(0, 0.01, y_float.shape).astype(np.float32)
     y_train = model.predict(x_calib, batch_size=1, verbose=0)

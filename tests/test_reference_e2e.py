@@ -8,7 +8,8 @@ import pytest
 
 from edge.config import load_config
 from export.inspect import summary
-from groundfloor.ioquant import dequantize_output, quantize_input
+from export_helpers import litert_outputs
+from groundfloor.ioquant import dequantize_output
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,24 +36,6 @@ def _exported(zoo, model):
     """(folder, manifest, data.npz) of one exported reference model."""
     folder = zoo[model]
     return folder, _manifest(folder), np.load(folder / "data.npz")
-
-
-def _litert(path, x, art, stream=False):
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    # Reference kernels: XNNPACK reorders float sums; we check the conversion, not a delegate.
-    it = Interpreter(str(path), num_threads=1,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-    outs = []
-    for w in x:
-        it.reset_all_variables()  # independent windows: the fused LSTM keeps h and c otherwise
-        chunks = [step[None, None] for step in w] if stream else [w[None]]  # [1, 1, F] or [1, T, F]
-        for chunk in chunks:
-            it.set_tensor(i, quantize_input(chunk, art["io"]["inputs"][0]))
-            it.invoke()
-        outs.append(it.get_tensor(o).copy())
-    return np.concatenate(outs)
 
 
 def test_reference_models_learned_their_task(zoo):
@@ -87,14 +70,14 @@ def test_tflite_float_and_int8_against_keras(zoo, model):
     folder, m, d = _exported(zoo, model)
     x, y_float = d["x_eval"][:300], d["y_float"][:300]
     f = m["artifacts"]["tflite_float32"]
-    y = _litert(folder / f["file"], x, f)
+    y = litert_outputs(folder / f["file"], x, f)
     assert np.max(np.abs(y - y_float)) <= 1e-5
 
     q = m["artifacts"]["tflite_int8"]
     info = summary(folder / q["file"])
     assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in info["ops"] and info["weight_bytes_by_dtype"]["int8"] > 0
     assert "float32" not in info["weight_bytes_by_dtype"]
-    y = dequantize_output(_litert(folder / q["file"], x, q), q["io"]["outputs"][0])
+    y = dequantize_output(litert_outputs(folder / q["file"], x, q), q["io"]["outputs"][0])
     if m["task"] == "classification":
         # Class probabilities: the argmax must almost never move.
         assert np.mean(y.argmax(1) == y_float.argmax(1)) >= 0.98
@@ -122,14 +105,14 @@ def test_streaming_equals_whole_sequence(zoo, model):
     folder, m, d = _exported(zoo, model)
     x = d["x_eval"][:40]
     sf, wf = m["artifacts"]["tflite_stream_float32"], m["artifacts"]["tflite_float32"]
-    whole = _litert(folder / wf["file"], x, wf)
-    stepped = _litert(folder / sf["file"], x, sf, stream=True)
+    whole = litert_outputs(folder / wf["file"], x, wf)
+    stepped = litert_outputs(folder / sf["file"], x, sf, stream=True)
     assert np.max(np.abs(stepped - whole)) <= 1e-5
     si, wi = m["artifacts"]["tflite_stream_int8"], m["artifacts"]["tflite_int8"]
     assert si["io"]["inputs"][0]["scale"] == wi["io"]["inputs"][0]["scale"]
     assert si["io"]["outputs"][0]["scale"] == wi["io"]["outputs"][0]["scale"]
-    codes_whole = _litert(folder / wi["file"], x, wi).astype(int)
-    codes_step = _litert(folder / si["file"], x, si, stream=True).astype(int)
+    codes_whole = litert_outputs(folder / wi["file"], x, wi).astype(int)
+    codes_step = litert_outputs(folder / si["file"], x, si, stream=True).astype(int)
     assert np.max(np.abs(codes_whole - codes_step)) <= 1  # stated bound: 1 output code
 
 

@@ -138,87 +138,82 @@ def _streaming_blocks(data):
 
 
 def _per_step_blocks(st, devs):
-    b = []
     per = st.get("per_step") or {}
-    if per:
-        b.append(("p", "One new sample per invoke with the LSTM state carried between invokes (state reset only at "
-                       "the start of each evaluation window). Host latency per step is measured on this machine; "
-                       "device latency per step is the cost-model estimate (and, on emulated devices, the "
-                       "calibrated estimate)."))
-        t = Table(["artifact", "format / mode", "host per step p50 / p99 (measured)", "state bytes"]
-                  + [f"{d} per step: est. / calibrated" for d in devs] + ["drift rmse vs float"])
-        for name, row in per.items():
-            rn, rr = next(iter((row.get("runners") or {}).items()), (None, {}))
-            lat = rr.get("latency_host_step") or {}
-            cells = [name, f"{row.get('format')} / {row.get('mode')}",
-                     f"{fmt_us(lat.get('p50'))} / {fmt_us(lat.get('p99'))} ({rn})" if lat else "n/a",
-                     fmt_bytes(row.get("state_bytes"))]
-            for d in devs:
-                dv = (row.get("devices") or {}).get(d) or {}
-                est = fmt_us(dv.get("estimated_us_per_step"))
-                calv = dv.get("calibrated_us_per_step")
-                cells.append(est + (f" / {fmt_us(calv)}" if calv is not None else ""))
-            cells.append(fmt_num(rr.get("drift_rmse"), 3) if rr else "n/a")
-            t.add(cells)
-        b.append(("table", t))
-    return b
+    if not per:
+        return []
+    t = Table(["artifact", "format / mode", "host per step p50 / p99 (measured)", "state bytes"]
+              + [f"{d} per step: est. / calibrated" for d in devs] + ["drift rmse vs float"])
+    for name, row in per.items():
+        rn, rr = next(iter((row.get("runners") or {}).items()), (None, {}))
+        lat = rr.get("latency_host_step") or {}
+        cells = [name, f"{row.get('format')} / {row.get('mode')}",
+                 f"{fmt_us(lat.get('p50'))} / {fmt_us(lat.get('p99'))} ({rn})" if lat else "n/a",
+                 fmt_bytes(row.get("state_bytes"))]
+        for d in devs:
+            dv = (row.get("devices") or {}).get(d) or {}
+            est = fmt_us(dv.get("estimated_us_per_step"))
+            calv = dv.get("calibrated_us_per_step")
+            cells.append(est + (f" / {fmt_us(calv)}" if calv is not None else ""))
+        cells.append(fmt_num(rr.get("drift_rmse"), 3) if rr else "n/a")
+        t.add(cells)
+    return [("p", "One new sample per invoke with the LSTM state carried between invokes (state reset only at "
+                  "the start of each evaluation window). Host latency per step is measured on this machine; "
+                  "device latency per step is the cost-model estimate (and, on emulated devices, the "
+                  "calibrated estimate)."),
+            ("table", t)]
 
 
 def _agreement_blocks(ag):
-    b = []
-    if ag.get("rows"):
-        ok = ag.get("ok")
-        b.append(("p", f"Stream vs whole-sequence agreement on {ag.get('windows')} evaluation windows: "
-                       f"{'all within bounds' if ok else 'OUT OF BOUNDS' if ok is False else 'no bound checked'} "
-                       f"(float within {ag.get('float_tolerance')}; int8 within {ag.get('int8_bound_lsb')} output "
-                       f"quantization step(s) of the whole-sequence int8 model)"
-                       + (" — cached result." if ag.get("cached") else ".")))
-        t = Table(["runner", "stream", "whole-sequence", "kind", "max |diff| (LSB)", "bound", "within", "vs Keras rmse"])
-        for r in ag["rows"]:
-            diff = fmt_num(r.get("max_abs"), 3) + (f" ({r['max_lsb']} LSB)" if r.get("max_lsb") is not None else "")
-            bound = (f"{r['bound_lsb']} LSB" if r.get("bound_lsb") is not None else
-                     fmt_num(r.get("bound")) if r.get("bound") is not None else "none (dynamic int8)")
-            t.add([r.get("runner"), r.get("stream"), r.get("whole") or "n/a", r.get("kind"), diff, bound,
-                   "n/a" if r.get("ok") is None else ("yes" if r["ok"] else "NO"),
-                   fmt_num((r.get("vs_keras") or {}).get("rmse"), 3)])
-        b.append(("table", t))
-    elif ag.get("status") and ag.get("status") != "ok":
-        b.append(("warn", f"stream agreement check {ag['status']}: {ag.get('error')}"))
-    return b
+    if not ag.get("rows"):
+        status = ag.get("status")
+        return [("warn", f"stream agreement check {status}: {ag.get('error')}")] if status and status != "ok" else []
+    ok = ag.get("ok")
+    t = Table(["runner", "stream", "whole-sequence", "kind", "max |diff| (LSB)", "bound", "within", "vs Keras rmse"])
+    for r in ag["rows"]:
+        diff = fmt_num(r.get("max_abs"), 3) + (f" ({r['max_lsb']} LSB)" if r.get("max_lsb") is not None else "")
+        bound = (f"{r['bound_lsb']} LSB" if r.get("bound_lsb") is not None else
+                 fmt_num(r.get("bound")) if r.get("bound") is not None else "none (dynamic int8)")
+        t.add([r.get("runner"), r.get("stream"), r.get("whole") or "n/a", r.get("kind"), diff, bound,
+               "n/a" if r.get("ok") is None else ("yes" if r["ok"] else "NO"),
+               fmt_num((r.get("vs_keras") or {}).get("rmse"), 3)])
+    return [("p", f"Stream vs whole-sequence agreement on {ag.get('windows')} evaluation windows: "
+                  f"{'all within bounds' if ok else 'OUT OF BOUNDS' if ok is False else 'no bound checked'} "
+                  f"(float within {ag.get('float_tolerance')}; int8 within {ag.get('int8_bound_lsb')} output "
+                  f"quantization step(s) of the whole-sequence int8 model)"
+                  + (" — cached result." if ag.get("cached") else ".")),
+            ("table", t)]
 
 
 def _long_stream_blocks(ls):
-    b = []
-    if ls.get("summary"):
-        s_, sig = ls["summary"], ls.get("signal") or {}
-        b.append(("p", f"Long stream: {s_['steps']:,} consecutive steps of {sig.get('name')} "
-                       f"({sig.get('description') or ''}"
-                       + (f"; {sig.get('rows'):,} rows streamed {sig['passes']} times back to back" if (sig.get("passes") or 1) > 1 else "")
-                       + f"; {sig.get('standardized_with') or 'model units'}) through {ls.get('float_artifact')} and "
-                       f"{ls.get('int8_artifact')} without any state reset, in LiteRT and TFLite Micro. The int8 error "
-                       f"{s_['verdict']}; the float cell state reaches {fmt_num(s_.get('cell_range_used_pct'), 3)} % of "
-                       f"the int8 model's int16 cell range." + (" Cached result." if ls.get("cached") else "")))
-        t = Table(["figure", "value"])
-        for label, v in [
-            ("steps / window", f"{s_['steps']:,} / {s_['window']}"),
-            ("int8 vs float rmse (LiteRT / TFLite Micro)", f"{fmt_num(s_['rmse_litert'], 3)} / {fmt_num(s_.get('rmse_tflm'), 3)}"),
-            ("int8 vs float max |error| (LiteRT)", fmt_num(s_.get("max_abs_litert"), 3)),
-            ("rmse against the float model fed the same clipped input", fmt_num(s_.get("rmse_on_clipped_input"), 3)),
-            ("TFLite Micro vs LiteRT int8 (max LSB)", fmt_num(s_.get("tflm_vs_litert_max_lsb"))),
-            ("error over the stream (trend LiteRT / TFLM)", f"{s_['verdict']} (last/first quarter rmse "
-                                                           f"{fmt_num(s_.get('ratio_last_first'), 3)}; TFLM {s_.get('trend_tflm')})"),
-            ("float max |c| (per layer)", ", ".join(fmt_num(v, 3) for v in s_.get("float_max_abs_c_per_layer") or [s_["float_max_abs_c"]])),
-            ("int16 cell range (per layer)", ", ".join(f"±{fmt_num(v, 4)}" for v in s_.get("int16_cell_range") or [])),
-            ("share of the int16 cell range used (largest layer)", fmt_share(s_.get("cell_range_used_pct"), 2)),
-            ("int8 max |c| / share of int8 cell values at the limit",
-             f"{fmt_num(s_.get('int8_max_abs_c'), 3)} / {fmt_num(s_.get('int8_cell_at_limit_fraction'), 3)}"),
-            ("inputs outside the int8 input range (clipped)", fmt_share(100 * (s_.get("input_clipped_fraction") or 0), 2)),
-        ]:
-            t.add([label, v])
-        b.append(("table", t))
-    elif ls.get("status"):
-        b.append(("p", f"Long stream: {ls['status'].replace('_', ' ')} — {ls.get('reason') or ls.get('error') or ''}"))
-    return b
+    if not ls.get("summary"):
+        return ([("p", f"Long stream: {ls['status'].replace('_', ' ')} — {ls.get('reason') or ls.get('error') or ''}")]
+                if ls.get("status") else [])
+    s_, sig = ls["summary"], ls.get("signal") or {}
+    intro = ("p", f"Long stream: {s_['steps']:,} consecutive steps of {sig.get('name')} "
+                   f"({sig.get('description') or ''}"
+                   + (f"; {sig.get('rows'):,} rows streamed {sig['passes']} times back to back" if (sig.get("passes") or 1) > 1 else "")
+                   + f"; {sig.get('standardized_with') or 'model units'}) through {ls.get('float_artifact')} and "
+                   f"{ls.get('int8_artifact')} without any state reset, in LiteRT and TFLite Micro. The int8 error "
+                   f"{s_['verdict']}; the float cell state reaches {fmt_num(s_.get('cell_range_used_pct'), 3)} % of "
+                   f"the int8 model's int16 cell range." + (" Cached result." if ls.get("cached") else ""))
+    t = Table(["figure", "value"])
+    for label, v in [
+        ("steps / window", f"{s_['steps']:,} / {s_['window']}"),
+        ("int8 vs float rmse (LiteRT / TFLite Micro)", f"{fmt_num(s_['rmse_litert'], 3)} / {fmt_num(s_.get('rmse_tflm'), 3)}"),
+        ("int8 vs float max |error| (LiteRT)", fmt_num(s_.get("max_abs_litert"), 3)),
+        ("rmse against the float model fed the same clipped input", fmt_num(s_.get("rmse_on_clipped_input"), 3)),
+        ("TFLite Micro vs LiteRT int8 (max LSB)", fmt_num(s_.get("tflm_vs_litert_max_lsb"))),
+        ("error over the stream (trend LiteRT / TFLM)", f"{s_['verdict']} (last/first quarter rmse "
+                                                       f"{fmt_num(s_.get('ratio_last_first'), 3)}; TFLM {s_.get('trend_tflm')})"),
+        ("float max |c| (per layer)", ", ".join(fmt_num(v, 3) for v in s_.get("float_max_abs_c_per_layer") or [s_["float_max_abs_c"]])),
+        ("int16 cell range (per layer)", ", ".join(f"±{fmt_num(v, 4)}" for v in s_.get("int16_cell_range") or [])),
+        ("share of the int16 cell range used (largest layer)", fmt_share(s_.get("cell_range_used_pct"), 2)),
+        ("int8 max |c| / share of int8 cell values at the limit",
+         f"{fmt_num(s_.get('int8_max_abs_c'), 3)} / {fmt_num(s_.get('int8_cell_at_limit_fraction'), 3)}"),
+        ("inputs outside the int8 input range (clipped)", fmt_share(100 * (s_.get("input_clipped_fraction") or 0), 2)),
+    ]:
+        t.add([label, v])
+    return [intro, ("table", t)]
 
 
 def _scalar(v):
@@ -361,11 +356,14 @@ def _table_blocks(tables):
     return [("table", t) if not title else ("details", (title, t)) for title, t in tables]
 
 
+def _extra_heading(title, extra):
+    """The heading of a section drawn from an extra results file, and where it came from."""
+    return [("h2", title), ("p", f"From {extra['source']}.")]
+
+
 def _stream_check_blocks(data):
     st = data["extras"].get("streaming")
-    if not st:
-        return []
-    return [("h2", "Streaming checks"), ("p", f"From {st['source']}.")] + _table_blocks(_streaming_tables(st["data"]))
+    return _extra_heading("Streaming checks", st) + _table_blocks(_streaming_tables(st["data"])) if st else []
 
 
 def _emulated_section(data):
@@ -385,7 +383,7 @@ def _search_blocks(data):
     qs = data["extras"].get("quant_search")
     if not qs:
         return []
-    b = [("h2", "Quantization search"), ("p", f"From {qs['source']}.")]
+    b = _extra_heading("Quantization search", qs)
     qd = qs["data"] if isinstance(qs["data"], dict) else {}
     ch = qd.get("chosen") if isinstance(qd.get("chosen"), dict) else None
     if ch or qd.get("reason"):

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 
-def fmt_bytes(n):
+def fmt_bytes(n, short: bool = False):
+    """Bytes in binary units: "1.50 MiB", "12.3 KiB", "512 B" (tables and text); short, for the
+    labels inside a plot: "1.5M", "12K", "1.2K" (one letter, fewer digits, K below 1 MiB)."""
     if n is None:
-        return "n/a"
-    if n >= 1 << 30:
-        return f"{n / (1 << 30):.2f} GiB"
-    if n >= 1 << 20:
-        return f"{n / (1 << 20):.2f} MiB"
-    if n >= 1024:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n} B"
+        return "?" if short else "n/a"
+    for size, letter in ((1 << 30, "G"), (1 << 20, "M")):
+        if n >= size:
+            return f"{n / size:.1f}{letter}" if short else f"{n / size:.2f} {letter}iB"
+    if short:
+        return f"{n / 1024:.0f}K" if n >= 10240 else f"{n / 1024:.1f}K"
+    return f"{n / 1024:.1f} KiB" if n >= 1024 else f"{n} B"
 
 
 def fmt_us(us):

@@ -4,7 +4,7 @@ They are the embedded default the pipeline runs on, and the only place datasets 
 
 Add a task by writing a module with a `ReferenceTask` subclass and registering it here.
 """
-from groundfloor.errors import BadInput
+from groundfloor.errors import pick
 from edge.tasks.base import ReferenceTask, Split  # noqa: F401
 from edge.tasks.seattle import SeattleTemp
 from edge.tasks.victoria import VictoriaDemand
@@ -14,6 +14,4 @@ TASKS = {t.name: t for t in (SeattleTemp, VictoriaDemand, JapaneseVowels)}
 
 
 def get_task(name: str) -> ReferenceTask:
-    if name not in TASKS:
-        raise BadInput(None, f"unknown reference task '{name}'; known: {', '.join(sorted(TASKS))}")
-    return TASKS[name]()
+    return pick(TASKS, name, "reference task")()

@@ -13,8 +13,9 @@ a hang or a truncated file costs one result, never the bench. The child:
 A model whose input has one time step while the data has T (a streaming artifact) is fed
 step by step; its output per window is the last step's, and `steps_0` keeps every step.
 
-Registry: RUNNERS maps a name to a Runner subclass. A new runner subclasses Runner and calls
-register_runner(cls); bench.py then runs it on every artifact for which `applicable()` is true,
+Registry: RUNNERS maps a name to a Runner subclass. A new runner declares itself in its class
+line, `class XRunner(Runner, name="x", formats=("tflite",), child=child_x)`, which registers it
+(register_runner); bench.py then runs it on every artifact for which `applicable()` is true,
 through the same hooks for every runner (prepare, run, shared_figures, device_figures).
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from groundfloor.errors import BadInput
+from groundfloor.errors import pick
 from groundfloor.ioquant import INTEGER_DTYPES, dequantize_output, is_integer, quantize_input
 from groundfloor.isolate import run_isolated
 
@@ -182,13 +183,22 @@ def io_dtype(artifact: dict) -> str:
 
 
 class Runner:
-    """One runtime. Subclasses set name/kind/formats/target and may override the hooks."""
+    """One runtime; its docstring says what it runs. A subclass gives name, formats and child (the
+    function its isolated child runs) in its class line and is registered; it may set kind and
+    footprint_for and override the hooks."""
     name = ""
     kind = "host"          # "host": runs on this machine; "emulated": runs an emulated device
     formats: tuple = ()    # artifact formats accepted ("tflite", "onnx")
     target = ""            # "module:function" run in the isolated child
-    description = ""
     footprint_for: tuple = ()  # formats whose host footprint (peak RSS) this runner's process stands for
+
+    def __init_subclass__(cls, name: str = "", formats: tuple = (), child=None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not name:
+            return  # declared in its body (tests' stand-ins): registered by an explicit register_runner
+        cls.name, cls.formats = name, tuple(formats)
+        cls.target = f"{child.__module__}:{child.__name__}"
+        register_runner(cls)
 
     def available(self) -> tuple[bool, str]:
         return True, ""
@@ -271,6 +281,4 @@ def register_runner(cls):
 
 
 def get_runner(name: str) -> Runner:
-    if name not in RUNNERS:
-        raise BadInput(None, f"unknown runner {name!r}; known runners: {', '.join(RUNNERS)}")
-    return RUNNERS[name]()
+    return pick(RUNNERS, name, "runner")()

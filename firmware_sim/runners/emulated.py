@@ -13,7 +13,7 @@ import numpy as np
 from groundfloor.isolate import run_isolated
 from groundfloor.versions import version_of
 
-from .base import Runner, io_dtype, load_x, register_runner
+from .base import Runner, io_dtype, load_x
 
 EMULATED_BOARDS = {"cortex-m4f": "mps2-an386", "cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
 EMULATED_WINDOWS = 24   # windows QEMU runs per artifact and device (instruction counts, sizes, QEMU = host)
@@ -86,7 +86,6 @@ def _emulated_summary(r: dict, profile, arena_min=None) -> dict:
     plain = r.get("plain") or {}
     pins = plain.get("instructions") or {}
     tflm = r.get("tflm") or {}
-    total = (r.get("instructions") or {}).get("per_inference")
     out = {"status": r.get("status"), "error": r.get("error", ""), "board": r.get("board"), "core": r.get("core"),
            "kind": "emulated", "windows": r.get("n_inputs"),
            "instructions": _instructions(r.get("instructions") or {}),
@@ -111,6 +110,7 @@ def _emulated_summary(r: dict, profile, arena_min=None) -> dict:
     elif tflm.get("arena_reported_bytes") and out["ram_bytes"]:
         out["tflm_arena_bytes"] = tflm["arena_reported_bytes"]
         out["ram_vs_tflm_arena"] = tflm.get("ram_vs_tflm_arena")
+    total = out["instructions"]["per_inference"]
     if total and profile.clock_hz:
         cycles = total * profile.cycles_per_instruction
         out["latency_us"] = round(cycles / profile.clock_hz * 1e6, 3)
@@ -118,18 +118,15 @@ def _emulated_summary(r: dict, profile, arena_min=None) -> dict:
     return out
 
 
-@register_runner
-class EmulatedRunner(Runner):
-    """Runs the int8 whole-sequence .tflite through firmware_sim.mcu.run_emulated on every MCU
+class EmulatedRunner(Runner, name="emulated", formats=("tflite",), child=child_emulated):
+    """int8 (or 16x8) TFLite -> generated C -> Cortex-M firmware (SIMD and plain C) in
+    qemu-system-arm, exact instruction counts from a TCG plugin.
+
+    Runs the int8 (or 16x8) whole-sequence .tflite through firmware_sim.mcu.run_emulated on every MCU
     profile whose core QEMU emulates (Cortex-M4F -> mps2-an386, Cortex-M7 -> mps2-an500), on the
     first EMULATED_WINDOWS evaluation windows. Results are cached per (artifact sha256, profile,
     board, windows, emulator code/tool versions) in the bench cache directory."""
-    name = "emulated"
     kind = "emulated"
-    formats = ("tflite",)
-    target = "firmware_sim.runners.emulated:child_emulated"
-    description = ("int8 TFLite -> generated C -> Cortex-M firmware (SIMD and plain C) in qemu-system-arm, "
-                   "exact instruction counts from a TCG plugin")
     windows = EMULATED_WINDOWS
 
     def available(self):
@@ -142,8 +139,8 @@ class EmulatedRunner(Runner):
     def accepts(self, artifact):
         if artifact.get("streaming"):
             return False, "emulated runs cover whole-sequence models (streaming: calibrated estimate per step)"
-        if io_dtype(artifact) != "int8":
-            return False, "the emulated firmware runs fully-int8 TFLite models"
+        if io_dtype(artifact) not in ("int8", "int16"):   # int16: 16x8 (int16 activations, int8 weights)
+            return False, "the emulated firmware runs fully-int8 and 16x8 TFLite models"
         return True, ""
 
     def _emulate(self, job: dict, prof, board: str) -> tuple[dict | None, bool, int, dict | None]:

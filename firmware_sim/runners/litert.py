@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Runner, drive, finish, io_dtype, io_spec, load_x, plan_chunks, register_runner, spec_record
+from .base import Runner, drive, finish, io_dtype, io_spec, load_x, plan_chunks, spec_record
 
 
 def child_tflite(model_path, x_path, out_path, cfg, module="ai_edge_litert.interpreter"):
@@ -30,12 +30,8 @@ def child_tflite(model_path, x_path, out_path, cfg, module="ai_edge_litert.inter
                                      "threads": 1, "module": module})
 
 
-@register_runner
-class LiteRTRunner(Runner):
-    name = "litert"
-    formats = ("tflite",)
-    target = "firmware_sim.runners.litert:child_tflite"
-    description = "LiteRT interpreter (ai-edge-litert), one thread, default delegates"
+class LiteRTRunner(Runner, name="litert", formats=("tflite",), child=child_tflite):
+    """LiteRT interpreter (ai-edge-litert), one thread, default delegates."""
     footprint_for = ("tflite",)
 
     def accepts(self, artifact):

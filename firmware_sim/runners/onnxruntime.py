@@ -8,7 +8,7 @@ import numpy as np
 
 from groundfloor.ioquant import INTEGER_DTYPES
 
-from .base import Runner, drive, finish, load_x, plan_chunks, register_runner, spec_record
+from .base import Runner, drive, finish, load_x, plan_chunks, spec_record
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
               "tensor(int8)": np.int8, "tensor(uint8)": np.uint8, "tensor(int32)": np.int32,
@@ -95,10 +95,6 @@ def _onnx_state_spec(sess):
             "state": [[i.name, o.name, None] for i, o in zip(ins[1:], outs[1:])]}
 
 
-@register_runner
-class OnnxRuntimeRunner(Runner):
-    name = "onnxruntime"
-    formats = ("onnx",)
-    target = "firmware_sim.runners.onnxruntime:child_onnxruntime"
-    description = "onnxruntime CPUExecutionProvider, intra/inter op threads 1, sequential"
+class OnnxRuntimeRunner(Runner, name="onnxruntime", formats=("onnx",), child=child_onnxruntime):
+    """onnxruntime CPUExecutionProvider, intra/inter op threads 1, sequential."""
     footprint_for = ("onnx",)

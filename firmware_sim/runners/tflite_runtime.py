@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .base import Runner, register_runner
+from .base import Runner
 from .litert import child_tflite
 
 
@@ -12,12 +12,8 @@ def child_tflite_runtime(model_path, x_path, out_path, cfg):
     return child_tflite(model_path, x_path, out_path, cfg, "tflite_runtime.interpreter")
 
 
-@register_runner
-class TFLiteRuntimeRunner(Runner):
-    name = "tflite_runtime"
-    formats = ("tflite",)
-    target = "firmware_sim.runners.tflite_runtime:child_tflite_runtime"
-    description = "tflite-runtime (optional, last release 2.14.0)"
+class TFLiteRuntimeRunner(Runner, name="tflite_runtime", formats=("tflite",), child=child_tflite_runtime):
+    """tflite-runtime (optional, last release 2.14.0)."""
 
     def available(self):
         if importlib.util.find_spec("tflite_runtime") is None:

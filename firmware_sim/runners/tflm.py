@@ -8,7 +8,7 @@ import os
 from groundfloor.isolate import run_isolated
 from groundfloor.versions import version_of
 
-from .base import Runner, drive, finish, io_spec, load_x, plan_chunks, prep_input, register_runner, spec_record
+from .base import Runner, drive, finish, io_spec, load_x, plan_chunks, prep_input, spec_record
 
 ARENA_HEADROOM = 1024   # bytes over the exact minimum for the timed run
 
@@ -73,12 +73,8 @@ def arena_search(model_path, x_path, sha256: str, cache_dir=None, timeout=300.0)
     return {**rec, "cached": False}
 
 
-@register_runner
-class TFLMRunner(Runner):
-    name = "tflm"
-    formats = ("tflite",)
-    target = "firmware_sim.runners.tflm:child_tflm"
-    description = "TFLite Micro host build (tflite-micro), arena from the exact arena search"
+class TFLMRunner(Runner, name="tflm", formats=("tflite",), child=child_tflm):
+    """TFLite Micro host build (tflite-micro), arena from the exact arena search."""
 
     def accepts(self, artifact):
         # Every .tflite: a microcontroller with an FPU runs float models in TFLite Micro too, and
