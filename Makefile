@@ -8,13 +8,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 EDGE := $(VENV)/bin/edge
 STAMP := $(VENV)/.installed
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm chromium
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm qemu-user chromium
 CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
 MODEL_ARG := $(if $(MODEL),--models $(MODEL))
 DEVICE_ARG := $(if $(DEVICE),--devices $(DEVICE))
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-packages demo export lint quantize bench report check firmware test test-fast fuzz faults readme timings clean
+.PHONY: help setup system-packages demo export lint quantize bench report check firmware test test-fast fuzz faults spread sweep sweep-bench readme timings clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -27,11 +27,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet -r requirements.lock
 	@# tf-keras's own dependency list pulls the full tensorflow package beside tensorflow-cpu.
 	$(PY) -m pip install --quiet --no-deps tf-keras==2.21.0
+	@# The [torch] extra, for the test suite: torch==2.13.0 resolves to the local CPU wheel
+	@# (2.13.0+cpu) on these machines; its dependencies are pinned in requirements.lock, and
+	@# --no-deps keeps pip from resolving anything else (another torch is a multi-GB CUDA build).
+	$(PY) -m pip install --quiet --no-deps torch==2.13.0
 	@# compat mode: a plain path entry, so `edge` imports the same from any directory.
 	$(PY) -m pip install --quiet --no-deps -e . --config-settings editable_mode=compat
 	touch $(STAMP)
 
-system-packages:  ## Debian packages: arm-none-eabi GCC, newlib, QEMU (Cortex-M), Chromium (HTML report check)
+system-packages:  ## Debian packages: arm-none-eabi GCC, newlib, QEMU (Cortex-M; user-mode x86 CPUs), Chromium (HTML report check)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
@@ -82,12 +86,23 @@ test-fast: $(STAMP)  ## unit tests only, no reference-model end-to-end tests
 
 FUZZ_MODELS ?= 10000
 FUZZ_SEED ?= 0
-fuzz: $(STAMP)  ## seeded fuzz campaign: mutated models through edge.runtime, bad data and configs (needs `make export`)
-	$(PY) -m edge.fuzz --artifacts artifacts --models $(FUZZ_MODELS) --seed $(FUZZ_SEED) --out reports/fuzz.json
+FUZZ_BAD_INPUTS ?= 200
+fuzz: $(STAMP)  ## seeded fuzz campaign: mutated models through edge.runtime; bad models, data, configs through edge export (needs `make export`)
+	$(PY) -m edge.fuzz --artifacts artifacts --models $(FUZZ_MODELS) --bad-inputs $(FUZZ_BAD_INPUTS) --seed $(FUZZ_SEED) --out reports/fuzz.json
 
 FAULT_KILLS ?= 20
 faults: $(STAMP)  ## kill -9 at random points of export, quantize and bench; check every file stays consistent
 	$(PY) -m edge.faults --kills $(FAULT_KILLS) --seed $(FUZZ_SEED) --work reports/faults --out reports/faults.json
+
+spread: setup  ## host figures on this CPU and emulated x86 CPUs (QEMU user mode) -> reports/spread.json (needs `make export`)
+	$(PY) -m edge.spread --artifacts artifacts --out reports/spread.json $(MODEL_ARG)
+
+SPACE ?= edge/tasks/sweep_example.toml
+sweep: $(STAMP)  ## train a grid of variants on Ray, Pareto front + recommendation per device: make sweep [SPACE=file.toml RAY=host:port DATA=x.npz KIND=regression]
+	$(EDGE) sweep $(SPACE) $(if $(RAY),--ray $(RAY)) $(if $(DATA),--data $(DATA)) $(if $(KIND),--kind $(KIND))
+
+sweep-bench: $(STAMP)  ## sweep scale benchmark: 2 Ray workers vs 1, per-variant overhead, driver memory -> reports/sweep_bench.json
+	$(PY) -m edge.sweep.benchmark --out reports/sweep_bench.json $(SWEEP_BENCH_ARGS)
 
 readme: $(STAMP)  ## regenerate the README's measured tables from reports/ (after make demo)
 	$(PY) -m edge.readme_figures --reports reports --artifacts artifacts --readme README.md

@@ -17,8 +17,12 @@ def _progress(msg):
 
 
 def _models(args):
+    from edge.budgets import budgets_from_config
     from edge.config import load_config
     cfg = load_config(args.config)
+    # the whole config is checked before any stage runs: a broken budget table is one line now,
+    # not after an export that took minutes
+    budgets_from_config(cfg)
     return cfg, cfg.select(names(getattr(args, "models", None)))
 
 
@@ -163,27 +167,34 @@ TRUST_HELP = ("load a model whose file carries Python code (a Lambda layer) and 
               "without it such files are refused")
 
 
+def _command(sub, name, func, help):
+    """The parser of one subcommand, which runs func(args)."""
+    s = sub.add_parser(name, help=help)
+    s.set_defaults(func=func)
+    return s
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="edge", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="pipeline config (TOML); default: the embedded reference zoo")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("lint", help="pre-flight: how each layer will convert (fused, unrolled, refused)")
-    s.add_argument("model", help=".keras, .h5 or SavedModel directory")
+    s = _command(sub, "lint", cmd_lint, "pre-flight: how each layer will convert (fused, unrolled, refused)")
+    s.add_argument("model", help=".keras, .h5, SavedModel directory, .onnx, .pt2 (torch.export) or .pt (TorchScript)")
     s.add_argument("--trust-model-code", action="store_true", help=TRUST_HELP)
-    s.set_defaults(func=cmd_lint)
 
-    s = sub.add_parser("export", help="float32, dynamic and int8 TFLite + ONNX artifacts and a manifest")
-    s.add_argument("--model", help="your own model (.keras, .h5, SavedModel dir) instead of the config's")
+    s = _command(sub, "export", cmd_export, "float32, dynamic and int8 TFLite + ONNX artifacts and a manifest")
+    s.add_argument("--model", help="your own model (.keras, .h5, SavedModel dir, .onnx, .pt2, .pt) "
+                                   "instead of the config's")
     s.add_argument("--data", help="calibration/evaluation data for --model (.npz or .csv)")
     s.add_argument("--name", help="artifact folder name for --model (default: the file's stem)")
     s.add_argument("--kind", default="regression", choices=["regression", "classification"])
     s.add_argument("--trust-model-code", action="store_true", help=TRUST_HELP)
     add_models(s)
     add_artifacts_dir(s, "go")
-    s.set_defaults(func=cmd_export)
-    s = sub.add_parser("bench", help="run every artifact in the simulated runtime of each device profile")
+
+    s = _command(sub, "bench", cmd_bench, "run every artifact in the simulated runtime of each device profile")
     add_models(s)
     s.add_argument("--devices", help="comma-separated profile names or .toml files (default: the config's)")
     add_artifacts_dir(s)
@@ -195,26 +206,23 @@ def build_parser():
     s.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N windows only")
     s.add_argument("--no-long-stream", action="store_true",
                    help="skip the >=10,000-step streaming drift run (cached after the first run)")
-    s.set_defaults(func=cmd_bench)
 
-    s = sub.add_parser("devices", help="list the built-in device profiles")
-    s.set_defaults(func=cmd_devices)
+    _command(sub, "devices", cmd_devices, "list the built-in device profiles")
 
-    s = sub.add_parser("quantize", help="accuracy-budgeted int8: the cheapest artifact within an accuracy budget")
+    s = _command(sub, "quantize", cmd_quantize,
+                 "accuracy-budgeted int8: the cheapest artifact within an accuracy budget")
     add_models(s)
     s.add_argument("--budget", help="e.g. max_rmse_increase=0.02 (relative) or max_accuracy_drop=0.5 "
                                     "(points); default: 2%% RMSE / 0.5 points")
     s.add_argument("--first", action="store_true", help="stop at the first candidate within budget "
                                                         "(default: try all, for the side-by-side report)")
     add_artifacts_dir(s)
-    s.set_defaults(func=cmd_quantize)
 
-    s = sub.add_parser("debug", help="per-layer drift debugger: where int8 error enters, what clips")
+    s = _command(sub, "debug", cmd_debug, "per-layer drift debugger: where int8 error enters, what clips")
     s.add_argument("model", help="a model name from the config, or an artifacts/<model> folder")
     s.add_argument("--artifact", help="file in the folder to debug (default: model_int8.tflite)")
     s.add_argument("--max-samples", type=int, default=300, help="evaluation windows to use")
     add_artifacts_dir(s)
-    s.set_defaults(func=cmd_debug)
 
     for register in _EXTRA_COMMANDS:
         register(sub)
@@ -224,8 +232,9 @@ def build_parser():
 from edge.check import add_check_parser  # noqa: E402  (light imports: matplotlib loads lazily)
 from edge.firmware_cmd import add_firmware_parser  # noqa: E402
 from edge.report import add_report_parser  # noqa: E402
+from edge.sweep.cli import add_sweep_parser  # noqa: E402
 
-_EXTRA_COMMANDS = [add_report_parser, add_check_parser, add_firmware_parser]
+_EXTRA_COMMANDS = [add_report_parser, add_check_parser, add_firmware_parser, add_sweep_parser]
 
 
 def main(argv=None):

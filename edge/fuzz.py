@@ -1,6 +1,6 @@
 """A bounded, seeded fuzz campaign over what users hand the toolkit: mutated model files through
-the on-device API (`edge.runtime.load`, then `predict` or `stream().push`), mutated data files
-through the export's loader, mutated configs through the config loader.
+the on-device API (`edge.runtime.load`, then `predict` or `stream().push`), and mutated model
+files, data files and configs through `edge export` itself (edge/fuzz_cli.py).
 
     python -m edge.fuzz --artifacts artifacts --models 2000 --seed 0      (or `make fuzz`)
 
@@ -171,64 +171,13 @@ def run_models(artifacts: Path, n: int, seed: int, chunk: int = 200, timeout: fl
     return totals
 
 
-# ------------------------------------------------------------------ data and config files
-
-def _one_line_bad_input(fn) -> str:
-    from groundfloor.errors import BadInput
-    try:
-        fn()
-    except BadInput as e:
-        return "bad_input_one_line" if "\n" not in str(e) else "bad_input_multiline"
-    except Exception as e:  # anything else is an unclear error a user would trip over
-        return f"other:{type(e).__name__}"
-    return "accepted"
-
-
-def run_data(n: int, seed: int, input_shape=(1, 8, 2)) -> dict:
-    from export.data import load_data
-    rng = random.Random(f"{seed}:data")
-    counts: dict = {}
-    with tempfile.TemporaryDirectory(prefix="edge-fuzz-data-") as tmp:
-        good_npz, good_csv = Path(tmp) / "good.npz", Path(tmp) / "good.csv"
-        x = np.random.default_rng(seed).standard_normal((40, *input_shape[1:])).astype(np.float32)
-        np.savez(good_npz, x=x, y=x[:, -1, :1])
-        good_csv.write_text("a,b,y\n" + "".join(f"{i},{i * 0.5},{i % 3}\n" for i in range(40)))
-        for k in range(n):
-            src = good_npz if k % 2 == 0 else good_csv
-            _, data = mutate(rng, src.read_bytes())
-            bad = Path(tmp) / f"d{k}{src.suffix}"
-            bad.write_bytes(data)
-            outcome = _one_line_bad_input(lambda: load_data(bad, list(input_shape)))
-            counts[outcome] = counts.get(outcome, 0) + 1
-    return counts
-
-
-def run_configs(n: int, seed: int) -> dict:
-    from edge.config import DEFAULT_CONFIG, load_config
-    rng = random.Random(f"{seed}:config")
-    counts: dict = {}
-    base = DEFAULT_CONFIG.read_bytes()
-    with tempfile.TemporaryDirectory(prefix="edge-fuzz-config-") as tmp:
-        for k in range(n):
-            _, data = mutate(rng, base)
-            bad = Path(tmp) / f"c{k}.toml"
-            bad.write_bytes(data)
-            outcome = _one_line_bad_input(lambda: _load_and_check(load_config, bad))
-            counts[outcome] = counts.get(outcome, 0) + 1
-    return counts
-
-
-def _load_and_check(load_config, path):
-    from edge.budgets import budgets_from_config
-    budgets_from_config(load_config(path))
-
-
 def main(argv=None) -> int:
+    from edge import fuzz_cli
     p = argparse.ArgumentParser(prog="python -m edge.fuzz", description=__doc__.split("\n")[0])
     p.add_argument("--artifacts", default="artifacts", type=Path, help="exported artifacts folder")
     p.add_argument("--models", type=int, default=2000, help="mutated model files (each loaded twice)")
-    p.add_argument("--data", type=int, default=300, help="mutated data files")
-    p.add_argument("--configs", type=int, default=300, help="mutated config files")
+    p.add_argument("--bad-inputs", type=int, default=200,
+                   help="bad model files, data files and configs (each) through `edge export`")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-crashers", type=Path, default=None, help="copy files that crashed here")
     p.add_argument("--out", type=Path, default=Path("reports/fuzz.json"))
@@ -237,18 +186,19 @@ def main(argv=None) -> int:
     print(f"fuzz: seed {args.seed}")
     result = {"seed": args.seed, "models": run_models(args.artifacts, args.models, args.seed,
                                                        keep_crashers=args.keep_crashers),
-              "data": run_data(args.data, args.seed), "configs": run_configs(args.configs, args.seed)}
+              "edge_export": fuzz_cli.run(fuzz_cli.find_source(args.artifacts), args.bad_inputs, args.seed,
+                                          keep=args.keep_crashers)}
     result["seconds"] = round(time.perf_counter() - t0, 1)
     from groundfloor.fileio import write_json
     write_json(args.out, result)
-    print(json.dumps({k: v for k, v in result.items()}, indent=1))
+    print(json.dumps(result, indent=1, default=str))
     m = result["models"]
-    unclear = sum(v for part in ("data", "configs") for k, v in result[part].items()
-                  if not k.startswith(("bad_input_one_line", "accepted")))
     hash_escaped = sum(v for k, v in m.items() if k.startswith("hash_known:") and not k.startswith("hash_known:refused"))
-    ok = m["crashes"] == 0 and m["hangs"] == 0 and unclear == 0 and hash_escaped == 0
+    cli_ok = fuzz_cli.bad_inputs_ok(result["edge_export"])
+    ok = m["crashes"] == 0 and m["hangs"] == 0 and cli_ok and hash_escaped == 0
     print(f"-> {args.out}: {'PASS' if ok else 'FAIL'} (crashes {m['crashes']}, hangs {m['hangs']}, "
-          f"hash-known corruptions not refused {hash_escaped}, unclear data/config errors {unclear})")
+          f"hash-known corruptions not refused {hash_escaped}, bad inputs to `edge export` "
+          f"{'all one line, exit 2, existing export untouched' if cli_ok else 'NOT all refused cleanly'})")
     return 0 if ok else 1
 
 

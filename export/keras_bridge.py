@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export import activations
+from export import activations, importers
 from groundfloor.errors import BadInput
 
 REBUILD_TOLERANCE = 1e-5
@@ -24,26 +24,29 @@ _TRAINING_ONLY_SUFFIXES = ("_initializer", "_regularizer", "_constraint")
 _KERAS3_RENAMED_KEYS = {"LeakyReLU": {"negative_slope": "alpha"}}
 
 
-def load_any(path, trust_code: bool = False):
-    """Returns (model, format) for .keras (Keras 3), .h5 (tf-keras or Keras 3) or SavedModel.
-    A file whose config carries Python code is refused unless trust_code (export/model_code.py)."""
-    model, fmt, errors = open_model(path, trust_code)
+def load_any(path, trust_code: bool = False, data_path=None):
+    """Returns (model, format) for .keras (Keras 3), .h5 (tf-keras or Keras 3) or SavedModel,
+    or an ONNX file / PyTorch program rebuilt in tf-keras (export/importers; data_path pins its
+    dynamic dimensions). A file whose config carries Python code is refused unless trust_code
+    (export/model_code.py)."""
+    model, fmt, errors = open_model(path, trust_code, data_path)
     if model is None:
         raise BadInput(path, "cannot load model (corrupt or not a Keras model): " + "; ".join(errors))
     return model, fmt
 
 
-def open_model(path, trust_code: bool = False):
+def open_model(path, trust_code: bool = False, data_path=None):
     """(model, format, errors): the first loader that reads the file, or (None, None, errors)
     when none can. BadInput for a missing, empty or unsupported file, or one carrying code
     without trust_code. Nothing from the file runs unless trust_code: the config is checked
     before any loader, and the loaders run in safe mode."""
     from export.model_code import refuse_code
-    path = Path(path)
-    if not path.exists():
-        raise BadInput(path, "model file not found")
-    if path.is_file() and path.stat().st_size == 0:
-        raise BadInput(path, "model file is empty")
+    from export.model_probe import probe_readers
+    path = check_model_path(path)
+    if importers.handles(path):   # ONNX / PyTorch: rebuilt in tf-keras, the source kept to verify
+        if path.suffix.lower() == ".onnx":
+            probe_readers(path)   # onnxruntime opens it in a child first
+        return (*importers.load(path, data_path, trust_code), [])
     if path.is_dir():
         if not (path / "saved_model.pb").exists():
             raise BadInput(path, "directory is not a SavedModel (no saved_model.pb)")
@@ -51,7 +54,9 @@ def open_model(path, trust_code: bool = False):
     elif path.suffix.lower() in _LOADERS_BY_SUFFIX:
         names = _LOADERS_BY_SUFFIX[path.suffix.lower()]
     else:
-        raise BadInput(path, f"unsupported model format '{path.suffix}' (use .keras, .h5 or a SavedModel directory)")
+        raise BadInput(path, f"unsupported model format '{path.suffix}' (use .keras, .h5, a SavedModel "
+                             "directory, .onnx, .pt2 or .pt)")
+    probe_readers(path)   # a corrupt file may hang or crash HDF5 / protobuf: read it in a child first
     refuse_code(path, trust=trust_code)
     errors = []
     for fmt in names:
@@ -60,6 +65,16 @@ def open_model(path, trust_code: bool = False):
         except Exception as e:  # try the next loader, then report all in one line
             errors.append(f"{type(e).__name__}: {' '.join(str(e).split())[:160]}")
     return None, None, errors
+
+
+def check_model_path(path) -> Path:
+    """BadInput for a model path that is missing or an empty file."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(path, "model file not found")
+    if path.is_file() and path.stat().st_size == 0:
+        raise BadInput(path, "model file is empty")
+    return path
 
 
 def _load_tf_keras(path, trust_code):
@@ -204,8 +219,9 @@ def _tf_keras_layers(tf_keras, layer, overrides):
 def verify_same(original, rebuilt, x, tolerance=REBUILD_TOLERANCE) -> float:
     """Max abs difference between the two models on windows of x, one window at a time."""
     x = np.asarray(x[:32], np.float32)
+    source = importers.source_of(original)   # an imported model: against the ONNX / torch original
     try:
-        a = _original_outputs(original, x)
+        a = source.run(x) if source else _original_outputs(original, x)
     except Exception as e:  # noqa: BLE001 - the user's model on the user's data: one line
         raise BadInput(None, f"the model cannot be run on the data's windows: {type(e).__name__}: "
                              f"{' '.join(str(e).split())[:160]}") from None
@@ -215,6 +231,12 @@ def verify_same(original, rebuilt, x, tolerance=REBUILD_TOLERANCE) -> float:
         raise BadInput(None, f"the tf-keras rebuild differs from the original model by {diff:.3g} "
                              f"(tolerance {tolerance}); refusing to convert")
     return diff
+
+
+def verified_against(model) -> str:
+    """What verify_same compares the rebuild with."""
+    source = importers.source_of(model)
+    return source.runtime if source else "the loaded Keras model"
 
 
 def _original_outputs(model, x):

@@ -294,8 +294,11 @@ def lint_file(path, trust_model_code: bool = False) -> LintReport:
     """Load a .keras (Keras 3), .h5 (tf-keras, then Keras 3) or SavedModel dir and lint it.
     A model whose custom classes cannot be imported is linted from its saved config. A file
     carrying Python code (a Lambda) is refused unless trust_model_code (export/model_code.py)."""
+    from export import importers
     from export.keras_bridge import open_model
     from export.model_code import saved_config
+    if importers.handles(path):   # ONNX / PyTorch: the rebuild's rows, or the refusal with its reason
+        return importers.lint(path, trust_code=trust_model_code)
     model, _, errors = open_model(path, trust_code=trust_model_code)
     path = str(path)
     if model is not None:

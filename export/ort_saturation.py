@@ -10,7 +10,9 @@ This module decides it by arithmetic, the same on every host:
 - MatMulInteger with int8 weights: the exact uint8 activations on the given inputs (exposed as
   graph outputs and read back from onnxruntime), every adjacent pair of products counted;
 - DynamicQuantizeLSTM (its activations stay inside the op): the worst case, activations 255,
-  i.e. the weight pairs that can saturate for some input.
+  i.e. the weight pairs that can saturate for some input;
+- QDQ MatMul / Gemm whose weight is DequantizeLinear of an int8 constant (onnxruntime fuses the
+  pattern into the same u8s8 kernel, int8 activations shifted to uint8): the worst case.
 
     check(path, x) -> {"at_risk": bool, "nodes": [...], "rule": ...}
 """
@@ -81,6 +83,19 @@ def _matmul_nodes(model, inits):
                 yield node, node.input[0], w
 
 
+def _qdq_weights(model, inits):
+    """MatMul / Gemm nodes whose weight input is DequantizeLinear(int8 constant): (node, [K, N])."""
+    dq = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    for node in model.graph.node:
+        if node.op_type not in ("MatMul", "Gemm") or len(node.input) < 2 or node.input[1] not in dq:
+            continue
+        w = inits.get(dq[node.input[1]].input[0])
+        if w is None or w.dtype != np.int8 or w.ndim != 2:
+            continue
+        trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+        yield node, w.T if trans_b else w
+
+
 def _activations(path, model, names, x) -> dict:
     """The named uint8 tensors on each window of x, read back as extra graph outputs."""
     import onnx
@@ -119,6 +134,11 @@ def check(path, x=None) -> dict:
             basis = "worst case (no inputs given)"
         rows.append({"node": node.name or node.op_type, "op": node.op_type, "weights": "B",
                      "basis": basis, "saturating_pairs": bad, "pairs": total})
+    for node, w in _qdq_weights(model, inits):
+        bad, total = worst_case_pairs(w)
+        rows.append({"node": node.name or node.op_type, "op": f"QDQ {node.op_type}", "weights": "B",
+                     "basis": "worst case (the activations are quantized inside the fused kernel)",
+                     "saturating_pairs": bad, "pairs": total})
     at_risk = any(r["saturating_pairs"] for r in rows)
     return {"at_risk": at_risk, "nodes": rows, "rule": RULE,
             "signed_weight_nodes": len(rows)}

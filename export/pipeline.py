@@ -18,7 +18,7 @@ from groundfloor import contracts
 from groundfloor.errors import BadInput
 from groundfloor.isolate import run_isolated
 from export import inspect
-from groundfloor.fileio import read_json, sha256_file, sha256_json, write_json, write_npz
+from groundfloor.fileio import read_json_or_none, sha256_file, sha256_json, write_json, write_npz
 from groundfloor.versions import tool_versions
 
 SOURCE_FILE = "source_tfkeras.h5"
@@ -147,14 +147,6 @@ def _read_manifest(out_dir):
     return read_json_or_none(out_dir / MANIFEST)
 
 
-def read_json_or_none(path):
-    """A JSON file's content, or None when it is missing or unreadable (then it is rebuilt)."""
-    try:
-        return read_json(path)
-    except (OSError, ValueError):
-        return None
-
-
 def _all_fresh(manifest, out_dir, selected):
     arts = manifest.get("artifacts", {})
     for name, spec in selected.items():
@@ -203,7 +195,7 @@ def _prepare_source(model_path, data_path, out_dir, progress, trust_model_code=F
     from export import keras_bridge
     from export.data import load_data
     from export.lint import lint_model
-    model, fmt = keras_bridge.load_any(model_path, trust_code=trust_model_code)
+    model, fmt = keras_bridge.load_any(model_path, trust_code=trust_model_code, data_path=data_path)
     report = lint_model(model)
     if report.refused:
         row = report.refused[0]
@@ -224,6 +216,7 @@ def _prepare_source(model_path, data_path, out_dir, progress, trust_model_code=F
     info = {"path": str(model_path), "sha256": sha256_file(model_path), "format": fmt,
             "rebuilt_in_tf_keras": True, "rebuild_max_abs_diff": diff,
             "rebuild_tolerance": keras_bridge.REBUILD_TOLERANCE,
+            "rebuild_verified_against": keras_bridge.verified_against(model),
             "input_shape": [1, *input_shape], "output_shape": [1, *y_float.shape[1:]],
             "params": int(rebuilt.count_params()), "lint": report.to_json(),
             "unrolled_layers": list(report.needs_unroll), "rebuild_overrides": report.overrides}

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from groundfloor import tflite_file
-from groundfloor.fileio import write_bytes, write_npz
+from groundfloor import seal, tflite_file
+from groundfloor.fileio import write_npz
 from groundfloor.ioquant import dequantize_output, quantize_input
 from groundfloor.metrics import error_metrics
 
@@ -66,18 +66,15 @@ def _keras_float(h5, calib_npz, calib_key):
     tf, K = tf_and_keras2()
     model = K.models.load_model(h5, compile=False)
     facts = {"lstm_bias": [], "dense_bias": [], "lstm_units": []}
-    layers = [l for l in model.layers if not isinstance(l, K.layers.InputLayer)]
-    for layer in layers:
-        kind = type(layer).__name__
+    layers = [(type(l).__name__, l) for l in model.layers if not isinstance(l, K.layers.InputLayer)]
+    for kind, layer in layers:
         if kind == "LSTM":
-            w = layer.get_weights()
             units = int(layer.units)
             facts["lstm_units"].append(units)
-            facts["lstm_bias"].append(np.asarray(w[2], np.float64) if layer.use_bias else
+            facts["lstm_bias"].append(np.asarray(layer.get_weights()[2], np.float64) if layer.use_bias else
                                       np.zeros(4 * units))
         elif kind == "Dense":
-            w = layer.get_weights()
-            facts["dense_bias"].append(np.asarray(w[1], np.float64) if layer.use_bias else None)
+            facts["dense_bias"].append(np.asarray(layer.get_weights()[1], np.float64) if layer.use_bias else None)
     if calib_npz is None:
         return facts
     x = np.load(calib_npz)[calib_key].astype(np.float32)
@@ -86,8 +83,7 @@ def _keras_float(h5, calib_npz, calib_key):
     seq = isinstance(model, K.Sequential)
     if seq:
         v = x
-        for layer in layers:
-            kind = type(layer).__name__
+        for kind, layer in layers:
             if kind == "LSTM":
                 cfg = layer.get_config()
                 cfg["return_sequences"] = True
@@ -154,11 +150,10 @@ def convert_16x8(int8_tflite_path, float_model_h5=None, calib_npz=None, out_path
             versions[n] = {"from": int(oc.version or 1), "to": _VERSIONS_16X8[n]}
             oc.version = _VERSIONS_16X8[n]
 
-    data = tflite_file.pack(model)
-    write_bytes(out_path, data)
+    seal.write_model(out_path, tflite_file.pack(model))
     cells = [float(tflite_file.qparams(g.tensors[op.inputs[19]])[0][0]) for op in _of(ops, _LSTM)]
     return {
-        "out_path": str(out_path), "bytes": len(data),
+        "out_path": str(out_path), "bytes": os.path.getsize(out_path),
         "int8_bytes": os.path.getsize(int8_tflite_path),
         "options": {"ranges": ranges, "hidden": hidden, "headroom": headroom,
                     "bias_dtype": "int64", "activations": "int16 symmetric (zero point 0)",
@@ -178,10 +173,7 @@ def _of(ops, kind):
 def _read_full_int8(path):
     """The model and its [(op name, op)] after checking it is a one-subgraph full-int8 graph
     of ops the rewrite handles."""
-    model = tflite_file.read(path)
-    if len(model.subgraphs) != 1:
-        raise ValueError(f"expected one subgraph, found {len(model.subgraphs)}")
-    g = model.subgraphs[0]
+    model, g = tflite_file.read_one_graph(path)
     names = tflite_file.builtin_names()
     ops = [(tflite_file.op_name(model, op, names), op) for op in g.operators]
     bad = sorted({n for n, _ in ops if n not in _SUPPORTED})
@@ -261,8 +253,7 @@ def _requant_bias(model, bias_idx, w_idx, in_scale, keras_bias, where, notes) ->
         raise ValueError(f"{where}: bias is not a constant int32 tensor")
     old_scale, _ = tflite_file.qparams(bt)
     w_scale, _ = tflite_file.qparams(wt)
-    old_int = tflite_file.tensor_data(model, bt, "<i4").astype(np.float64)
-    from_int8 = old_int * old_scale
+    from_int8 = tflite_file.bias_values(model, bt)
     source = "int8"
     value = from_int8
     if keras_bias is not None:
@@ -273,7 +264,7 @@ def _requant_bias(model, bias_idx, w_idx, in_scale, keras_bias, where, notes) ->
             notes.append(f"{where}: Keras bias disagrees with the int8 bias (max diff "
                          f"{float(err.max()) if err.size else 0:.3g}); used the int8 bias")
     scale = (w_scale * in_scale).astype(np.float64)  # one per weight channel
-    q = np.round(value / np.broadcast_to(scale, old_int.shape) if scale.size > 1 else value / scale[0])
+    q = np.round(value / np.broadcast_to(scale, from_int8.shape) if scale.size > 1 else value / scale[0])
     lim = float(2 ** 63 - 1)
     q = np.clip(q, -lim, lim).astype("<i8")
     tflite_file.set_tensor_data(model, bt, q)
@@ -388,22 +379,18 @@ def predict_keras_int8_weights(h5: str, int8_tflite_path: str, x_npz: str, out_n
         w = tflite_file.tensor_data(model_fb, t, np.int8).reshape([int(d) for d in t.shape]).astype(np.float64)
         return w * (s.reshape(-1, *([1] * (w.ndim - 1))) if s.size > 1 else s[0])
 
-    lstm_ops, fc_ops = _of(ops, _LSTM), _of(ops, _FC)
+    lstm_ops, fc_ops = iter(_of(ops, _LSTM)), iter(_of(ops, _FC))
     km = K.models.load_model(h5, compile=False)
     li = fi = 0
     for layer in km.layers:
-        kind = type(layer).__name__
+        kind, w = type(layer).__name__, layer.get_weights()
         if kind == "LSTM":
-            op = lstm_ops[li]
-            li += 1
-            w = layer.get_weights()
+            op, li = next(lstm_ops), li + 1
             kernel = np.concatenate([deq(op.inputs[j]).T for j in (1, 2, 3, 4)], axis=1)
             rec = np.concatenate([deq(op.inputs[j]).T for j in (5, 6, 7, 8)], axis=1)
             layer.set_weights([kernel.astype(np.float32), rec.astype(np.float32)] + w[2:])
         elif kind == "Dense":
-            op = fc_ops[fi]
-            fi += 1
-            w = layer.get_weights()
+            op, fi = next(fc_ops), fi + 1
             layer.set_weights([deq(op.inputs[1]).T.astype(np.float32)] + w[1:])
     x = np.load(x_npz)[x_key].astype(np.float32)
     y = km.predict(x, batch_size=1, verbose=0).reshape(len(x), -1).astype(np.float32)

@@ -216,15 +216,12 @@ def _rewrite_io(model_path, out_path, xc, x_train, data, margin):
 
 
 def _convert_mixed(model_path, out_path, xc, float_ops, float_nodes):
-    from groundfloor.fileio import write_bytes
+    from groundfloor import seal
     from export.tfenv import tf_and_keras2
+    from export.tflite import representative_windows
     tf, tf_keras = tf_and_keras2()
     model = tf_keras.models.load_model(model_path, compile=False)
-
-    def representative():
-        for w in xc:
-            yield [w[None]]
-
+    representative = representative_windows(xc)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative
@@ -232,7 +229,7 @@ def _convert_mixed(model_path, out_path, xc, float_ops, float_nodes):
                                                           denylisted_nodes=list(float_nodes) or None)
     dbg = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=representative,
                                                     debug_options=opts)
-    write_bytes(out_path, dbg.get_nondebug_quantized_model())
+    seal.write_model(out_path, dbg.get_nondebug_quantized_model())
 
 
 def evaluate_artifact(path: str, data_path: str, out_npz: str, x_key: str = "x_eval") -> dict:

@@ -16,7 +16,7 @@ Calibration data comes from the training split only; nothing here looks at evalu
 """
 import numpy as np
 
-from groundfloor import tflite_file
+from groundfloor import seal, tflite_file
 
 QMIN, QMAX = -128, 127
 
@@ -153,11 +153,9 @@ def _requant_bias(model, g, wi, bi, new_in_scale):
     wt, bt = g.tensors[wi], g.tensors[bi]
     if tflite_file.dtype_name(bt) != "int32" or not tflite_file.has_data(model, bt):
         return
-    w_scale, _ = tflite_file.qparams(wt)
     old_scale, _ = tflite_file.qparams(bt)
-    old = tflite_file.tensor_data(model, bt, "<i4").astype(np.float64)
-    new_scale = w_scale * new_in_scale
-    new = np.clip(np.round(old * old_scale / new_scale), -2**31, 2**31 - 1).astype("<i4")
+    new_scale = tflite_file.qparams(wt)[0] * new_in_scale
+    new = np.clip(np.round(tflite_file.bias_values(model, bt) / new_scale), -2**31, 2**31 - 1).astype("<i4")
     model.buffers[bt.buffer].data = np.frombuffer(new.tobytes(), dtype=np.uint8)
     bt.quantization.scale = [float(s) for s in np.broadcast_to(new_scale, old_scale.shape)]
 
@@ -201,5 +199,5 @@ def rewrite_io_ranges(src, dst, input_ranges: dict | None = None, output_ranges:
     for idx, (lo, hi) in (output_ranges or {}).items():
         t = g.tensors[g.outputs[idx]]
         record["outputs"].append({"index": idx, **_set_range(t, f"output {idx}", lo, hi)})
-    tflite_file.write(model, dst)
+    seal.write_model(dst, tflite_file.pack(model))
     return record

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from groundfloor.fileio import move_into_place, temp_path_for
+from groundfloor import seal
+from groundfloor.fileio import temp_path_for
 from groundfloor.runtime import STREAM_METADATA_KEY  # ONNX metadata_props: which inputs/outputs are state
 from export.keras_bridge import REBUILD_TOLERANCE
 from export.onnx_export import OPSET
@@ -205,7 +206,6 @@ def _onnx_twin(tf, tf_keras, model, onnx_path, calib_path, opset, verify_windows
     if not keras_diff <= TWIN_TOLERANCE:
         raise RuntimeError(f"state-I/O twin differs from the model by {keras_diff:.3g} "
                            "(is the model a linear chain of layers?)")
-    import onnx
     from export.onnx_export import from_keras as onnx_from_keras
     sig = [tf.TensorSpec((1, 1, features), tf.float32, name="x")]
     sig += [tf.TensorSpec((1, units), tf.float32, name=name) for name, _, units in spec["state"]]
@@ -226,8 +226,7 @@ def _onnx_twin(tf, tf_keras, model, onnx_path, calib_path, opset, verify_windows
             proto.graph.input.extend(current)
         _rename_onnx_io(proto, in_names, out_names)
         set_stream_metadata(proto, spec)
-        onnx.save(proto, str(tmp))
-        move_into_place(tmp, onnx_path)
+        seal.write_model(onnx_path, proto.SerializeToString())
     finally:
         Path(tmp).unlink(missing_ok=True)
     return {"onnx_spec": spec, "onnx_seconds": time.perf_counter() - start,

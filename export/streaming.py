@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from groundfloor import tflite_file
+from groundfloor import seal, tflite_file
 from groundfloor.errors import BadInput
 from groundfloor.fileio import move_into_place, sha256_file, sha256_json, temp_path_for, write_npz
 from groundfloor.runtime import STREAM_METADATA_KEY  # ONNX metadata_props: which inputs/outputs are state
@@ -65,10 +65,7 @@ def one_step_from_whole(whole_path, out_path) -> dict:
     """Rewrite a whole-sequence [1, T, F] TFLite model into a [1, 1, F] one with identical
     weights and quantization. Only graphs of fused LSTMs, a last-step slice and per-step ops
     qualify; anything else raises ValueError (the caller then recalibrates instead)."""
-    model = tflite_file.read(whole_path)
-    if len(model.subgraphs) != 1:
-        raise ValueError(f"{len(model.subgraphs)} subgraphs (a WHILE loop?), not a fused LSTM graph")
-    g = model.subgraphs[0]
+    model, g = tflite_file.read_one_graph(whole_path)
     if len(g.inputs) != 1:
         raise ValueError("more than one input")
     x = g.tensors[g.inputs[0]]
@@ -114,7 +111,7 @@ def one_step_from_whole(whole_path, out_path) -> dict:
             raise ValueError(f"op {name} works on the time axis")
     if lstm_ops == 0:
         raise ValueError("no fused UNIDIRECTIONAL_SEQUENCE_LSTM op")
-    tflite_file.write(model, out_path)
+    seal.write_model(out_path, tflite_file.pack(model))
     return {"whole_steps": steps, "lstm_ops": lstm_ops}
 
 
@@ -134,7 +131,7 @@ def copy_io_quantization(path, reference_path) -> dict:
             ta.quantization.zeroPoint = np.array(tb.quantization.zeroPoint, np.int64)
             changed[f"{kind}{i}"] = {"before": before,
                                      "after": (float(tb.quantization.scale[0]), int(tb.quantization.zeroPoint[0]))}
-    tflite_file.write(model, path)
+    seal.write_model(path, tflite_file.pack(model))
     return changed
 
 

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from groundfloor.fileio import write_bytes
+from groundfloor import seal
 from groundfloor.isolate import retire_after_call
 
 # Mode -> how the converter is set up. Full int8 keeps the fused LSTM's cell state in
@@ -21,6 +21,22 @@ MODES = {
     "int8": {"optimize": True, "int8": True, "unroll": False},
     "weight_int8": {"optimize": True, "int8": False, "unroll": True},
 }
+
+
+def representative_windows(x):
+    """The converter's representative dataset over windows x: each window as a batch of one."""
+    return lambda: ([window[None]] for window in x)
+
+
+def set_full_int8(conv, representative) -> None:
+    """Set a TFLiteConverter up for full integer int8 (int8 kernels, int8 input and output),
+    calibrated on representative() (it yields [one window], batch 1)."""
+    import tensorflow as tf
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
 
 
 def convert(model_path: str, out_path: str, mode: str, calib_path: str | None = None,
@@ -45,16 +61,8 @@ def convert(model_path: str, out_path: str, mode: str, calib_path: str | None = 
         x = np.load(calib_path)[calib_key].astype(np.float32)
         if calib_samples:
             x = x[:calib_samples]
-
-        def representative():
-            for window in x:
-                yield [window[None]]
-
-        conv.representative_dataset = representative
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        set_full_int8(conv, representative_windows(x))
         options.update(calibration_windows=int(len(x)), inference_io="int8")
     data = conv.convert()
-    write_bytes(out_path, data)
+    seal.write_model(out_path, data)
     return {"seconds": time.perf_counter() - start, "options": options}

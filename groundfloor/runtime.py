@@ -53,11 +53,12 @@ def load(path, num_threads: int = 1, verify_hash: bool = True, probe: bool = Tru
     """Open a .tflite or .onnx model exported by this toolkit.
 
     Before the runtime sees the file it is verified (groundfloor.verify: structure, indices,
-    sizes), its sha256 is compared with the manifest.json next to it when there is one
-    (verify_hash=False skips that), and it is loaded and run once in a child process
+    sizes), its sha256 is compared with the manifest.json next to it when there is one and
+    with the seal the export wrote inside it (groundfloor.seal; verify_hash=False skips both),
+    and it is loaded and run once in a child process
     (probe=False skips that), so a file that would crash the runtime raises ModelRejected
     here instead of killing the calling process."""
-    from groundfloor import verify
+    from groundfloor import seal, verify
     from groundfloor.errors import BadInput
     path = Path(path)
     if not path.exists():
@@ -69,6 +70,8 @@ def load(path, num_threads: int = 1, verify_hash: bool = True, probe: bool = Tru
         if verify_hash:   # first: a file the export recorded must be exactly that file
             verify.verify_hash(path)
         (verify.verify_tflite if path.suffix == ".tflite" else verify.verify_onnx)(path)
+        if verify_hash:   # then the seal inside it (read once the structure is known sound)
+            seal.check(path)
     except BadInput as e:
         raise ModelRejected(str(e)) from None
     if probe and not _probe(path, num_threads, default_delegate=True):
@@ -142,22 +145,19 @@ def _litert_interpreter(path, num_threads, default_delegate=True):
     """LiteRT with its default delegate (XNNPACK); without it when the delegate cannot prepare
     the graph (an unrolled masked LSTM: "failed to create XNNPACK runtime"), as the export does."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    if not default_delegate:
-        interp = Interpreter(model_path=str(path), num_threads=num_threads,
-                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        interp.allocate_tensors()
-        return interp, "none (the default XNNPACK delegate crashed on this graph)"
-    try:
-        interp = Interpreter(model_path=str(path), num_threads=num_threads)
-        interp.allocate_tensors()
-        return interp, "xnnpack"
-    except RuntimeError as e:
-        if "XNNPACK" not in str(e).upper() and "DELEGATE" not in str(e).upper():
-            raise
+    if default_delegate:
+        try:
+            interp = Interpreter(model_path=str(path), num_threads=num_threads)
+            interp.allocate_tensors()
+            return interp, "xnnpack"
+        except RuntimeError as e:
+            if "XNNPACK" not in str(e).upper() and "DELEGATE" not in str(e).upper():
+                raise
     interp = Interpreter(model_path=str(path), num_threads=num_threads,
                          experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
-    return interp, "none (the default XNNPACK delegate cannot prepare this graph)"
+    return interp, ("none (the default XNNPACK delegate cannot prepare this graph)" if default_delegate else
+                    "none (the default XNNPACK delegate crashed on this graph)")
 
 
 class _OnnxBackend:

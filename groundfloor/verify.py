@@ -134,7 +134,9 @@ def verify_onnx(path):
     path = Path(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(model)
+        # by path: external data (torch's dynamo exporter writes model.onnx.data) is checked
+        # beside the file, and a location outside its folder refused, without being read here
+        onnx.checker.check_model(str(path))
     except Exception as e:  # a protobuf that does not parse or a graph the checker refuses
         raise BadInput(path, f"not a valid ONNX model: {type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
     folder = path.resolve().parent

@@ -5,6 +5,7 @@ import pytest
 
 from groundfloor.errors import BadInput
 from export import keras_bridge
+from export_helpers import model_file
 
 T, F = 10, 3
 
@@ -69,15 +70,13 @@ def test_a_rebuild_that_computes_something_else_is_refused(keras3):
 
 @pytest.mark.parametrize("name, content, problem", [
     ("missing.keras", None, "model file not found"),
-    ("model.onnx", b"x", "unsupported model format"),
+    ("model.pb", b"x", "unsupported model format"),
+    ("model.onnx", b"x", "not a readable ONNX file"),
     ("broken.h5", b"not an hdf5 file", "cannot load model"),
 ])
 def test_load_any_refuses_what_it_cannot_load(tmp_path, name, content, problem):
-    path = tmp_path / name
-    if content is not None:
-        path.write_bytes(content)
     with pytest.raises(BadInput, match=problem):
-        keras_bridge.load_any(path)
+        keras_bridge.load_any(model_file(tmp_path, name, content))
 
 
 # --------------------------------------------------------------------- Keras 3 activations

@@ -18,6 +18,7 @@ keras = pytest.importorskip("keras")
 from groundfloor.errors import BadInput  # noqa: E402
 from export import lint_rules  # noqa: E402
 from export.lint import lint_file, lint_model  # noqa: E402
+from export_helpers import model_file  # noqa: E402
 
 T, F = 16, 3
 L = k.layers
@@ -278,15 +279,13 @@ def test_lint_file_unimportable_custom_layer(tmp_path):
     ("empty.keras", b"", "empty"),
     ("junk.h5", b"this is not hdf5" * 10, "cannot load"),
     ("junk.keras", b"PK\x03\x04 broken zip", "cannot load"),
-    ("model.pt", b"x", "unsupported"),
+    ("model.bin", b"x", "unsupported"),
+    ("model.pt", b"x", "not a PyTorch zip archive"),   # .pt is TorchScript now (issue 14)
 ])
 def test_lint_file_bad_input(tmp_path, name, content, problem):
-    path = tmp_path / name
-    if content is not None:
-        path.write_bytes(content)
     with pytest.raises(BadInput) as e:
-        lint_file(path)
-    assert e.value.path == str(path)
+        lint_file(model_file(tmp_path, name, content))
+    assert e.value.path == str(tmp_path / name)
     assert problem in e.value.problem
     assert "\n" not in e.value.problem
 

@@ -8,26 +8,18 @@ import numpy as np
 import pytest
 
 from export import onnx_export
-from tiny_keras import tiny_lstm
-
-T, F, U = 8, 2, 4
+from groundfloor import seal
+from export_helpers import onnxruntime_outputs
+from tiny_keras import tiny_lstm_saved
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("onnx")
-    model = tiny_lstm(root / "tiny.h5", T, F, U)
-    x = np.random.default_rng(0).standard_normal((5, T, F)).astype(np.float32)
+    root, model = tiny_lstm_saved(tmp_path_factory, "onnx", steps=8, features=2, units=4)
+    x = np.random.default_rng(0).standard_normal((5, *model.input_shape[1:])).astype(np.float32)
     y = model.predict(x, batch_size=1, verbose=0)
     rec = onnx_export.to_onnx(str(root / "tiny.h5"), str(root / "float32.onnx"))
     return root, x, y, rec
-
-
-def _run(path, x):
-    import onnxruntime as ort
-    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = s.get_inputs()[0].name
-    return np.concatenate([s.run(None, {name: w[None]})[0] for w in x])
 
 
 def test_to_onnx_emits_an_lstm_op(tiny):
@@ -38,7 +30,7 @@ def test_to_onnx_emits_an_lstm_op(tiny):
     assert "LSTM" in ops and "Loop" not in ops
     assert rec["options"] == {"opset": onnx_export.OPSET, "converter": "tf2onnx", "names": "generated names renumbered"}
     assert {o.domain or "ai.onnx": o.version for o in proto.opset_import}["ai.onnx"] == onnx_export.OPSET
-    assert np.max(np.abs(_run(root / "float32.onnx", x) - y)) <= 1e-5
+    assert np.max(np.abs(onnxruntime_outputs(root / "float32.onnx", x) - y)) <= 1e-5
 
 
 def test_dynamic_quantization_gives_8bit_weights_and_keeps_metadata(tiny):
@@ -62,8 +54,10 @@ def test_dynamic_quantization_gives_8bit_weights_and_keeps_metadata(tiny):
     mm = [n for n in q.graph.node if n.op_type == "MatMulInteger"]
     assert len(mm) == 1 and inits[mm[0].input[1]].dtype == np.uint8  # the Dense: weight_type QUInt8
     assert rec["options"]["weight_type"] == "QUInt8" and rec["options"]["reduce_range"] is True
-    assert {p.key: p.value for p in q.metadata_props} == {"lstm_edge.stream": '{"state": []}', "note": "kept"}
-    err = np.abs(_run(dst, x) - y)
+    props = {p.key: p.value for p in q.metadata_props}
+    assert props.pop("lstm_edge.sha256") and seal.check(dst)   # sealed as written
+    assert props == {"lstm_edge.stream": '{"state": []}', "note": "kept"}
+    err = np.abs(onnxruntime_outputs(dst, x) - y)
     assert 0 < err.max() < 0.1 * max(float(np.ptp(y)), 1e-3) + 0.02  # 8-bit weights: close, not equal
 
 

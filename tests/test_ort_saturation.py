@@ -79,3 +79,30 @@ def test_dynamic_lstm_worst_case(tmp_path):
     quantize_dynamic_onnx(str(tmp_path / "l.onnx"), str(tmp_path / "ours.onnx"))
     ours = check(tmp_path / "ours.onnx")
     assert [r["saturating_pairs"] for r in ours["nodes"]] == [0, 0] and not ours["at_risk"]
+
+
+def _qdq(src, dst, reduce_range, tmp_path, rng):
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from export.onnx_export import _WindowReader
+    x = rng.uniform(0, 4, (16, T, K)).astype(np.float32)
+    quantize_static(str(src), str(dst), _WindowReader("x", x), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax, per_channel=False, reduce_range=reduce_range)
+    return x
+
+
+def test_qdq_full_range_weights_are_flagged_and_the_toolkits_qdq_options_are_not(tmp_path):
+    """QDQ MatMul runs in the same u8s8 kernel: full-range int8 weights of one sign can saturate
+    a pair; the 7-bit weights quantize_qdq_onnx writes cannot."""
+    from export.onnx_export import QDQ_REDUCE_RANGE, quantize_qdq_onnx
+    rng = np.random.default_rng(3)
+    src = tmp_path / "m.onnx"
+    _matmul_model(src, rng.uniform(0.5, 1.0, (K, N)))     # every weight near +max: pairs of 127s
+    x = _qdq(src, tmp_path / "full.onnx", False, tmp_path, rng)
+    full = check(tmp_path / "full.onnx")
+    assert full["at_risk"] and any(r["op"] == "QDQ MatMul" for r in full["nodes"])
+    np.savez(tmp_path / "calib.npz", x_calib=x)
+    quantize_qdq_onnx(str(src), str(tmp_path / "ours.onnx"), str(tmp_path / "calib.npz"))
+    ours = check(tmp_path / "ours.onnx")
+    assert QDQ_REDUCE_RANGE and not ours["at_risk"]
+    assert [r["op"] for r in ours["nodes"]] == ["QDQ MatMul"]      # it did look at the node
