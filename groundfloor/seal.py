@@ -61,7 +61,8 @@ def _stored_tflite(data: bytes) -> bytes | None:
     for i in range(m.MetadataLength()):
         entry = m.Metadata(i)
         if _name(entry.Name()) == SEAL_KEY and 0 <= entry.Buffer() < m.BuffersLength():
-            return bytes(m.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+            buf = m.Buffers(entry.Buffer())
+            return buf.DataAsNumpy().tobytes() if buf.DataLength() else b""   # no vector: no digest
     return None
 
 
@@ -84,7 +85,8 @@ def _seal_onnx(data: bytes) -> bytes:
 def _stored_onnx(data: bytes) -> bytes | None:
     import onnx
     proto = onnx.load_from_string(data)
-    return next((p.value.encode("utf-8", "replace") for p in proto.metadata_props if p.key == SEAL_KEY), None)
+    value = next((p.value for p in proto.metadata_props if p.key == SEAL_KEY), None)
+    return value.encode("utf-8", "replace") if isinstance(value, str) else value   # bytes: not UTF-8
 
 
 _FORMATS = {".tflite": (_seal_tflite, _stored_tflite), ".onnx": (_seal_onnx, _stored_onnx)}
@@ -113,7 +115,10 @@ def check(path, data: bytes | None = None) -> bool:
     path = Path(path)
     if data is None:
         data = path.read_bytes()
-    stored = _FORMATS[path.suffix][1](data)
+    try:
+        stored = _FORMATS[path.suffix][1](data)
+    except Exception as e:  # noqa: BLE001 - a seal entry the readers cannot decode is a corrupt file
+        raise BadInput(path, f"its sha256 seal cannot be read ({type(e).__name__}): the file is corrupt") from None
     if stored is None:
         return False
     at = data.find(stored) if len(stored) == DIGEST_LEN else -1

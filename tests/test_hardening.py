@@ -16,7 +16,7 @@ from fixtures_models import tiny_artifacts, tiny_models  # noqa: F401
 
 def test_short_campaign_no_crash_no_hang_every_known_hash_refused(tiny_artifacts):
     m = fuzz.run_models(tiny_artifacts.parent, n=60, seed=0, chunk=30, progress=lambda *_: None)
-    assert m["crashes"] == 0 and m["hangs"] == 0, m["crashers"]
+    assert m["crashes"] == 0 and m["hangs"] == 0 and m["escaped_errors"] == 0, m["crashers"]
     known = {k: v for k, v in m.items() if k.startswith("hash_known:")}
     assert sum(known.values()) == 60 and set(known) <= {"hash_known:refused_hash", "hash_known:refused"}
     assert sum(v for k, v in m.items() if k.startswith("no_hash:")) == 60

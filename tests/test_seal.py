@@ -79,3 +79,19 @@ def test_verify_hash_false_loads_a_changed_sealed_file(sealed_dir, tmp_path):
         runtime.load(tmp_path / "float32.onnx")
     assert runtime.load(tmp_path / "float32.onnx", verify_hash=False).predict(
         np.zeros((1, 8, 2), np.float32)).shape[0] == 1
+
+
+def test_a_seal_entry_that_does_not_decode_is_refused_not_raised(sealed_dir, tmp_path):
+    """Found by `make fuzz`: a seal whose value is not UTF-8 (ONNX) or whose buffer lost its data
+    vector (TFLite) must be a one-line refusal, not an AttributeError."""
+    data = (sealed_dir / "float32.onnx").read_bytes()
+    stored = seal._stored_onnx(data)
+    (tmp_path / "float32.onnx").write_bytes(data.replace(stored, b"\xff" * 64))
+    with pytest.raises(BadInput, match="seal"):
+        seal.check(tmp_path / "float32.onnx")
+    model = tflite_file.read(sealed_dir / "int8.tflite")
+    entry = next(m for m in model.metadata if m.name.decode() == seal.SEAL_KEY)
+    model.buffers[entry.buffer].data = None
+    (tmp_path / "int8.tflite").write_bytes(tflite_file.pack(model))
+    with pytest.raises(BadInput, match="seal"):
+        seal.check(tmp_path / "int8.tflite")
