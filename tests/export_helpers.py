@@ -6,6 +6,13 @@ import numpy as np
 from groundfloor.ioquant import quantize_input
 
 
+def text_file(folder, name, text):
+    """folder/name holding text: a config, profile or space file written by a test."""
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
 def model_file(folder, name, content):
     """folder/name holding content (bytes), or absent for None: a bad model file for the loaders."""
     path = folder / name

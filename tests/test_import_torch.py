@@ -140,32 +140,34 @@ def test_a_pickled_module_or_state_dict_is_refused_in_one_line(tmp_path, data):
                 call(tmp_path / name)
 
 
+def _edited_pt2(src, dst, member_suffix, edit):
+    """A copy of the .pt2 archive src with the JSON member ending in member_suffix edited in place."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            blob = zin.read(item)
+            if item.filename.endswith(member_suffix):
+                doc = json.loads(blob)
+                edit(doc)
+                blob = json.dumps(doc).encode()
+            zout.writestr(item, blob)
+    return dst
+
+
 def test_a_pt2_saved_by_a_newer_torch_is_refused(tmp_path, data):
     path = _save_program("pt2", make_net(torch), tmp_path / "m.pt2")
-    newer = tmp_path / "newer.pt2"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(newer, "w") as dst:
-        for item in src.infolist():
-            blob = src.read(item)
-            if item.filename.endswith("/models/model.json"):
-                meta = json.loads(blob)
-                meta["torch_version"], meta["schema_version"] = "9.1.0", {"major": 99, "minor": 0}
-                blob = json.dumps(meta).encode()
-            dst.writestr(item, blob)
+
+    def newer_torch(meta):
+        meta["torch_version"], meta["schema_version"] = "9.1.0", {"major": 99, "minor": 0}
+
+    newer = _edited_pt2(path, tmp_path / "newer.pt2", "/models/model.json", newer_torch)
     with pytest.raises(BadInput, match=r"saved by torch 9.1.0 .* newer than the installed torch"):
         keras_bridge.load_any(newer, data_path=data[0])
 
 
 def test_a_pt2_with_pickled_entries_is_refused_unless_trusted(tmp_path):
     path = _save_program("pt2", make_net(torch), tmp_path / "m.pt2")
-    tampered = tmp_path / "pickled.pt2"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(tampered, "w") as dst:
-        for item in src.infolist():
-            blob = src.read(item)
-            if item.filename.endswith("/data/weights/model_weights_config.json"):
-                cfg = json.loads(blob)
-                next(iter(cfg["config"].values()))["use_pickle"] = True
-                blob = json.dumps(cfg).encode()
-            dst.writestr(item, blob)
+    tampered = _edited_pt2(path, tmp_path / "pickled.pt2", "/data/weights/model_weights_config.json",
+                           lambda cfg: next(iter(cfg["config"].values())).update(use_pickle=True))
     with pytest.raises(BadInput, match="stored pickled: loading it would run code"):
         keras_bridge.load_any(tampered)
 

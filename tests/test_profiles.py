@@ -1,5 +1,6 @@
 """Device profiles: built-ins by name, user files by path, clear errors for bad input."""
 import pytest
+from export_helpers import text_file
 
 from groundfloor.errors import BadInput
 from firmware_sim.profiles import PROFILE_DIR, builtin_names, load_profile, load_profiles
@@ -34,9 +35,7 @@ def test_unknown_device_lists_known_names():
 
 
 def _write(tmp_path, text, name="board.toml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
+    return text_file(tmp_path, name, text)
 
 
 def _m4_text():

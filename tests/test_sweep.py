@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from export_helpers import text_file
 
 from edge.cli import main
 from edge.sweep import pareto
@@ -38,9 +39,7 @@ max_latency_ms = 5.0
 
 
 def _write(tmp_path, text, name="space.toml"):
-    p = tmp_path / name
-    p.write_text(text)
-    return p
+    return text_file(tmp_path, name, text)
 
 
 # --------------------------------------------------------------------------- the space file

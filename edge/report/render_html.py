@@ -46,15 +46,19 @@ def _details(payload, doc):
     return f"<details open><summary>{html.escape(summary)}</summary>{table(t)}</details>"
 
 
+def figure_tag(png: bytes, alt: str, caption_html: str, attrs: str = "") -> str:
+    """A PNG embedded in the page (the report is one self-contained file) with its caption."""
+    b64 = base64.b64encode(png).decode("ascii")
+    return (f'<figure{attrs}><img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{caption_html}</figcaption></figure>")
+
+
 def _fig(f, doc):
     bench = doc["sources"]["bench"]
-    b64 = base64.b64encode(f["png"]).decode("ascii")
-    return (f'<figure id="fig-{f["id"]}"><img alt="{html.escape(f["title"])}" '
-            f'src="data:image/png;base64,{b64}"><figcaption><strong>{html.escape(f["title"])}'
-            f"</strong>. {html.escape(f['caption'])} Source: "
-            f"<code>{html.escape(bench['path'])}</code> sha256 "
-            f"<code>{bench['sha256']}</code>; PNG sha256 "
-            f"<code>{f['sha256']}</code>.</figcaption></figure>")
+    return figure_tag(f["png"], f["title"],
+                      f"<strong>{html.escape(f['title'])}</strong>. {html.escape(f['caption'])} Source: "
+                      f"<code>{html.escape(bench['path'])}</code> sha256 <code>{bench['sha256']}</code>; "
+                      f"PNG sha256 <code>{f['sha256']}</code>.", attrs=f' id="fig-{f["id"]}"')
 
 
 RENDERERS = {**{kind: _text(kind) for kind in TEXT}, "table": _table, "details": _details, "fig": _fig}

@@ -6,7 +6,6 @@ variant(s) like any model (fit on the profile, latency, the metric budget as a c
 variant's own float model)."""
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
 from pathlib import Path
@@ -147,11 +146,11 @@ def _md_fig(f, doc):
 
 
 def _html_fig(f, doc):
-    b64 = base64.b64encode(f["png"]).decode("ascii")
-    return (f'<figure><img alt="Pareto plots for {html.escape(f["device"])}" src="data:image/png;base64,{b64}">'
-            f"<figcaption>Task metric against latency, RAM and flash on {html.escape(f['device'])}: every point "
-            f"(variant x candidate), the front (black), budgets (dashed), the recommendation (star). PNG sha256 "
-            f"<code>{f['sha256']}</code>.</figcaption></figure>")
+    return render_html.figure_tag(
+        f["png"], f"Pareto plots for {f['device']}",
+        f"Task metric against latency, RAM and flash on {html.escape(f['device'])}: every point "
+        f"(variant x candidate), the front (black), budgets (dashed), the recommendation (star). PNG sha256 "
+        f"<code>{f['sha256']}</code>.")
 
 
 def render_markdown(record, blks) -> str:
