@@ -52,12 +52,9 @@ def cli_child(argv: list, precheck: dict) -> dict:
 
 
 def _valid(kind: str, path: str, **kw) -> bool:
-    from groundfloor.errors import BadInput
     try:
         _VALIDATORS[kind](path, **kw)
-    except BadInput:
-        return False
-    except Exception:  # noqa: BLE001 - not a clean refusal: let the command show what it does
+    except Exception:  # noqa: BLE001 - a refusal, clean or not: the command shows which
         return False
     return True
 

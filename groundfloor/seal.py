@@ -5,9 +5,9 @@ Where: TFLite, a Model.metadata entry named SEAL_KEY whose buffer holds the 64 h
 ONNX, a metadata_props entry SEAL_KEY = the 64 hex digits. Both formats ignore metadata they
 do not know, so every runtime runs a sealed file as before.
 
-What the digest covers: the whole file as written, with the 64 digest bytes replaced by
-PLACEHOLDER. So sealing is: write the file with PLACEHOLDER, hash it, put the digest where the
-placeholder was; checking is: find the stored digest, put PLACEHOLDER back, hash, compare.
+What the digest covers: the whole file as written, with the 64 digest bytes replaced by a fixed
+64-byte FILLER. Sealing writes the file with FILLER in the seal entry, hashes it and writes the
+digest over FILLER; checking finds the stored digest, writes FILLER over it, hashes, compares.
 The seal tells corruption, not authorship: anyone can re-seal a file they changed.
 """
 from __future__ import annotations
@@ -20,20 +20,19 @@ from groundfloor.errors import BadInput
 from groundfloor.fileio import write_bytes
 
 SEAL_KEY = "lstm_edge.sha256"
-PLACEHOLDER = b"lstm-edge seal: sha256 of this file with these 64 bytes as they are"
-PLACEHOLDER = PLACEHOLDER[:64].ljust(64, b".")
+FILLER = b"lstm-edge seal: sha256 of this file with these 64 bytes as they are"[:64].ljust(64, b".")
 DIGEST_LEN = 64
 
 
-def _digest(data_with_placeholder: bytes) -> bytes:
-    return hashlib.sha256(data_with_placeholder).hexdigest().encode("ascii")
+def _digest(data_with_filler: bytes) -> bytes:
+    return hashlib.sha256(data_with_filler).hexdigest().encode("ascii")
 
 
 def _fill(data: bytes) -> bytes:
-    """Put the digest where the (single) placeholder is."""
-    at = data.find(PLACEHOLDER)
-    if at < 0 or data.find(PLACEHOLDER, at + 1) >= 0:
-        raise ValueError("the seal placeholder must occur exactly once in the file")
+    """Write the digest over the one FILLER in the file."""
+    at = data.find(FILLER)
+    if at < 0 or data.find(FILLER, at + 1) >= 0:
+        raise ValueError("the seal filler must occur exactly once in the file")
     return data[:at] + _digest(data) + data[at + DIGEST_LEN:]
 
 
@@ -50,7 +49,7 @@ def _seal_tflite(data: bytes) -> bytes:
         entry.name, entry.buffer = SEAL_KEY, len(model.buffers)
         model.buffers.append(s.BufferT())
         model.metadata.append(entry)
-    model.buffers[entry.buffer].data = list(PLACEHOLDER)
+    model.buffers[entry.buffer].data = list(FILLER)
     return _fill(tflite_file.pack(model))
 
 
@@ -78,7 +77,7 @@ def _seal_onnx(data: bytes) -> bytes:
     keep = [p for p in proto.metadata_props if p.key != SEAL_KEY]
     del proto.metadata_props[:]
     proto.metadata_props.extend(keep)
-    proto.metadata_props.add(key=SEAL_KEY, value=PLACEHOLDER.decode("ascii"))
+    proto.metadata_props.add(key=SEAL_KEY, value=FILLER.decode("ascii"))
     return _fill(proto.SerializeToString())
 
 
@@ -124,7 +123,7 @@ def check(path, data: bytes | None = None) -> bool:
     at = data.find(stored) if len(stored) == DIGEST_LEN else -1
     if at < 0 or data.find(stored, at + 1) >= 0:
         raise BadInput(path, "its sha256 seal is malformed: the file was changed or corrupted after export")
-    want = _digest(data[:at] + PLACEHOLDER + data[at + DIGEST_LEN:])
+    want = _digest(data[:at] + FILLER + data[at + DIGEST_LEN:])
     if stored != want:
         raise BadInput(path, f"sha256 {want[:16].decode()}... differs from the seal inside the file "
                              f"({stored[:16].decode('ascii', 'replace')}...): the file was changed or corrupted "

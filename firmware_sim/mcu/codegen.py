@@ -58,6 +58,21 @@ def _fast_requant_ok(w: np.ndarray, b_eff: np.ndarray, shift: int) -> bool:
     return int(bound) << max(shift, 0) < (1 << 30)
 
 
+def _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad) -> list:
+    """The DSP build's weight arrays, rows by unit (int8 and 16x8 share them: both multiply
+    int16 operands by int8 weights with SMLAD)."""
+    out = []
+    if Ipad <= 4:    # narrow input: int16 weight pairs, one SMLAD per pair (MV_BLOCK_NARROW)
+        w16 = np.zeros((4 * H, Ipad), np.int16)
+        w16[:, :I] = _by_unit(w_in, H)
+        out.append(_arr("int16_t", f"{n}_w_in16", w16, aligned=True))
+        out.append(f"#define {n}_w_in ((const int8_t *){n}_w_in16)\n")
+    else:
+        out.append(_arr("int8_t", f"{n}_w_in", interleave(_by_unit(w_in, H), 4 * H, Ipad), aligned=True))
+    out.append(_arr("int8_t", f"{n}_w_rec", interleave(_by_unit(w_rec, H), 4 * H, Hpad), aligned=True))
+    return out
+
+
 def _by_unit(a: np.ndarray, H: int) -> np.ndarray:
     """[4H, ...] in gate order (row k*H + j) -> row 4j + k: one 4-row block of the DSP kernels
     is one hidden unit's i, f, g, o, finished in registers."""
@@ -118,14 +133,7 @@ def _lstm_c(L: LstmLayer, out: list):
     b_rec = 2 * _by_unit(L.bias_rec_eff().reshape(-1), H)
     n = L.name
     out.append("#if MCU_SIMD\n")
-    if Ipad <= 4:    # narrow input: int16 weight pairs, one SMLAD per pair (MV_BLOCK_NARROW)
-        w16 = np.zeros((4 * H, Ipad), np.int16)
-        w16[:, :I] = _by_unit(w_in, H)
-        out.append(_arr("int16_t", f"{n}_w_in16", w16, aligned=True))
-        out.append(f"#define {n}_w_in ((const int8_t *){n}_w_in16)\n")
-    else:
-        out.append(_arr("int8_t", f"{n}_w_in", interleave(_by_unit(w_in, H), 4 * H, Ipad), aligned=True))
-    out.append(_arr("int8_t", f"{n}_w_rec", interleave(_by_unit(w_rec, H), 4 * H, Hpad), aligned=True))
+    out += _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad)
     out.append(_arr("int32_t", f"{n}_b_in", b_in))
     out.append(_arr("int32_t", f"{n}_b_rec", b_rec))
     out.append("#else\n")
@@ -193,14 +201,7 @@ def _lstm16_c(L: LstmLayer, out: list):
     folded = np.stack([L.bias[k].astype(np.int64) * rm + (1 << (tot - 1))
                        for k, (rm, tot) in enumerate(rq_in)])
     out.append("#if MCU_SIMD\n")
-    if Ipad <= 4:
-        w16 = np.zeros((4 * H, Ipad), np.int16)
-        w16[:, :I] = _by_unit(w_in, H)
-        out.append(_arr("int16_t", f"{n}_w_in16", w16, aligned=True))
-        out.append(f"#define {n}_w_in ((const int8_t *){n}_w_in16)\n")
-    else:
-        out.append(_arr("int8_t", f"{n}_w_in", interleave(_by_unit(w_in, H), 4 * H, Ipad), aligned=True))
-    out.append(_arr("int8_t", f"{n}_w_rec", interleave(_by_unit(w_rec, H), 4 * H, Hpad), aligned=True))
+    out += _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad)
     out.append(_arr("int64_t", f"{n}_b_in", _by_unit(folded.reshape(-1), H)))
     out.append("#else\n")
     out.append(_arr("int8_t", f"{n}_w_in", w_in))
