@@ -11,15 +11,17 @@ run's hidden temporaries are never read and the next run clears them under the f
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from edge import toolmain
 
 STAGES = ("export", "quantize", "bench")
 
@@ -162,24 +164,22 @@ def campaign(work: Path, kills: int, seed: int, progress=print) -> dict:
     return result
 
 
+def kill_campaign(work: Path, kills: int, seed: int, out: Path) -> int:
+    """The campaign in a fresh `work` folder, its report written to out; 0 if nothing was inconsistent."""
+    shutil.rmtree(work, ignore_errors=True)
+    result = campaign(work.resolve(), kills, seed)
+    bad = result["inconsistent"]
+    return toolmain.verdict(out, result, not bad, f": {result['kills']} kills ({result['finished_before_kill']} "
+                            f"runs finished first), {len(bad)} inconsistencies"
+                            + "".join(f"\n    {line}" for line in bad[:20]))
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edge.faults", description=__doc__.split("\n")[0])
+    p = toolmain.parser("faults", __doc__, out="reports/faults.json")
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", type=Path, default=Path("reports/faults"), help="scratch folder (replaced)")
-    p.add_argument("--out", type=Path, default=Path("reports/faults.json"))
-    args = p.parse_args(argv)
-    import shutil
-    shutil.rmtree(args.work, ignore_errors=True)
-    result = campaign(args.work.resolve(), args.kills, args.seed)
-    from groundfloor.fileio import write_json
-    write_json(args.out, result)
-    ok = not result["inconsistent"]
-    print(f"-> {args.out}: {'PASS' if ok else 'FAIL'}: {result['kills']} kills "
-          f"({result['finished_before_kill']} runs finished first), {len(result['inconsistent'])} inconsistencies")
-    for line in result["inconsistent"][:20]:
-        print("   ", line)
-    return 0 if ok else 1
+    return toolmain.run(p, argv, kill_campaign)
 
 
 if __name__ == "__main__":

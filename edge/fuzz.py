@@ -11,7 +11,6 @@ the goal is 0 crashes, 0 hangs, and every hash-known corruption refused.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import shutil
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from edge import fuzz_cli, toolmain
 
 EXTREME_WORDS = (b"\x00\x00\x00\x00", b"\xff\xff\xff\xff", b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80",
                  b"\x01\x00\x00\x00")
@@ -172,36 +173,34 @@ def run_models(artifacts: Path, n: int, seed: int, chunk: int = 200, timeout: fl
     return totals
 
 
-def main(argv=None) -> int:
-    from edge import fuzz_cli
-    p = argparse.ArgumentParser(prog="python -m edge.fuzz", description=__doc__.split("\n")[0])
-    p.add_argument("--artifacts", default="artifacts", type=Path, help="exported artifacts folder")
-    p.add_argument("--models", type=int, default=2000, help="mutated model files (each loaded twice)")
-    p.add_argument("--bad-inputs", type=int, default=200,
-                   help="bad model files, data files and configs (each) through `edge export`")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--keep-crashers", type=Path, default=None, help="copy files that crashed here")
-    p.add_argument("--out", type=Path, default=Path("reports/fuzz.json"))
-    args = p.parse_args(argv)
+def fuzz_campaign(artifacts: Path, models: int, bad_inputs: int, seed: int, keep_crashers: Path | None,
+                  out: Path) -> int:
+    """Both campaigns (model files through the API, bad inputs through `edge export`), the report
+    written to out; 0 if nothing crashed, hung, escaped or went unrefused."""
     t0 = time.perf_counter()
-    print(f"fuzz: seed {args.seed}")
-    result = {"seed": args.seed, "models": run_models(args.artifacts, args.models, args.seed,
-                                                       keep_crashers=args.keep_crashers),
-              "edge_export": fuzz_cli.run(fuzz_cli.find_source(args.artifacts), args.bad_inputs, args.seed,
-                                          keep=args.keep_crashers)}
+    print(f"fuzz: seed {seed}")
+    result = {"seed": seed, "models": run_models(artifacts, models, seed, keep_crashers=keep_crashers),
+              "edge_export": fuzz_cli.run(fuzz_cli.find_source(artifacts), bad_inputs, seed, keep=keep_crashers)}
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    from groundfloor.fileio import write_json
-    write_json(args.out, result)
     print(json.dumps(result, indent=1, default=str))
     m = result["models"]
     hash_escaped = sum(v for k, v in m.items() if k.startswith("hash_known:") and not k.startswith("hash_known:refused"))
     cli_ok = fuzz_cli.bad_inputs_ok(result["edge_export"])
     ok = m["crashes"] == 0 and m["hangs"] == 0 and m["escaped_errors"] == 0 and cli_ok and hash_escaped == 0
-    print(f"-> {args.out}: {'PASS' if ok else 'FAIL'} (crashes {m['crashes']}, hangs {m['hangs']}, "
-          f"exceptions escaping the API {m['escaped_errors']}, "
-          f"hash-known corruptions not refused {hash_escaped}, bad inputs to `edge export` "
-          f"{'all one line, exit 2, existing export untouched' if cli_ok else 'NOT all refused cleanly'})")
-    return 0 if ok else 1
+    cli = "all one line, exit 2, existing export untouched" if cli_ok else "NOT all refused cleanly"
+    return toolmain.verdict(out, result, ok, f" (crashes {m['crashes']}, hangs {m['hangs']}, exceptions escaping "
+                            f"the API {m['escaped_errors']}, hash-known corruptions not refused {hash_escaped}, "
+                            f"bad inputs to `edge export` {cli})")
+
+
+def main(argv=None) -> int:
+    p = toolmain.parser("fuzz", __doc__, artifacts=True, out="reports/fuzz.json")
+    p.add_argument("--models", type=int, default=2000, help="mutated model files (each loaded twice)")
+    p.add_argument("--bad-inputs", type=int, default=200,
+                   help="bad model files, data files and configs (each) through `edge export`")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep-crashers", type=Path, default=None, help="copy files that crashed here")
+    return toolmain.run(p, argv, fuzz_campaign)
 
 
 if __name__ == "__main__":

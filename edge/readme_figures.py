@@ -9,9 +9,10 @@ cold/warm timings and reports/spread.json (`make spread`) the spread across CPUs
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
+
+from edge import toolmain
 
 BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
 MODELS = ("seattle_temp", "victoria_demand", "japanese_vowels")
@@ -144,15 +145,18 @@ def update(readme: Path, text: str) -> bool:
     return new != s
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edge.readme_figures", description=__doc__.split("\n")[0])
-    p.add_argument("--reports", type=Path, default=Path("reports"))
-    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    p.add_argument("--readme", type=Path, default=Path("README.md"))
-    args = p.parse_args(argv)
-    changed = update(args.readme, block(args.reports, args.artifacts))
-    print(f"{args.readme}: measured tables {'updated' if changed else 'unchanged'}")
+def regenerate(artifacts: Path, reports: Path, readme: Path) -> int:
+    """The measured block of readme rebuilt from reports/ and artifacts/."""
+    changed = update(readme, block(reports, artifacts))
+    print(f"{readme}: measured tables {'updated' if changed else 'unchanged'}")
     return 0
+
+
+def main(argv=None) -> int:
+    p = toolmain.parser("readme_figures", __doc__, artifacts=True)
+    p.add_argument("--reports", type=Path, default=Path("reports"))
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    return toolmain.run(p, argv, regenerate)
 
 
 if __name__ == "__main__":

@@ -20,15 +20,14 @@ spread of each figure: min, max, relative spread) and reports/spread.md (the tab
 """
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from edge import toolmain
 from groundfloor.errors import BadInput
 from groundfloor.fileio import write_json, write_npz, write_text
 from groundfloor.isolate import run_isolated
@@ -438,29 +437,28 @@ def table_lines(report: dict, keys=None) -> list[str]:
     return rows
 
 
+def measure_and_write(artifacts: Path, out: Path, models=None, cpus=None, max_windows=None, streaming=False,
+                      no_conversion=False) -> int:
+    """measure() with the command line's options (models, cpus: comma-separated), the report written to
+    out and its table to out's .md beside it."""
+    report = measure(artifacts, cpus.split(",") if cpus else None, models.split(",") if models else None,
+                     max_windows, streaming, convert=not no_conversion)
+    write_json(out, report)
+    lines = table_lines(report)
+    write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {out} and {out.with_suffix('.md')} ({report['seconds']:.0f} s)")
+    return 0
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edge.spread", description=__doc__.split("\n")[0])
-    p.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    p.add_argument("--out", type=Path, default=Path("reports/spread.json"))
+    p = toolmain.parser("spread", __doc__, artifacts=True, out="reports/spread.json")
     p.add_argument("--models", help="comma-separated (default: every model with a manifest)")
     p.add_argument("--cpus", help=f"comma-separated, of {', '.join(CPUS)} (default: all)")
     p.add_argument("--max-windows", type=int, help="the first N evaluation windows only (default: all)")
     p.add_argument("--streaming", action="store_true", help="the one-step stream artifacts too (slow)")
     p.add_argument("--no-conversion", action="store_true", help="skip the int8 conversion check (minutes emulated)")
-    args = p.parse_args(argv)
-    try:
-        report = measure(args.artifacts, args.cpus.split(",") if args.cpus else None,
-                         args.models.split(",") if args.models else None, args.max_windows, args.streaming,
-                         convert=not args.no_conversion)
-    except BadInput as e:
-        print(f"edge.spread: error: {e}", file=sys.stderr)
-        return 2
-    write_json(args.out, report)
-    lines = table_lines(report)
-    write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {args.out} and {args.out.with_suffix('.md')} ({report['seconds']:.0f} s)")
-    return 0
+    return toolmain.run(p, argv, measure_and_write)
 
 
 if __name__ == "__main__":

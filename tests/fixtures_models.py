@@ -5,6 +5,7 @@ whose manifest follows docs/CONTRACTS.md.
 The models are built once in a child Python process and cached (tests/child_build.py), so
 reruns take no conversion time. Import the fixtures in a test module with
     from fixtures_models import tiny_models, tiny_artifacts  # noqa: F401
+bench_dir() and timed_bench() set up and time the module-scoped benches of test_bench*.py.
 """
 import os
 import shutil
@@ -127,6 +128,21 @@ def x_eval_npz(tiny_models, tmp_path_factory):
     with np.load(tiny_models / "data.npz") as d:
         np.savez(p, x=d["x_eval"])
     return p
+
+
+def bench_dir(tmp_path_factory, name):
+    """A fresh folder for one module's bench fixture and the runner cache inside it: (folder, cache)."""
+    tmp = tmp_path_factory.mktemp(name)
+    return tmp, tmp / "cache"
+
+
+def timed_bench(artifacts, devices, out, **kw):
+    """bench_model(artifacts, devices, out, **kw) and the wall seconds it took: (report, seconds)."""
+    import time
+    from firmware_sim.bench import bench_model
+    t0 = time.perf_counter()
+    report = bench_model(artifacts, devices, out, **kw)
+    return report, time.perf_counter() - t0
 
 
 def child_hang(**kwargs):

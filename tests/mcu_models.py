@@ -5,7 +5,9 @@ pytest's cache directory keyed by the build script and the TensorFlow versions.
     from mcu_models import mcu_models  # noqa: F401   (fixture: {name: {"tflite", "x_eval"}})
 
 with_unsupported_op() copies a model with an op the generator does not implement;
-mcu_models_16x8: the 16x8 twins (int16 activations, int64 biases) of every model but the classifier.
+mcu_models_16x8: the 16x8 twins (int16 activations, int64 biases) of every model but the classifier;
+full_range_windows() and assert_host_build_equals_tflm(): the host-build check of test_mcu_host.py
+(int8) and test_mcu_16x8.py (16x8); PROFILE: the emulated board budget the QEMU tests run under.
 
 small: LSTM(8) on [8, 2] -> Dense(1); stacked: LSTM(32, return_sequences) -> LSTM(16) on
 [12, 3] -> Dense(1); classifier: LSTM(8) on [10, 3] -> Dense(4, softmax); sequence: LSTM(6,
@@ -29,6 +31,7 @@ import pytest
 
 NAMES = ("small", "stacked", "classifier", "sequence", "seqdense", "narrow")
 N_EVAL = 40
+PROFILE = {"flash_bytes": 256 * 1024, "sram_bytes": 64 * 1024, "clock_hz": 80_000_000}
 
 MAKE_MODELS = textwrap.dedent("""
     import os, sys
@@ -132,3 +135,32 @@ def mcu_models_16x8(mcu_models, tmp_path_factory):
         convert_16x8(mcu_models[n]["tflite"], out_path=str(path))
         out[n] = {"tflite": str(path), "x_eval": mcu_models[n]["x_eval"]}
     return out
+
+
+def full_range_windows(q: np.ndarray, n_random: int, seed: int) -> np.ndarray:
+    """The code windows q, then n_random random full-range windows of q's integer type and the two
+    extremes (the saturating ends of every requantization)."""
+    lo, hi = np.iinfo(q.dtype).min, np.iinfo(q.dtype).max
+    shape = q.shape[1:]
+    rnd = np.random.default_rng(seed).integers(lo, hi + 1, size=(n_random, *shape)).astype(q.dtype)
+    ends = np.stack([np.full(shape, lo, q.dtype), np.full(shape, hi, q.dtype)])
+    return np.concatenate([q, rnd, ends])
+
+
+def assert_host_build_equals_tflm(path, model, q, dtype, reference_rows: slice) -> np.ndarray:
+    """The host build `model` of the .tflite at path on the code windows q: `dtype` codes of the
+    model's output shape, not a constant model, equal to TFLite Micro on every window and to the
+    numpy integer reference on q[reference_rows] (the reference is slow). Returns the outputs."""
+    pytest.importorskip("tflite_micro")
+    from firmware_sim.mcu import reference
+    from firmware_sim.mcu.lower import lower
+    from groundfloor import tflm
+    y = model.predict_int8(q)
+    assert y.dtype == dtype and y.shape == (len(q), *model.output_shape[1:])
+    assert len(np.unique(y.reshape(len(y), -1), axis=0)) > len(q) // 4    # not a constant model
+    y_tflm = tflm.run(path, q, reset_every=1)["outputs"][0].reshape(y.shape)
+    assert np.array_equal(y, y_tflm)
+    prog = lower(path)
+    y_ref = np.stack([reference.run(prog, w)[0].reshape(y.shape[1:]) for w in q[reference_rows]])
+    assert np.array_equal(y[reference_rows], y_ref)
+    return y

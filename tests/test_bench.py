@@ -1,7 +1,6 @@
 """bench_model end to end on the fixture artifacts: the report, failure isolation, fit verdicts."""
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from firmware_sim.bench import bench_model
 from firmware_sim.memory import fit
 from firmware_sim.profiles import PROFILE_DIR, load_profile
 from firmware_sim.runners import RUNNERS, RunConfig, Runner, arena_search
-from fixtures_models import T, tiny_artifacts, tiny_models  # noqa: F401
+from fixtures_models import T, bench_dir, timed_bench, tiny_artifacts, tiny_models, x_eval_npz  # noqa: F401
 
 TESTS_DIR = str(Path(__file__).resolve().parent)
 
@@ -55,23 +54,19 @@ def _profile(tmp_path, name, sram, reserve=0):
 
 
 @pytest.fixture(scope="module")
-def bench(tiny_artifacts, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bench")
-    cache = tmp / "cache"
-    art = tiny_artifacts
-    entry = json.loads((art / "manifest.json").read_text())["artifacts"]["int8_tflite"]
+def bench(tiny_artifacts, x_eval_npz, tmp_path_factory):
+    tmp, cache = bench_dir(tmp_path_factory, "bench")
+    entry = json.loads((tiny_artifacts / "manifest.json").read_text())["artifacts"]["int8_tflite"]
     # the exact arena (cached for the bench that follows) sets the two edge-case profiles
-    with np.load(art / "data.npz") as d:
-        np.savez(tmp / "x.npz", x=d["x_eval"])
-    need = arena_search(art / entry["file"], tmp / "x.npz", entry["sha256"], cache_dir=cache)["min_arena_bytes"]
+    need = arena_search(tiny_artifacts / entry["file"], x_eval_npz, entry["sha256"],
+                        cache_dir=cache)["min_arena_bytes"]
     devices = ["cortex_m4f", "cortex_a53", _profile(tmp, "tight", need - 1), _profile(tmp, "exact", need)]
     RUNNERS["fake_emulated"], RUNNERS["hangs"] = FakeEmulated, Hangs
     try:
-        t0 = time.perf_counter()
-        report = bench_model(art, devices, tmp / "reports" / "tiny" / "bench.json", progress=lambda *_: None,
-                             runners=["litert", "onnxruntime", "tflm", "tflite_runtime", "fake_emulated", "hangs"],
-                             config=RunConfig(warmup=2, runs=50, timeout_s=60), cache_dir=cache)
-        seconds = time.perf_counter() - t0
+        report, seconds = timed_bench(
+            tiny_artifacts, devices, tmp / "reports" / "tiny" / "bench.json", progress=lambda *_: None,
+            runners=["litert", "onnxruntime", "tflm", "tflite_runtime", "fake_emulated", "hangs"],
+            config=RunConfig(warmup=2, runs=50, timeout_s=60), cache_dir=cache)
     finally:
         RUNNERS.pop("fake_emulated", None)
         RUNNERS.pop("hangs", None)

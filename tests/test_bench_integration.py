@@ -3,8 +3,6 @@ latency, cache hit on a re-bench, cost-model calibration), streaming figures and
 in bench.json, explicit-state ONNX streams, and the report sections built from a real bench."""
 import json
 import shutil
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from firmware_sim.bench import bench_model, summary_lines
 from firmware_sim.runners import RunConfig, emulation_board
 from firmware_sim.profiles import load_profile
-from fixtures_models import T, F, tiny_artifacts, tiny_models  # noqa: F401
+from fixtures_models import T, F, bench_dir, timed_bench, tiny_artifacts, tiny_models  # noqa: F401
 
 HAVE_MCU_TOOLS = bool(shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm"))
 needs_mcu = pytest.mark.skipif(not HAVE_MCU_TOOLS, reason="needs gcc-arm-none-eabi and qemu-system-arm")
@@ -31,15 +29,11 @@ def test_emulation_boards_per_profile():
 @pytest.fixture(scope="module")
 def emu_bench(tiny_artifacts, tmp_path_factory):
     """Two benches of the fixture model with the emulated runner and one cache: first and re-run."""
-    tmp = tmp_path_factory.mktemp("emu_bench")
-    cache = tmp / "cache"
+    tmp, cache = bench_dir(tmp_path_factory, "emu_bench")
     kw = dict(runners=["litert", "tflm", "emulated"], config=QUICK, cache_dir=cache, progress=None)
-    t0 = time.perf_counter()
-    first = bench_model(tiny_artifacts, ["cortex_m4f", "esp32_s3"], tmp / "r1" / "bench.json", **kw)
-    t1 = time.perf_counter()
-    second = bench_model(tiny_artifacts, ["cortex_m4f", "esp32_s3"], tmp / "r2" / "bench.json", **kw)
-    t2 = time.perf_counter()
-    return {"first": first, "second": second, "t_first": t1 - t0, "t_second": t2 - t1, "cache": cache}
+    first, t_first = timed_bench(tiny_artifacts, ["cortex_m4f", "esp32_s3"], tmp / "r1" / "bench.json", **kw)
+    second, t_second = timed_bench(tiny_artifacts, ["cortex_m4f", "esp32_s3"], tmp / "r2" / "bench.json", **kw)
+    return {"first": first, "second": second, "t_first": t_first, "t_second": t_second, "cache": cache}
 
 
 @needs_mcu
@@ -142,9 +136,7 @@ def test_streaming_results_in_bench_json(stream_artifacts, tmp_path):
     out = tmp_path / "reports" / "tinystream" / "bench.json"
     kw = dict(runners=["litert", "tflm"], config=QUICK, cache_dir=tmp_path / "cache", progress=None,
               stream_signal=signal)
-    t0 = time.perf_counter()
-    rep = bench_model(stream_artifacts, ["cortex_m4f"], out, **kw)
-    first = time.perf_counter() - t0
+    rep, first = timed_bench(stream_artifacts, ["cortex_m4f"], out, **kw)
     on_disk = json.loads(out.read_text())
     st = on_disk["streaming"]
     # per step: host latency per invoke (one sample, state carried), device estimate per step, state bytes

@@ -1,19 +1,18 @@
 """The emulated microcontroller, for real: tiny int8 LSTMs (mcu_models.py, converted in a
 subprocess), C generated, built with arm-none-eabi-gcc and run in qemu-system-arm, checked
-against TFLite Micro, the numpy integer reference and the host build of the same C (host.py)."""
+against TFLite Micro, the numpy integer reference and the host build of the same C (host.py).
+(A refused op through every entry point: tests/test_mcu_host.py.)"""
 import shutil
 
 import numpy as np
 import pytest
 
 from groundfloor.errors import BadInput
-from mcu_models import mcu_models, with_unsupported_op  # noqa: F401
+from mcu_models import PROFILE, mcu_models  # noqa: F401
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
     reason="needs gcc-arm-none-eabi and qemu-system-arm")
-
-PROFILE = {"flash_bytes": 256 * 1024, "sram_bytes": 64 * 1024, "clock_hz": 80_000_000}
 
 
 def _assert_host_equals(path, x, y_emulated, cache_dir):
@@ -128,15 +127,6 @@ def test_too_small_flash_fails_with_sizes(mcu_models, tmp_path):
     with pytest.raises(ModelTooLarge) as e:
         build(tmp_path / "src", tmp_path / "b", tiny)
     assert e.value.sizes["flash_budget"] == 2048
-
-
-def test_unsupported_op_is_named(mcu_models, tmp_path):
-    from firmware_sim.mcu import generate_c, run_emulated
-    bad = with_unsupported_op(mcu_models["small"]["tflite"], tmp_path / "bad.tflite")
-    with pytest.raises(BadInput, match="SQUARE"):
-        generate_c(bad, tmp_path / "src")
-    with pytest.raises(BadInput, match="unsupported op.*SQUARE"):
-        run_emulated(bad, np.zeros((1, 8, 2), np.float32), PROFILE, workdir=tmp_path / "w")
 
 
 def test_bad_profile_and_input(mcu_models, tmp_path):

@@ -12,21 +12,19 @@ from firmware_sim.mcu.host import HostModel
 from firmware_sim.mcu.quant import quantize
 from groundfloor import tflite_file
 from groundfloor.errors import BadInput
-from mcu_models import NAMES_16X8, mcu_models, mcu_models_16x8  # noqa: F401
+from mcu_models import (NAMES_16X8, PROFILE, assert_host_build_equals_tflm, full_range_windows,  # noqa: F401
+                        mcu_models, mcu_models_16x8)
 
 needs_cc = pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")),
                               reason="needs a host C compiler")
 
 
 def _windows(path, x_eval) -> np.ndarray:
+    """The evaluation windows as int16 codes, then 8 random full-range windows and the two extremes."""
     from firmware_sim.mcu.lower import lower
     prog = lower(path)
     t = prog.tensor(prog.inputs[0])
-    q = quantize(x_eval, t.sc, t.zp, "int16")
-    shape = q.shape[1:]
-    rnd = np.random.default_rng(3).integers(-32768, 32768, size=(8, *shape)).astype(np.int16)
-    ends = np.stack([np.full(shape, -32768, np.int16), np.full(shape, 32767, np.int16)])
-    return np.concatenate([q, rnd, ends])
+    return full_range_windows(quantize(x_eval, t.sc, t.zp, "int16"), 8, seed=3)
 
 
 def test_mbqm64_is_tflites_64_bit_rescaling():
@@ -43,23 +41,14 @@ def test_mbqm64_is_tflites_64_bit_rescaling():
 @needs_cc
 @pytest.mark.parametrize("name", NAMES_16X8)
 def test_16x8_host_build_and_reference_equal_tflm(mcu_models_16x8, tmp_path, name):
-    pytest.importorskip("tflite_micro")
-    from firmware_sim.mcu import reference
     from firmware_sim.mcu.lower import lower
-    from groundfloor import tflm
     path = mcu_models_16x8[name]["tflite"]
     prog = lower(path)
     assert prog.bits == 16 and all(getattr(L, "bits", 16) == 16 for L in prog.layers)
     m = HostModel(path, tmp_path)
     assert m.dtype == np.int16
     q = _windows(path, mcu_models_16x8[name]["x_eval"])
-    y = m.predict_int8(q)
-    assert y.dtype == np.int16 and y.shape == (len(q), *m.output_shape[1:])
-    assert len(np.unique(y.reshape(len(y), -1), axis=0)) > len(q) // 4    # not a constant model
-    y_tflm = tflm.run(path, q, reset_every=1)["outputs"][0].reshape(y.shape)
-    assert np.array_equal(y, y_tflm)
-    y_ref = np.stack([reference.run(prog, w)[0].reshape(y.shape[1:]) for w in q[::4]])
-    assert np.array_equal(y[::4], y_ref)
+    assert_host_build_equals_tflm(path, m, q, np.int16, reference_rows=slice(None, None, 4))
     with pytest.raises(BadInput, match="int16 codes, not int8"):
         m.predict_int8(q.astype(np.int8))
 
@@ -124,7 +113,6 @@ def test_16x8_refusals_name_the_problem(mcu_models, mcu_models_16x8, tmp_path):
 
 needs_mcu = pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
                                reason="needs gcc-arm-none-eabi and qemu-system-arm")
-PROFILE = {"flash_bytes": 256 * 1024, "sram_bytes": 64 * 1024, "clock_hz": 80_000_000}
 
 
 @needs_mcu

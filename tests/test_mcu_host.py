@@ -13,7 +13,8 @@ from firmware_sim.mcu.host import HostModel, build_host, host_check, run_host_ch
 from firmware_sim.mcu.quant import dequantize, quantize, quantize_input
 from groundfloor.errors import BadInput
 from groundfloor.isolate import run_isolated
-from mcu_models import NAMES, mcu_models, with_unsupported_op  # noqa: F401
+from mcu_models import (NAMES, PROFILE, assert_host_build_equals_tflm, full_range_windows,  # noqa: F401
+                        mcu_models, with_unsupported_op)
 
 pytestmark = pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")),
                                 reason="needs a host C compiler")
@@ -26,13 +27,8 @@ def cache(tmp_path_factory):
 
 
 def _windows(model: HostModel, x_eval) -> np.ndarray:
-    """The evaluation windows as int8 codes, then random full-range codes and the two extremes
-    (the saturating ends of every requantization)."""
-    q = quantize(x_eval, model.input_scale, model.input_zero_point)
-    shape = q.shape[1:]
-    rnd = np.random.default_rng(7).integers(-128, 128, size=(16, *shape)).astype(np.int8)
-    ends = np.stack([np.full(shape, -128, np.int8), np.full(shape, 127, np.int8)])
-    return np.concatenate([q, rnd, ends])
+    """The evaluation windows as int8 codes, then 16 random full-range windows and the two extremes."""
+    return full_range_windows(quantize(x_eval, model.input_scale, model.input_zero_point), 16, seed=7)
 
 
 def _saved_windows(mcu_models, name, cache, tmp_path):
@@ -46,21 +42,10 @@ def _saved_windows(mcu_models, name, cache, tmp_path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_host_build_equals_tflm_on_every_window(mcu_models, cache, name):
-    pytest.importorskip("tflite_micro")
-    from firmware_sim.mcu import reference
-    from firmware_sim.mcu.lower import lower
-    from groundfloor import tflm
     path = mcu_models[name]["tflite"]
     m = HostModel(path, cache)
     q = _windows(m, mcu_models[name]["x_eval"])
-    y = m.predict_int8(q)
-    assert y.dtype == np.int8 and y.shape == (len(q), *m.output_shape[1:])
-    assert len(np.unique(y.reshape(len(y), -1), axis=0)) > len(q) // 4   # not a constant model
-    y_tflm = tflm.run(path, q, reset_every=1)["outputs"][0].reshape(y.shape)
-    assert np.array_equal(y, y_tflm)
-    prog = lower(path)
-    y_ref = np.stack([reference.run(prog, w)[0].reshape(y.shape[1:]) for w in q[:8]])
-    assert np.array_equal(y[:8], y_ref)
+    y = assert_host_build_equals_tflm(path, m, q, np.int8, reference_rows=slice(0, 8))
     # state is reset per window: a window's output does not depend on the one before
     assert np.array_equal(m.predict_int8(q[::-1])[::-1], y)
 
@@ -143,13 +128,20 @@ def test_library_is_cached_by_sources_and_compiler(mcu_models, tmp_path, monkeyp
     assert HostModel.from_library(rebuilt["dir"]).predict_int8(np.zeros((1, 8, 2), np.int8)).shape == (1, 1)
 
 
-def test_a_refused_model_raises_bad_input_before_writing(mcu_models, tmp_path):
+def test_a_refused_model_is_named_by_every_entry_point_before_writing(mcu_models, tmp_path):
+    """A model with an op the generator lacks (SQUARE): the C generator, the QEMU run, the host
+    build and host_check each refuse it naming the op, before building or writing anything."""
+    from firmware_sim.mcu import generate_c, run_emulated
     bad = with_unsupported_op(mcu_models["small"]["tflite"], tmp_path / "bad.tflite")
-    with pytest.raises(BadInput, match="unsupported op.*SQUARE"):
-        HostModel(bad, tmp_path / "cache")
     np.savez(tmp_path / "x.npz", x=np.zeros((2, 8, 2), np.int8))
-    with pytest.raises(BadInput, match="unsupported op.*SQUARE"):
-        host_check(bad, tmp_path / "x.npz", tmp_path / "y.npz", cache_dir=tmp_path / "cache")
+    entry_points = {
+        "generate_c": lambda: generate_c(bad, tmp_path / "src"),
+        "run_emulated": lambda: run_emulated(bad, np.zeros((1, 8, 2), np.float32), PROFILE, workdir=tmp_path / "w"),
+        "HostModel": lambda: HostModel(bad, tmp_path / "cache"),
+        "host_check": lambda: host_check(bad, tmp_path / "x.npz", tmp_path / "y.npz", cache_dir=tmp_path / "cache")}
+    for name, call in entry_points.items():
+        with pytest.raises(BadInput, match="unsupported op.*SQUARE"):
+            call()
     assert not (tmp_path / "y.npz").exists() and not (tmp_path / "cache").exists()
 
 

@@ -31,35 +31,63 @@ def _runtime_lines(report) -> list:
     return out
 
 
+def _pct(v, digits) -> str:
+    return f"{100 * v:.{digits}f}%"
+
+
+# The two tables of format_report, one row per clipping row / per tensor point: (heading,
+# alignment and width, the cell of a row).
+CLIPPING_COLUMNS = (
+    ("clipping", "<12", lambda r: r["tensor"]),
+    ("of", "<22", lambda r: r["what"]),
+    ("int8 range", ">24", lambda r: f"{r['range_units'][0]:.4g} .. {r['range_units'][1]:.4g}"),
+    ("clipped", ">10", lambda r: _pct(r["fraction_clipped"], 2)),
+    ("below", ">9", lambda r: _pct(r["below"], 2)),
+    ("above", ">9", lambda r: _pct(r["above"], 2)),
+)
+
+
+def _outside(t) -> str:
+    outside = t.get("float_outside_range", t.get("preact_saturated"))
+    return "-" if outside is None else _pct(outside, 2)
+
+
+TENSOR_COLUMNS = (
+    ("where", "<22", lambda t: t["point"]),
+    ("err rmse", ">10", lambda t: f"{t['err_rmse']:.4g}"),
+    ("err max", ">10", lambda t: f"{t['err_max']:.4g}"),
+    ("outside", ">9", _outside),
+    ("drift alone", ">13", lambda t: f"{t.get('drift_alone', float('nan')):.4g}"),
+    ("share", ">7", lambda t: _pct(t.get("share_alone", 0), 0)),
+    ("float->", ">9", lambda t: _pct(t.get("removed_if_kept_float", 0), 0)),
+)
+
+
+def _table(columns, rows) -> list:
+    """A blank line, the heading line, then one line per row."""
+    return ["", "".join(f"{title:{fmt}}" for title, fmt, _ in columns),
+            *("".join(f"{cell(r):{fmt}}" for _, fmt, cell in columns) for r in rows)]
+
+
 def _clipping_lines(report) -> list:
-    if not report["clipping"]["rows"]:
-        return []
-    out = ["", f"{'clipping':<12}{'of':<22}{'int8 range':>24}{'clipped':>10}{'below':>9}{'above':>9}"]
-    for r in report["clipping"]["rows"]:
-        rng = f"{r['range_units'][0]:.4g} .. {r['range_units'][1]:.4g}"
-        out.append(f"{r['tensor']:<12}{r['what']:<22}{rng:>24}{100 * r['fraction_clipped']:>9.2f}%"
-                   f"{100 * r['below']:>8.2f}%{100 * r['above']:>8.2f}%")
-    return out
+    rows = report["clipping"]["rows"]
+    return _table(CLIPPING_COLUMNS, rows) if rows else []
+
+
+# What the tensor table's columns mean, under it.
+TENSOR_LEGEND = (
+    "(err: int8 value (TFLite Micro integer reference, first {samples} windows) vs float, in the "
+    "tensor's units (outputs in report units); outside: float values outside the int8 range (gates: "
+    "pre-activation saturated); drift alone: output drift with only this point quantized; share: its "
+    "part of the emulated drift {all_points:.4g} (runtime {runtime:.4g}); float->: drift removed if "
+    "only this point stayed float)")
 
 
 def _tensor_lines(report) -> list:
-    out = ["", f"{'where':<22}{'err rmse':>10}{'err max':>10}{'outside':>9}{'drift alone':>13}"
-               f"{'share':>7}{'float->':>9}"]
-    for t in report["tensors"]:
-        outside = t.get("float_outside_range", t.get("preact_saturated"))
-        out.append(f"{t['point']:<22}{t['err_rmse']:>10.4g}{t['err_max']:>10.4g}"
-                   f"{(f'{100 * outside:.2f}%' if outside is not None else '-'):>9}"
-                   f"{t.get('drift_alone', float('nan')):>13.4g}{100 * t.get('share_alone', 0):>6.0f}%"
-                   f"{100 * t.get('removed_if_kept_float', 0):>8.0f}%")
     em = report["emulation"]
-    ag = report.get("agreement", {})
-    out.append(f"(err: int8 value (TFLite Micro integer reference, first {ag.get('samples', '?')} "
-               f"windows) vs float, in the tensor's units (outputs in report units); outside: "
-               f"float values outside the int8 range (gates: pre-activation saturated); drift alone: "
-               f"output drift with only this point quantized; share: its part of the emulated drift "
-               f"{em['drift_rmse_all_points']:.4g} (runtime {em['runtime_drift_rmse']:.4g}); float->: drift "
-               f"removed if only this point stayed float)")
-    return out
+    legend = TENSOR_LEGEND.format(samples=report.get("agreement", {}).get("samples", "?"),
+                                  all_points=em["drift_rmse_all_points"], runtime=em["runtime_drift_rmse"])
+    return [*_table(TENSOR_COLUMNS, report["tensors"]), legend]
 
 
 def _agreement_lines(report) -> list:
