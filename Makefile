@@ -72,7 +72,7 @@ check: $(STAMP)  ## the CI gate: budgets from the config, JUnit XML, exit 1 when
 	$(EDGE) $(CONFIG_ARG) check $(MODEL_ARG) $(DEVICE_ARG)
 
 comma := ,
-firmware: $(STAMP)  ## int8 model -> C library (API, Makefile, CMake, README): make firmware MODEL=seattle_temp [ARTIFACT=budgeted OUT=dir DEVICE=cortex_m4f]
+firmware: $(STAMP)  ## int8 or 16x8 model -> C library (API, Makefile, CMake, README): make firmware MODEL=seattle_temp [ARTIFACT=tflite_16x8|budgeted OUT=dir DEVICE=cortex_m4f]
 	@test -n "$(MODEL)" || { echo "usage: make firmware MODEL=<name or .tflite>[,<name>...] [ARTIFACT=...] [OUT=...] [DEVICE=...]"; exit 2; }
 	@for m in $(subst $(comma), ,$(MODEL)); do \
 	  $(EDGE) $(CONFIG_ARG) firmware $$m $(if $(ARTIFACT),--artifact $(ARTIFACT)) $(if $(OUT),--out $(OUT)) \

@@ -1,11 +1,13 @@
-"""`edge firmware MODEL`: an int8 model as a drop-in C library for a microcontroller.
+"""`edge firmware MODEL`: an int8 or 16x8 model as a drop-in C library for a microcontroller.
 
 MODEL is a model name (its artifacts in <artifacts_dir>/<name>/ with manifest.json), an
-artifacts folder, or an int8 .tflite file. The library folder (firmware_sim.mcu.bundle) goes to
---out, by default <reports_dir>/<model>/firmware/, replaced as a whole. It is verified against
-TFLite Micro on the model's evaluation windows (data.npz beside the manifest or the .tflite),
-else on random int8 windows. Exit 2 for a model the generator refuses (nothing written), 1 when
-it does not fit --device or does not verify.
+artifacts folder, or an int8 or 16x8 .tflite file; --artifact picks tflite_int8 (default),
+tflite_16x8 (int16 activations: the library's calls take int16_t codes) or budgeted. The
+library folder (firmware_sim.mcu.bundle) goes to --out, by default
+<reports_dir>/<model>/firmware/, replaced as a whole. It is verified against TFLite Micro on the
+model's evaluation windows (data.npz beside the manifest or the .tflite), else on random windows
+of codes (int8 or int16). Exit 2 for a model the generator refuses or an artifact not built
+(nothing written), 1 when it does not fit --device or does not verify.
 """
 from __future__ import annotations
 
@@ -15,15 +17,15 @@ from pathlib import Path
 from edge.options import add_artifacts_dir
 from groundfloor.errors import BadInput, BudgetExceeded
 
-ARTIFACTS = ("tflite_int8", "budgeted")
+ARTIFACTS = ("tflite_int8", "tflite_16x8", "budgeted")
 RANDOM_WINDOWS = 64
 
 
 def add_firmware_parser(subparsers):
-    s = subparsers.add_parser("firmware", help="the int8 model as a self-contained C library for "
-                                               "Cortex-M (API, Makefile, CMake, README)")
+    s = subparsers.add_parser("firmware", help="the int8 or 16x8 model as a self-contained C "
+                                               "library for Cortex-M (API, Makefile, CMake, README)")
     s.add_argument("model", help="a model name from the artifacts folder, an artifacts/<model> "
-                                 "folder, or an int8 .tflite file")
+                                 "folder, or an int8 or 16x8 .tflite file")
     s.add_argument("--artifact", default="tflite_int8", choices=ARTIFACTS,
                    help="which artifact of the manifest (default: tflite_int8)")
     s.add_argument("--out", help="output folder (default: <reports_dir>/<model>/firmware)")
@@ -39,6 +41,10 @@ def _from_manifest(folder: Path, artifact: str) -> tuple[Path, str]:
     from groundfloor.fileio import read_json_doc
     mf = read_json_doc(folder / "manifest.json", "manifest")
     entry = (mf.get("artifacts") or {}).get(artifact)
+    why = entry and entry.get("status") != "ok" and (entry.get("error") or entry.get("reason"))
+    if why:
+        raise BadInput(folder / "manifest.json", f"no built artifact '{artifact}': "
+                       f"{entry.get('status')}: {' '.join(str(why).split())}")
     if not entry or entry.get("status") != "ok" or not entry.get("file"):
         raise BadInput(folder / "manifest.json", f"no built artifact '{artifact}' "
                        f"(artifacts: {', '.join(sorted(mf.get('artifacts') or {}))})")
@@ -63,26 +69,27 @@ def resolve(args) -> tuple[Path, str, Path | None, Path]:
             Path(args.artifacts_dir or cfg.artifacts_dir) / args.model
         if not (folder / "manifest.json").is_file():
             raise BadInput(folder, "no manifest.json: run `edge export` for this model first, or "
-                           "give an int8 .tflite file")
+                           "give an int8 or 16x8 .tflite file")
         tflite, name = _from_manifest(folder, args.artifact)
     data = folder / "data.npz"
     return tflite, name, data if data.is_file() else None, Path(cfg.reports_dir) / name / "firmware"
 
 
 def _windows(data: Path | None, info: dict, max_samples):
-    """(int8 windows, their float values, a description) to verify on."""
+    """(windows of codes, their float values, a description) to verify on."""
     import numpy as np
     from firmware_sim.mcu.quant import quantize
-    shape = (info["steps"], info["features"])
+    shape, code = (info["steps"], info["features"]), info["code_type"]
     if data is not None:
         with np.load(data) as d:
             x = d["x_eval"][:max_samples] if "x_eval" in d.files else None
         if x is not None and x.ndim == 3 and x.shape[1:] == shape and len(x):
-            q = quantize(x, info["input_scale"], info["input_zero_point"])
+            q = quantize(x, info["input_scale"], info["input_zero_point"], code)
             return q, x.astype(np.float32), f"evaluation windows ({data.name})"
     n = max_samples or RANDOM_WINDOWS
-    q = np.random.default_rng(0).integers(-128, 128, size=(n, *shape)).astype(np.int8)
-    return q, None, "random int8 windows"
+    lo, hi = np.iinfo(code).min, np.iinfo(code).max
+    q = np.random.default_rng(0).integers(lo, hi + 1, size=(n, *shape)).astype(code)
+    return q, None, f"random {code} windows"
 
 
 def cmd_firmware(args):

@@ -23,7 +23,8 @@ Modules:
   host          the generated C built with the host compiler (cached), called through ctypes
   firmware      one firmware run in QEMU: its outputs, stack and instruction counts
   library       the firmware library's C: model.h / model.c with init, reset, whole-window,
-                first-n-steps, step and float calls over a persistent LSTM state
+                first-n-steps, step and float calls over a persistent LSTM state (int8, 16x8)
+  libapi        the library's macros and API text, typed int8_t or int16_t
   libhost       that library built for the host and called through ctypes; verify(): whole /
                 step / first-n against TFLite Micro (its streaming twin, the model cut to n steps)
   retime        a copy of the .tflite with another number of time steps (the streaming twin: 1)
@@ -31,8 +32,8 @@ Modules:
   libfiles      the folder's Makefile, CMake files and README
   debug/        the per-layer int8 drift debugger built on the reference (see its __init__)
 C sources: mcu_kernels.c/.h (the int8 kernels, SIMD and plain, and the 16x8 ones: int16
-activations, int64 biases; the DSP LSTM steps are inline in the header, compiled into model.c
-per layer; `edge firmware`'s library is int8 only), mcu_main.c (the harness),
+activations, int64 biases, and the int16 softmax; the DSP LSTM steps are inline in the header,
+compiled into model.c per layer), mcu_main.c (the harness),
 mcu_startup.c/.h, mcu_link.ld (the linker script template), mcu_icount_plugin.c (TCG plugin),
 mcu_host.c (the host library's harness), mcu_lib_example.c (the library folder's example main.c).
 """

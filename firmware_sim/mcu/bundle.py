@@ -195,8 +195,8 @@ def _verify(tflite_path, windows, info) -> dict | None:
 
 def write_library(tflite_path, out_dir, *, name: str, windows=None, device=None,
                   progress=None) -> dict:
-    """Write the library folder (see the module docstring). windows: (int8 windows [N, T, F],
-    their float values or None, a description) to verify on; device: a DeviceProfile the library
+    """Write the library folder (see the module docstring). windows: (windows of codes
+    [N, T, F], int8 or int16, their float values or None, a description) to verify on; device: a DeviceProfile the library
     must fit. Returns model.json's content plus "out_dir"."""
     say = progress or (lambda msg: None)
     out_dir = Path(out_dir)

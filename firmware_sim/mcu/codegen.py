@@ -11,7 +11,8 @@ are never stored.
 
 A 16x8 model (lower.py: bits=16) gets mcu_lstm16_t / mcu_fc16_t constants: the same DSP weight
 layout with its int64 biases folded into bias * rm + round for the 64-bit rescaling, or the
-natural layout with the plain biases; int16 tensors throughout (MODEL_*_BYTES count bytes).
+natural layout with the plain biases; int16 tensors throughout (MODEL_*_BYTES count bytes); a
+16x8 softmax gets mcu_softmax16_t with its two 513-entry tables (fixedpoint.softmax16_tables).
 """
 from __future__ import annotations
 
@@ -270,7 +271,19 @@ def _fc_c(L: FcLayer, out: list):
         f"}};\n\n")
 
 
+def _softmax16_c(L: SoftmaxLayer, out: list):
+    """The int16 softmax: TFLite Micro's exp and 1/(1+x) tables (513 entries each) in flash."""
+    exp_lut, recip_lut = fp.softmax16_tables()
+    out.append(_arr("int16_t", f"{L.name}_exp", exp_lut, per_line=16))
+    out.append(_arr("int16_t", f"{L.name}_recip", recip_lut, per_line=16))
+    out.append(f"static const mcu_softmax16_t {L.name} = {{ .rows = {L.rows}, .depth = {L.depth}, "
+               f".mult = {L.mult}, .shift = {L.shift}, .exp_lut = {L.name}_exp, "
+               f".recip_lut = {L.name}_recip }};\n\n")
+
+
 def _softmax_c(L: SoftmaxLayer, out: list):
+    if L.bits == 16:
+        return _softmax16_c(L, out)
     out.append(f"static const mcu_softmax_t {L.name} = {{ .rows = {L.rows}, .depth = {L.depth}, "
                f".mult = {L.mult}, .shift = {L.shift}, .diff_min = {L.diff_min} }};\n\n")
 
@@ -369,6 +382,9 @@ def _fc_code(pl: Plan, s, L: FcLayer) -> list:
 
 
 def _softmax_code(pl: Plan, s, L: SoftmaxLayer) -> list:
+    if L.bits == 16:
+        x, y = (_ptr(pl, "int16_t", pl.tensor_buf[i]) for i in (L.x, L.out))
+        return [f"    mcu_softmax16(&{L.name}, {x}, {y});\n"]
     return [f"    mcu_softmax(&{L.name}, {_tptr(pl, L.x)}, {_tptr(pl, L.out)});\n"]
 
 

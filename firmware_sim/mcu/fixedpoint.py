@@ -5,9 +5,14 @@ The rounding rules are the ones TensorFlow Lite (Micro) uses for int8 models:
 - quantize_multiplier: frexp -> Q31 mantissa rounded half away from zero, with the 2^31 carry.
 - multiply_by_quantized_multiplier: "double rounding" (a rounding doubling high multiply,
   then a rounding right shift with ties away from zero), as TFLite Micro's default build.
+- softmax_int16 (16x8 models): TFLite Micro's int16 softmax; its exp and 1/(1+x) tables are
+  rebuilt in float32 with the C library's expf, as its Prepare() builds them.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
 
 import numpy as np
@@ -277,3 +282,89 @@ def softmax_int8(x, multiplier, left_shift, diff_min):
         unsat = rdbp(srdhm(scale, e), exponent)
         oflat[r] = np.where(ok, np.clip(unsat - 128, -128, 127), -128)
     return out
+
+
+# ---- softmax (int16 -> int16): TFLite Micro's two 513-entry lookup tables ----
+
+@functools.lru_cache(maxsize=None)
+def _libm_expf():
+    """The C library's expf: TFLite Micro's Prepare() builds the exp table with it (std::exp on
+    float), so the table is only bit-exact when computed with the same function."""
+    lib = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    lib.expf.restype, lib.expf.argtypes = ctypes.c_float, [ctypes.c_float]
+    return lib.expf
+
+
+def _round_away_f32(v) -> np.float32:
+    """roundf(v): half away from zero (exact: float32 values convert to double exactly)."""
+    v = float(v)
+    return np.float32(math.copysign(math.floor(abs(v) + 0.5), v))
+
+
+def _int16_lut(func, lo: float, hi: float) -> np.ndarray:
+    """TFLite's 513-entry int16 table of func over [lo, hi] (output range [-1, 1] in Q0.15), in
+    float32 arithmetic as its Prepare() does: 512 samples, each lowered by half the rounded
+    error of linear interpolation at its midpoint, then func(hi)."""
+    f32 = np.float32
+    lo, hi = f32(lo), f32(hi)
+    step = f32((hi - lo) / f32(512))
+    half = f32(step / f32(2))
+    inv = f32(f32(65536) / f32(f32(1) - f32(-1)))
+
+    def clamp(v):
+        return int(min(max(float(v), -32768.0), 32767.0))
+    out = np.zeros(513, np.int64)
+    for i in range(512):
+        x0 = f32(lo + f32(f32(i) * step))
+        val, mid = func(x0), func(f32(x0 + half))
+        nxt = func(f32(lo + f32(f32(i + 1) * step)))
+        sample = _round_away_f32(f32(val * inv))
+        interp = _round_away_f32(f32(f32(f32(nxt * inv) + _round_away_f32(f32(val * inv))) / f32(2)))
+        err = f32(interp - _round_away_f32(f32(mid * inv)))
+        bias = _round_away_f32(f32(err / f32(2)))
+        out[i] = clamp(f32(sample - bias))
+    out[512] = clamp(_round_away_f32(f32(func(hi) * inv)))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def softmax16_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(exp over [-10, 0], 1 / (1 + x) over [0, 1]): the int16 softmax's tables."""
+    expf = _libm_expf()
+    exp_lut = _int16_lut(lambda v: np.float32(expf(float(v))), -10.0, 0.0)
+    recip_lut = _int16_lut(lambda v: np.float32(np.float32(1) / np.float32(np.float32(1) + v)), 0.0, 1.0)
+    return exp_lut, recip_lut
+
+
+def softmax16_params(beta: float, input_scale: float) -> tuple[int, int]:
+    """(multiplier, shift) taking an int16 input difference to the exp table's input, where
+    [-65535, 0] stands for [-10, 0] (input_scale and beta as the float32 values of the model)."""
+    return quantize_multiplier(float(input_scale) * float(beta) / (10.0 / 65535.0))
+
+
+def lut16(v, lut):
+    """The table at int16 v: entry 256 + v >> 7, linearly interpolated over the low 7 bits
+    (rounded), the slope taken in int16 as the kernel does."""
+    v = _a(v)
+    idx = 256 + (v >> 7)
+    base = lut[idx]
+    slope = ((lut[idx + 1] - base + 32768) & 0xFFFF) - 32768
+    r = base + ((slope * (v & 0x7F) + 64) >> 7)
+    return ((r + 32768) & 0xFFFF) - 32768
+
+
+def softmax_int16(x, multiplier, shift, exp_lut, recip_lut):
+    """int16 logits (last axis, zero point 0) -> int16 probabilities (scale 2^-15, zero point 0)."""
+    x = _a(x)
+    flat = x.reshape(-1, x.shape[-1])
+    out = np.empty(flat.shape, np.int64)
+    for r in range(flat.shape[0]):
+        d = flat[r] - flat[r].max()
+        e = lut16(np.clip(mbqm(d, multiplier, shift) + 32767, -32768, 32767), exp_lut)
+        total = int(e.sum())
+        hp1 = clz32(total)
+        shifted = ((total << (hp1 - 1)) + (1 << 13)) >> 14
+        recip = int(lut16(np.clip(shifted - (1 << 15) - (1 << 16), -32768, 32767), recip_lut))
+        right = 31 - hp1
+        out[r] = np.clip((e * recip + (1 << (right - 1))) >> right, 0, 32767)
+    return out.reshape(x.shape)

@@ -81,6 +81,7 @@ class LibraryHost:
             fn.restype, fn.argtypes = ctypes.c_int, args
         self._lib = lib
         self.T, self.F = self.info["steps"], self.info["features"]
+        self.dtype = np.dtype(self.info.get("code_type", "int8"))     # int16 for a 16x8 model
         self.row, self.sequence = self.info["step_output_bytes"], self.info["sequence_output"]
 
     def call(self, name: str, *args) -> int:
@@ -116,16 +117,17 @@ class LibraryHost:
         return y
 
     def run(self, x) -> np.ndarray:
-        """One int8 window [T, F] from the reset state -> the output rows [T or 1, row]."""
-        return self._rows("model_run", x, np.int8)
+        """One window of codes [T, F] (int8; int16 for 16x8) from the reset state -> the output
+        rows [T or 1, row]."""
+        return self._rows("model_run", x, self.dtype)
 
     def run_steps(self, x, n: int) -> np.ndarray:
-        """The first n steps of x ([>= n, F] int8) -> [n or 1, row]."""
-        return self._rows("model_run_steps", x, np.int8, n)
+        """The first n steps of x ([>= n, F] codes) -> [n or 1, row]."""
+        return self._rows("model_run_steps", x, self.dtype, n)
 
     def step(self, x_t) -> np.ndarray:
-        """One sample [F] int8 -> the step's output [row]; the state carries on."""
-        return self._one("model_step", x_t, np.int8)
+        """One sample [F] of codes -> the step's output [row]; the state carries on."""
+        return self._one("model_step", x_t, self.dtype)
 
     def run_f(self, x) -> np.ndarray:
         return self._rows("model_run_f", x, np.float32)
@@ -143,19 +145,24 @@ class LibraryHost:
         return y
 
     def quantize(self, x) -> np.ndarray:
-        """model_quantize: real values (any shape) -> int8 input codes."""
-        return self._convert("model_quantize", x, np.float32, np.int8)
+        """model_quantize: real values (any shape) -> input codes (int8 or int16)."""
+        return self._convert("model_quantize", x, np.float32, self.dtype)
 
     def dequantize(self, q) -> np.ndarray:
-        """model_dequantize: int8 output codes (any shape) -> float32 values."""
-        return self._convert("model_dequantize", q, np.int8, np.float32)
+        """model_dequantize: output codes (any shape) -> float32 values."""
+        return self._convert("model_dequantize", q, self.dtype, np.float32)
+
+    def all_codes(self) -> np.ndarray:
+        """Every code of the library's type, in order."""
+        info = np.iinfo(self.dtype)
+        return np.arange(info.min, info.max + 1).astype(self.dtype)
 
     # -------------------------------------------------------------- batches of windows
 
     def windows(self, q) -> np.ndarray:
-        """model_run on every int8 window [N, T, F] -> [N, T or 1, row]."""
-        q = np.ascontiguousarray(q, np.int8)
-        y = np.zeros((len(q), self.T if self.sequence else 1, self.row), np.int8)
+        """model_run on every window of codes [N, T, F] -> [N, T or 1, row]."""
+        q = np.ascontiguousarray(q, self.dtype)
+        y = np.zeros((len(q), self.T if self.sequence else 1, self.row), self.dtype)
         fn, xs, ys = self._lib.model_run, q.ctypes.data, y.ctypes.data
         for i in range(len(q)):
             self._check(fn(xs + i * q[0].nbytes, ys + i * y[0].nbytes), "model_run")
@@ -163,20 +170,20 @@ class LibraryHost:
 
     def stream(self, q) -> np.ndarray:
         """Every window sample by sample from a reset: model_step outputs [N, T, row]."""
-        q = np.ascontiguousarray(q, np.int8)
-        y = np.zeros((len(q), self.T, self.row), np.int8)
+        q = np.ascontiguousarray(q, self.dtype)
+        y = np.zeros((len(q), self.T, self.row), self.dtype)
         fn, xs, ys = self._lib.model_step, q.ctypes.data, y.ctypes.data
+        xw, yw = self.F * q.itemsize, self.row * y.itemsize       # bytes per sample / output
         for i in range(len(q)):
             self.reset()
             for t in range(self.T):
-                self._check(fn(xs + (i * self.T + t) * self.F, ys + (i * self.T + t) * self.row),
-                            "model_step")
+                self._check(fn(xs + (i * self.T + t) * xw, ys + (i * self.T + t) * yw), "model_step")
         return y
 
     def first_n(self, q, ns) -> np.ndarray:
         """model_run_steps(window i, ns[i]) -> [N, T or 1, row] (rows past n stay 0)."""
-        q = np.ascontiguousarray(q, np.int8)
-        y = np.zeros((len(q), self.T if self.sequence else 1, self.row), np.int8)
+        q = np.ascontiguousarray(q, self.dtype)
+        y = np.zeros((len(q), self.T if self.sequence else 1, self.row), self.dtype)
         fn, xs, ys = self._lib.model_run_steps, q.ctypes.data, y.ctypes.data
         for i, n in enumerate(ns):
             self._check(fn(xs + i * q[0].nbytes, int(n), ys + i * y[0].nbytes), "model_run_steps")
@@ -194,7 +201,7 @@ def spread_lengths(n_windows: int, T: int) -> np.ndarray:
 
 def stream_at(stream: np.ndarray, ns, sequence: bool) -> np.ndarray:
     """What model_run_steps(window, n) must give, read off the step outputs [N, T, row]."""
-    out = np.zeros((len(stream), stream.shape[1] if sequence else 1, stream.shape[2]), np.int8)
+    out = np.zeros((len(stream), stream.shape[1] if sequence else 1, stream.shape[2]), stream.dtype)
     for i, n in enumerate(ns):
         if sequence:
             out[i, :n] = stream[i, :n]
@@ -221,7 +228,7 @@ def verify_child(library_dir: str, inputs_path: str, outputs_path: str, fixed_ns
         arrays[f"first_{n}"] = lib.first_n(q, np.full(len(q), n))
     if xf is not None:
         arrays["quantized"] = lib.quantize(xf)
-        arrays["dequantized"] = lib.dequantize(np.arange(-128, 128))
+        arrays["dequantized"] = lib.dequantize(lib.all_codes())
         arrays["run_f"] = np.stack([lib.run_f(w) for w in xf])
         lib.reset()
         arrays["step_f"] = np.stack([lib.step_f(s) for s in xf[0]])
@@ -261,12 +268,12 @@ def verify(tflite_path, q, x_float=None, cache_dir=None, timeout: float = 600.0)
     from groundfloor.isolate import run_isolated
     build = build_library_host(tflite_path, cache_dir)
     info = build["meta"]
-    q = np.asarray(q)
-    if q.dtype != np.int8 or q.ndim != 3 or q.shape[1:] != (info["steps"], info["features"]) or not len(q):
-        raise BadInput(tflite_path, f"verify() takes int8 windows [N, {info['steps']}, "
+    q, code = np.asarray(q), info.get("code_type", "int8")
+    if q.dtype != np.dtype(code) or q.ndim != 3 or q.shape[1:] != (info["steps"], info["features"]) or not len(q):
+        raise BadInput(tflite_path, f"verify() takes {code} windows [N, {info['steps']}, "
                        f"{info['features']}], not {q.dtype} {list(q.shape)}")
     if x_float is not None and not np.array_equal(
-            q, quantize(np.asarray(x_float, np.float64), info["input_scale"], info["input_zero_point"])):
+            q, quantize(np.asarray(x_float, np.float64), info["input_scale"], info["input_zero_point"], code)):
         raise BadInput(tflite_path, "verify(): q must be the quantized x_float")
     T = info["steps"]
     fixed_ns = sorted({n for n in (1, T // 2, T - 1) if 1 <= n < T})
@@ -304,11 +311,12 @@ def _library_checks(r, info, x_float) -> dict:
               "first_n_vs_step": _compare(r["first_n"], stream_at(r["stream"], r["ns"], seq))}
     if x_float is None:
         return checks
-    sc, zp = info["output_scale"], info["output_zero_point"]
+    sc, zp, code = info["output_scale"], info["output_zero_point"], info.get("code_type", "int8")
     checks["quantize_vs_numpy"] = _compare(
-        r["quantized"], quantize(x_float, info["input_scale"], info["input_zero_point"]))
+        r["quantized"], quantize(x_float, info["input_scale"], info["input_zero_point"], code))
+    codes = np.arange(np.iinfo(code).min, np.iinfo(code).max + 1)
     checks["dequantize_vs_numpy"] = _compare(
-        _bits(r["dequantized"])[None], _bits(dequantize(np.arange(-128, 128), sc, zp))[None])
+        _bits(r["dequantized"])[None], _bits(dequantize(codes, sc, zp))[None])
     checks["run_f_vs_run"] = _compare(_bits(r["run_f"]), _bits(dequantize(r["whole"], sc, zp)))
     checks["step_f_vs_step"] = _compare(_bits(r["step_f"])[None],
                                         _bits(dequantize(r["stream"][0], sc, zp))[None])

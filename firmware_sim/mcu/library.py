@@ -16,6 +16,10 @@ after which the layers run on the last row only. Hence
     run_steps(x, n)  = reset; core(x_0) .. core(x_n-1), with head after every step (a sequence
                        output: n rows) or once at the end (one row)
 which is TFLite Micro's whole window for n = T, and its streaming (T = 1) twin step by step.
+
+A 16x8 model (int16 activations, int8 weights, int64 biases) gets the same API with int16_t
+codes (libapi.py): its rows, h (zero-padded to 4, the DSP step's matrix input) and c are int16,
+and the 16x8 kernels (mcu_lstm16_step / mcu_fc16 / mcu_softmax16) run them.
 """
 from __future__ import annotations
 
@@ -29,21 +33,25 @@ from groundfloor.errors import BadInput
 from . import tflite_model
 from .arena import ceil4
 from .codegen import CONSTANTS, _preamble, reset_state_code, step_fn
+from .libapi import api_source, header
 from .lower import CopyLayer, FcLayer, LstmLayer, Program, SoftmaxLayer, lower
+
+CODE_TYPES = {"INT8": 8, "INT16": 16}     # activation dtype -> bits of the library's codes
 
 
 @dataclass
 class Stage:
-    """One layer seen one time step at a time: it makes rows of `size` int8 codes."""
+    """One layer seen one time step at a time: it makes rows of `size` codes (int8 or int16)."""
     layer: object
     label: str            # e.g. "FULLY_CONNECTED op #2"
     kind: str             # "lstm" | "compute" (FC, softmax) | "alias" (reshape, slice)
     size: int
     seq: bool             # one row per time step; False after the last-step slice
     src: str = ""         # C expression of the input row
-    src16: str = "0"      # its int16 copy ("0": none; a dense layer: its x16 scratch)
+    src16: str = "0"      # int8: its int16 copy ("0": none; a dense layer: its x16 scratch);
+                          # 16x8: the row zero-padded to 4 (an LSTM's h) or "0"
     dst: str = ""         # C expression of the output row ("y": the caller's buffer)
-    dst16: str = "0"      # its int16 copy (an LSTM's h16)
+    dst16: str = "0"      # int8: its int16 copy (an LSTM's h16); 16x8: the padded row
 
 
 @dataclass
@@ -79,17 +87,17 @@ def _label(prog: Program, L) -> str:
     return f"{op.kind} op #{op.index}"
 
 
-def check_int8(graph):
-    """Refuse a model whose activations are not int8 (16x8, float), naming the op reading them."""
+def check_codes(graph):
+    """Refuse a model whose activations are neither int8 nor int16 (a float or hybrid model),
+    naming the op reading them (tflite_model.check keeps int8 and 16x8 models consistent)."""
     for i in graph.inputs:
         t = graph.tensors[i]
-        if t.dtype != "INT8":
+        if t.dtype not in CODE_TYPES:
             op = next((op for op in graph.ops if i in op.inputs), None)
             where = f"{op.kind} op #{op.index}" if op else f"model input '{t.name}'"
-            later = (" (16x8 models run on the emulated bench and the host build, not as a "
-                     "library yet)") if t.dtype == "INT16" else ""
             raise BadInput(graph.path, f"{where}: {t.dtype.lower()} activations; the firmware "
-                           f"library is generated for full-int8 models only{later}")
+                           "library is generated for full-int8 and 16x8 (int16 activations) "
+                           "models only")
 
 
 def load(tflite_path) -> Program:
@@ -97,7 +105,7 @@ def load(tflite_path) -> Program:
     graph = tflite_model.load(tflite_path, check_supported=False)
     if any(op.kind not in tflite_model.SUPPORTED_OPS for op in graph.ops):
         tflite_model.check(graph)             # names the unsupported ops
-    check_int8(graph)
+    check_codes(graph)
     tflite_model.check(graph)
     return lower(graph)
 
@@ -231,31 +239,88 @@ def _stage_code(s: Stage) -> str:
     return f"    /* {L.name} ({s.label}): {what} */\n"
 
 
-def _functions(stages: list, last_lstm: int) -> str:
+def _assign16(stages: list, F: int, layout: Layout) -> int:
+    """_assign for a 16x8 model: int16 rows, h (zero-padded to 4: the DSP step reads it as its
+    matrix input, a stacked LSTM as its padded input) and c per LSTM, the gates' and the padded
+    input's scratch; dense and softmax layers need none."""
+    last_lstm = max(i for i, s in enumerate(stages) if s.kind == "lstm")
+    last_compute = max((i for i, s in enumerate(stages) if s.kind == "compute"), default=-1)
+    lstms = [s.layer for s in stages if s.kind == "lstm"]
+    for s in stages:
+        L = s.layer
+        if s.kind == "lstm":
+            n = L.name.upper()
+            s.dst = s.dst16 = layout.add(f"{n}_H", "int16_t", ceil4(L.H), f"{L.name} hidden "
+                                         "state h, zero-padded (the DSP build's matrix input)")
+            layout.add(f"{n}_C", "int16_t", L.H, f"{L.name} cell state c")
+    layout.add("SCR_GATES", "int16_t", max(4 * L.H for L in lstms), "scratch: gates i, f, g, o")
+    layout.add("SCR_X16", "int16_t", max(ceil4(L.I) for L in lstms), "scratch: the padded input")
+    src, src16 = "x", "0"
+    for i, s in enumerate(stages):
+        s.src, s.src16 = src, src16
+        if s.kind == "compute":
+            s.dst = "y" if i == last_compute and i > last_lstm else layout.add(
+                f"ROW_{s.layer.name.upper()}", "int16_t", s.size, f"{s.label} output row")
+        elif s.kind == "alias":
+            s.dst, s.dst16 = src, src16
+        src, src16 = s.dst, s.dst16
+    layout.add("LIB_Q_IN", "int16_t", F, "float calls: the quantized sample")
+    layout.add("LIB_Y_ROW", "int16_t", stages[-1].size, "float calls: the int16 output row")
+    return last_lstm
+
+
+def _stage_code16(s: Stage) -> str:
+    L = s.layer
+    if s.kind == "lstm":
+        n = L.name.upper()
+        return f"    {step_fn(L)}({s.src}, {s.src16}, {n}_H, {n}_C, SCR_GATES, SCR_X16);\n"
+    if isinstance(L, FcLayer):
+        return f"    mcu_fc16(&{L.name}, {s.src}, {s.dst});\n"
+    if isinstance(L, SoftmaxLayer):
+        return f"    mcu_softmax16(&{L.name}, {s.src}, {s.dst});\n"
+    return _stage_code(s)
+
+
+def _reset16(L: LstmLayer, n: str) -> list:
+    return [f"    mcu_fill_s16({n}_H, 0, {ceil4(L.H)});\n", f"    mcu_fill_s16({n}_C, 0, {L.H});\n"]
+
+
+# per activation width: (the arena's buffers, one stage's C, one LSTM's state reset, the code type)
+DIALECTS = {
+    8: (_assign, _stage_code,
+        lambda L, n: reset_state_code(L, f"{n}_H", f"{n}_H16", f"{n}_C", "    "), "int8_t"),
+    16: (_assign16, _stage_code16, _reset16, "int16_t"),
+}
+
+
+def _functions(stages: list, last_lstm: int, bits: int) -> str:
     """lib_reset_state(), lib_core_step(x) and lib_head(y)."""
+    _, stage_code, reset_code, ctype = DIALECTS[bits]
     reset = []
     for s in stages:
         if s.kind == "lstm":
-            n = s.layer.name.upper()
-            reset += reset_state_code(s.layer, f"{n}_H", f"{n}_H16", f"{n}_C", "    ")
-    core = [_stage_code(s) for s in stages[:last_lstm + 1]]
-    head = [_stage_code(s) for s in stages[last_lstm + 1:]]
-    if stages[-1].dst != "y":      # the output is a row of the arena (an LSTM's h): copy it
-        head.append(f"    mcu_copy_s8(y, {stages[-1].dst}, {stages[-1].size});\n")
+            reset += reset_code(s.layer, s.layer.name.upper())
+    core = [stage_code(s) for s in stages[:last_lstm + 1]]
+    head = [stage_code(s) for s in stages[last_lstm + 1:]]
+    last = stages[-1]
+    if last.dst != "y":      # the output is a row of the arena (an LSTM's h): copy it
+        head.append(f"    mcu_copy_s8(y, {last.dst}, {last.size});\n" if bits == 8 else
+                    f"    mcu_copy_s8((int8_t *)y, (const int8_t *){last.dst}, {2 * last.size});\n")
+    rows = "MODEL_STEP_OUTPUT_BYTES" if bits == 8 else "MODEL_STEP_OUTPUT_CODES"
     return ("/* h = hidden zero point, c = 0 in every LSTM */\n"
             "static void lib_reset_state(void)\n{\n" + "".join(reset) + "}\n\n"
             "/* One time step of the layers up to the last LSTM: x is MODEL_FEATURES codes. */\n"
-            "static void lib_core_step(const int8_t *x)\n{\n" + "".join(core) + "}\n\n"
-            "/* The layers after the last LSTM, on its current h: y gets MODEL_STEP_OUTPUT_BYTES. */\n"
-            "static void lib_head(int8_t *y)\n{\n" + "".join(head) + "}\n\n")
+            f"static void lib_core_step(const {ctype} *x)\n{{\n" + "".join(core) + "}\n\n"
+            f"/* The layers after the last LSTM, on its current h: y gets {rows}. */\n"
+            f"static void lib_head({ctype} *y)\n{{\n" + "".join(head) + "}\n\n")
 
 
 def render_library(tflite_path) -> Library:
     """model.h / model.c of the firmware library (see the module docstring)."""
     prog = load(tflite_path)
     stages, T, F = stages_of(prog)
-    layout = Layout()
-    last_lstm = _assign(stages, F, layout)
+    layout, bits = Layout(), prog.bits
+    last_lstm = DIALECTS[bits][0](stages, F, layout)
     out = _preamble(prog, SimpleNamespace(arena_bytes=layout.bytes))
     out.insert(1, "/* The firmware library (firmware_sim.mcu.library): see model.h and README.md. */\n")
     out.append("/* The arena: LSTM state (kept between calls), scratch, per-step rows. */\n")
@@ -263,12 +328,14 @@ def render_library(tflite_path) -> Library:
     for L in prog.layers:
         if type(L) in CONSTANTS:     # the softmax runs row by row
             CONSTANTS[type(L)](replace(L, rows=1) if isinstance(L, SoftmaxLayer) else L, out)
-    out.append("static const mcu_lstm_scratch_t g_scr = { SCR_GATES, SCR_X16 };\n\n")
-    out.append(_functions(stages, last_lstm))
-    out.append(API_SOURCE)
+    if bits == 8:
+        out.append("static const mcu_lstm_scratch_t g_scr = { SCR_GATES, SCR_X16 };\n\n")
+    out.append(_functions(stages, last_lstm, bits))
+    out.append(api_source(bits))
     tin, tout = prog.tensor(prog.inputs[0]), prog.tensor(prog.outputs[0])
     last = stages[-1]
-    info = {"model": Path(prog.graph.path).name, "steps": T, "features": F,
+    info = {"model": Path(prog.graph.path).name, "bits": bits, "code_type": f"int{bits}",
+            "steps": T, "features": F,
             "input_bytes": int(tin.size), "output_bytes": int(tout.size),
             "step_output_bytes": last.size, "sequence_output": last.seq,
             "output_shape": [int(d) for d in tout.shape], "arena_bytes": layout.bytes,
@@ -285,251 +352,6 @@ def render_library(tflite_path) -> Library:
     if tout.size != (T * last.size if last.seq else last.size):
         raise BadInput(prog.graph.path, f"model output of {tout.size} codes does not match "
                        f"{'T rows' if last.seq else 'one row'} of {last.size}")
-    return Library(_header(info), "".join(out), info)
+    return Library(header(info), "".join(out), info)
 
 
-MACROS = (("STEPS", "steps", "T: time steps of one window"),
-          ("FEATURES", "features", "F: int8 codes per sample (one time step)"),
-          ("INPUT_BYTES", "input_bytes", "one window: T x F codes, step-major"),
-          ("OUTPUT_BYTES", "output_bytes", "the whole-window output"),
-          ("STEP_OUTPUT_BYTES", "step_output_bytes", "the output of one step"),
-          ("SEQUENCE_OUTPUT", "sequence_output", "1: one output row per step (return_sequences)"),
-          ("ARENA_BYTES", "arena_bytes", "the static arena (state + scratch)"),
-          ("INPUT_SCALE", "input_scale", ""),
-          ("INPUT_ZERO_POINT", "input_zero_point", ""),
-          ("OUTPUT_SCALE", "output_scale", ""),
-          ("OUTPUT_ZERO_POINT", "output_zero_point", ""))
-
-
-def _defines(info: dict) -> str:
-    """model.h's MODEL_* macros (scales as exact double literals)."""
-    lines = []
-    for name, key, what in MACROS:
-        v = info[key]
-        text = repr(v) if isinstance(v, float) else str(int(v))
-        line = f"#define MODEL_{name} {text}"
-        if name == "INPUT_SCALE":
-            lines.append("/* real value = scale * (code - zero_point) */")
-        lines.append(f"{line:<39} /* {what} */" if what else line)
-    return "\n".join(lines)
-
-
-def _header(info: dict) -> str:
-    f = info
-    return f"""/* Generated by lstm-edge (`edge firmware`, firmware_sim.mcu.library) from {f['model']}:
- * do not edit. An int8 LSTM as a C99 library: no dynamic allocation, weights const (flash),
- * one static arena of MODEL_ARENA_BYTES. See README.md. */
-#ifndef MODEL_H
-#define MODEL_H
-#include <stdint.h>
-#ifdef __cplusplus
-extern "C" {{
-#endif
-
-{_defines(f)}
-{API_HEADER}"""
-
-
-API_HEADER = """
-#ifndef MODEL_API
-#define MODEL_API      /* e.g. a visibility or section attribute for every call below */
-#endif
-
-typedef enum {
-    MODEL_OK = 0,
-    MODEL_ERR_NULL = -1,               /* a pointer argument is NULL */
-    MODEL_ERR_LENGTH = -2,             /* n < 1 or n > MODEL_STEPS */
-    MODEL_ERR_NOT_INITIALISED = -3,    /* model_init() has not been called */
-    MODEL_ERR_VALUE = -4               /* a float input is NaN (nothing was run) */
-} model_status_t;
-
-/* Every call checks its arguments in this order (null pointer, length, initialised) and returns
- * without touching the state when one is wrong. Calls are not reentrant: one context at a time
- * (one static arena); x and y must not overlap. */
-
-/* Set up the library and reset the state; call once before anything else. */
-MODEL_API model_status_t model_init(void);
-/* h = 0 and c = 0 (as a new window): the state before the first sample of a sequence. */
-MODEL_API model_status_t model_reset(void);
-/* A whole window from the reset state: x[MODEL_INPUT_BYTES] -> y[MODEL_OUTPUT_BYTES]. */
-MODEL_API model_status_t model_run(const int8_t *x, int8_t *y);
-/* The first n steps of a window from the reset state (a sequence of n samples, 1 <= n <=
- * MODEL_STEPS): x[n * MODEL_FEATURES] -> y[n * MODEL_STEP_OUTPUT_BYTES] with a sequence output,
- * else y[MODEL_STEP_OUTPUT_BYTES]. n = MODEL_STEPS is model_run(). */
-MODEL_API model_status_t model_run_steps(const int8_t *x, int32_t n, int8_t *y);
-/* Streaming: push one sample x[MODEL_FEATURES], get the output y[MODEL_STEP_OUTPUT_BYTES] of
- * the sequence so far; h and c carry over to the next call (model_run / model_run_steps leave
- * the state after their last step too, model_reset() starts over). */
-MODEL_API model_status_t model_step(const int8_t *x, int8_t *y);
-
-/* The same with real values: inputs quantized with MODEL_INPUT_SCALE / ZERO_POINT (rounded half
- * to even, in double, clipped to int8), outputs dequantized with MODEL_OUTPUT_SCALE. */
-MODEL_API model_status_t model_run_f(const float *x, float *y);
-MODEL_API model_status_t model_run_steps_f(const float *x, int32_t n, float *y);
-MODEL_API model_status_t model_step_f(const float *x, float *y);
-/* The conversions those calls use, for n >= 1 values (no model_init() needed): real values ->
- * int8 input codes (MODEL_ERR_VALUE on a NaN, q untouched), int8 output codes -> real values. */
-MODEL_API model_status_t model_quantize(const float *x, int8_t *q, int32_t n);
-MODEL_API model_status_t model_dequantize(const int8_t *q, float *y, int32_t n);
-
-#ifdef __cplusplus
-}
-#endif
-#endif
-"""
-
-
-API_SOURCE = r"""/* ------------------------------------------------------------------ the API (model.h) */
-static uint8_t g_ready;        /* model_init() has run */
-
-static model_status_t check_call(const void *x, int32_t n, const void *y)
-{
-    if (!x || !y) return MODEL_ERR_NULL;
-    if (n < 1 || n > MODEL_STEPS) return MODEL_ERR_LENGTH;
-    if (!g_ready) return MODEL_ERR_NOT_INITIALISED;
-    return MODEL_OK;
-}
-
-model_status_t model_init(void)
-{
-    g_ready = 1;
-    lib_reset_state();
-    return MODEL_OK;
-}
-
-model_status_t model_reset(void)
-{
-    if (!g_ready) return MODEL_ERR_NOT_INITIALISED;
-    lib_reset_state();
-    return MODEL_OK;
-}
-
-/* 1 when none of the n floats is a NaN (tested on the bits: safe under -ffast-math too) */
-static int all_numbers(const float *x, int32_t n)
-{
-    for (int32_t i = 0; i < n; i++) {
-        union { float f; uint32_t u; } b;
-        b.f = x[i];
-        if ((b.u & 0x7FFFFFFFu) > 0x7F800000u) return 0;
-    }
-    return 1;
-}
-
-/* round(x / scale) + zero_point, half to even, clipped to int8 (numpy's rounding, in double) */
-static void quantize_values(const float *x, int8_t *q, int32_t n)
-{
-    for (int32_t i = 0; i < n; i++) {
-        double v = (double)x[i] / MODEL_INPUT_SCALE;
-        v = v > 512.0 ? 512.0 : (v < -512.0 ? -512.0 : v);    /* also +-inf; no overflow below */
-        int32_t r = (int32_t)v;                                /* toward zero */
-        double frac = v - (double)r;                           /* exact */
-        if (frac > 0.5 || (frac == 0.5 && (r & 1))) r++;
-        else if (frac < -0.5 || (frac == -0.5 && (r & 1))) r--;
-        r += MODEL_INPUT_ZERO_POINT;
-        q[i] = (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
-    }
-}
-
-static void dequantize_values(const int8_t *q, float *y, int32_t n)
-{
-    for (int32_t i = 0; i < n; i++)
-        y[i] = (float)(q[i] - MODEL_OUTPUT_ZERO_POINT) * (float)MODEL_OUTPUT_SCALE;
-}
-
-model_status_t model_quantize(const float *x, int8_t *q, int32_t n)
-{
-    if (!x || !q) return MODEL_ERR_NULL;
-    if (n < 1) return MODEL_ERR_LENGTH;
-    if (!all_numbers(x, n)) return MODEL_ERR_VALUE;
-    quantize_values(x, q, n);
-    return MODEL_OK;
-}
-
-model_status_t model_dequantize(const int8_t *q, float *y, int32_t n)
-{
-    if (!q || !y) return MODEL_ERR_NULL;
-    if (n < 1) return MODEL_ERR_LENGTH;
-    dequantize_values(q, y, n);
-    return MODEL_OK;
-}
-
-/* Input row t of x: int8 codes, or (f) floats quantized into LIB_Q_IN. */
-static const int8_t *input_row(const void *x, int32_t t, int f)
-{
-    if (!f) return (const int8_t *)x + t * MODEL_FEATURES;
-    quantize_values((const float *)x + t * MODEL_FEATURES, LIB_Q_IN, MODEL_FEATURES);
-    return LIB_Q_IN;
-}
-
-/* The head's output row into row t of y: int8 codes, or (f) dequantized floats. */
-static void output_row(void *y, int32_t t, int f)
-{
-    if (!f) {
-        lib_head((int8_t *)y + t * MODEL_STEP_OUTPUT_BYTES);
-        return;
-    }
-    lib_head(LIB_Y_ROW);
-    dequantize_values(LIB_Y_ROW, (float *)y + t * MODEL_STEP_OUTPUT_BYTES, MODEL_STEP_OUTPUT_BYTES);
-}
-
-/* n steps from the reset state: every output row (a sequence) or the last one */
-static void run_rows(const void *x, int32_t n, void *y, int f)
-{
-    lib_reset_state();
-    for (int32_t t = 0; t < n; t++) {
-        lib_core_step(input_row(x, t, f));
-#if MODEL_SEQUENCE_OUTPUT
-        output_row(y, t, f);
-#endif
-    }
-#if !MODEL_SEQUENCE_OUTPUT
-    output_row(y, 0, f);
-#endif
-}
-
-model_status_t model_run_steps(const int8_t *x, int32_t n, int8_t *y)
-{
-    model_status_t rc = check_call(x, n, y);
-    if (rc != MODEL_OK) return rc;
-    run_rows(x, n, y, 0);
-    return MODEL_OK;
-}
-
-model_status_t model_run(const int8_t *x, int8_t *y)
-{
-    return model_run_steps(x, MODEL_STEPS, y);
-}
-
-model_status_t model_step(const int8_t *x, int8_t *y)
-{
-    model_status_t rc = check_call(x, 1, y);
-    if (rc != MODEL_OK) return rc;
-    lib_core_step(x);
-    lib_head(y);
-    return MODEL_OK;
-}
-
-model_status_t model_run_steps_f(const float *x, int32_t n, float *y)
-{
-    model_status_t rc = check_call(x, n, y);
-    if (rc != MODEL_OK) return rc;
-    if (!all_numbers(x, n * MODEL_FEATURES)) return MODEL_ERR_VALUE;
-    run_rows(x, n, y, 1);
-    return MODEL_OK;
-}
-
-model_status_t model_run_f(const float *x, float *y)
-{
-    return model_run_steps_f(x, MODEL_STEPS, y);
-}
-
-model_status_t model_step_f(const float *x, float *y)
-{
-    model_status_t rc = check_call(x, 1, y);
-    if (rc != MODEL_OK) return rc;
-    if (!all_numbers(x, MODEL_FEATURES)) return MODEL_ERR_VALUE;
-    lib_core_step(input_row(x, 0, 1));
-    output_row(y, 0, 1);
-    return MODEL_OK;
-}
-"""

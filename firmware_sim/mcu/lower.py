@@ -102,7 +102,8 @@ class SoftmaxLayer:
     depth: int
     mult: int
     shift: int
-    diff_min: int
+    diff_min: int         # int8 only: differences below it give probability 0
+    bits: int = 8         # 16: int16 -> int16 through TFLite Micro's exp and 1/(1+x) tables
 
 
 @dataclass
@@ -236,6 +237,11 @@ def _lower_fc(g: Graph, op) -> FcLayer:
 
 def _lower_softmax(g: Graph, op) -> SoftmaxLayer:
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    depth = x.shape[-1]
+    if activation_bits(g) == 16:      # tflite_model.check: int16 -> int16, scale 2^-15
+        m, s = fp.softmax16_params(float(op.options.get("beta", 1.0)), float(x.scale[0]))
+        return SoftmaxLayer(name=f"softmax{op.index}", x=op.inputs[0], out=op.outputs[0],
+                            rows=x.size // depth, depth=depth, mult=m, shift=s, diff_min=0, bits=16)
     if y.zp != -128 or abs(float(y.scale[0]) - 1.0 / 256) > 1e-9:
         raise BadInput(g.path, f"SOFTMAX op #{op.index}: int8 output must have scale 1/256 and "
                        "zero point -128")

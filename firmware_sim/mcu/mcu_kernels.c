@@ -329,3 +329,33 @@ void mcu_softmax(const mcu_softmax_t *p, const int8_t *x, int8_t *y)
         }
     }
 }
+
+/* ---------------- softmax int16 -> int16 (both builds) ---------------- */
+/* the table at int16 v: entry 256 + (v >> 7), interpolated over the 7 low bits, rounded */
+static inline int32_t lut16(const int16_t *lut, int32_t v)
+{
+    const int16_t *e = lut + 256 + (v >> 7);
+    int16_t slope = (int16_t)(e[1] - e[0]);
+    return (int16_t)(e[0] + ((slope * (v & 0x7F) + 64) >> 7));
+}
+
+void mcu_softmax16(const mcu_softmax16_t *p, const int16_t *x, int16_t *y)
+{
+    for (int r = 0; r < p->rows; r++, x += p->depth, y += p->depth) {
+        int32_t mx = -32768, sum = 0;
+        for (int c = 0; c < p->depth; c++) if (x[c] > mx) mx = x[c];
+        for (int c = 0; c < p->depth; c++) {     /* y holds exp(x - max) in Q0.15 meanwhile */
+            int32_t v = mbqm_ref(x[c] - mx, p->mult, p->shift) + 32767;
+            y[c] = (int16_t)lut16(p->exp_lut, clamp(v, -32768, 32767));
+            sum += y[c];
+        }
+        int hp1 = __builtin_clz((uint32_t)sum);       /* sum >= exp(0) > 0 */
+        int32_t shifted = (int32_t)((((int64_t)sum << (hp1 - 1)) + (1 << 13)) >> 14);
+        int32_t recip = lut16(p->recip_lut, clamp(shifted - (1 << 15) - (1 << 16), -32768, 32767));
+        int right = 31 - hp1;
+        for (int c = 0; c < p->depth; c++) {
+            int64_t v = ((int64_t)y[c] * recip + ((int64_t)1 << (right - 1))) >> right;
+            y[c] = (int16_t)clamp((int32_t)v, 0, 32767);
+        }
+    }
+}

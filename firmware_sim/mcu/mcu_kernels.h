@@ -134,6 +134,18 @@ void mcu_lstm16_step(const mcu_lstm16_t *p, const int16_t *x, int16_t *h, int16_
                      int16_t *gates);
 void mcu_fc16(const mcu_fc16_t *p, const int16_t *x, int16_t *y);
 
+/* The int16 softmax (TFLite Micro's int16 -> int16 kernel): the row's differences to its
+ * maximum rescaled so that [-65535, 0] stands for [-10, 0], exp from a 513-entry table
+ * (interpolated over 7 bits), their sum's reciprocal from a 1/(1+x) table, outputs Q0.15
+ * (scale 2^-15, zero point 0) in [0, 32767]. y must not overlap x. */
+typedef struct {
+    int16_t rows, depth;
+    int32_t mult;
+    int8_t shift;
+    const int16_t *exp_lut, *recip_lut;     /* [513] each (codegen: fixedpoint.softmax16_tables) */
+} mcu_softmax16_t;
+void mcu_softmax16(const mcu_softmax16_t *p, const int16_t *x, int16_t *y);
+
 /* the activations over arrays (the plain build's step; tests) */
 void mcu_sigmoid_s16(int16_t *d, int n);
 void mcu_tanh_s16(const int16_t *src, int16_t *dst, int n, int mult, int shift);

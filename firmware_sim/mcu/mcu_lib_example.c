@@ -11,6 +11,9 @@
 #include <stdint.h>
 #include "model.h"
 
+#ifndef MODEL_STEP_OUTPUT_CODES       /* an int8 model: one byte per output code */
+#define MODEL_STEP_OUTPUT_CODES MODEL_STEP_OUTPUT_BYTES
+#endif
 #define RING_SAMPLES 16u    /* a power of two, more than the samples that arrive per step */
 
 static float g_ring[RING_SAMPLES][MODEL_FEATURES];
@@ -45,7 +48,7 @@ __attribute__((weak)) void board_output(const float *y, uint32_t samples)
 
 int main(void)
 {
-    float x[MODEL_FEATURES], y[MODEL_STEP_OUTPUT_BYTES];
+    float x[MODEL_FEATURES], y[MODEL_STEP_OUTPUT_CODES];
     uint32_t samples = 0;
     if (model_init() != MODEL_OK)
         return 1;

@@ -106,6 +106,9 @@ def _run_fc(prog, L, src, capture):
 
 
 def _run_softmax(prog, L, src, capture):
+    if L.bits == 16:
+        return fp.softmax_int16(np.asarray(src).reshape(L.rows, L.depth), L.mult, L.shift,
+                                *fp.softmax16_tables())
     return fp.softmax_int8(np.asarray(src).reshape(L.rows, L.depth), L.mult, L.shift, L.diff_min)
 
 

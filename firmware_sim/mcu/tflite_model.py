@@ -3,7 +3,8 @@
 The graph is groundfloor.tflite_file.parse's; check() rejects, naming it, every op or
 setting the generated C does not implement. A 16x8 model (int16 activations, int8 weights,
 int64 biases: export/quant16x8.py) is told apart by its int16 graph input; then every
-activation must be int16 with zero point 0 and every bias int64.
+activation must be int16 with zero point 0 and every bias int64, and a SOFTMAX must give
+TFLite Micro's int16 output (scale 1/32768, zero point 0).
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from groundfloor.tflite_file import Graph, Op, parse
 
 SUPPORTED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED", "SOFTMAX", "STRIDED_SLICE",
                  "RESHAPE")
-OPS_16X8 = tuple(k for k in SUPPORTED_OPS if k != "SOFTMAX")   # no int16 softmax kernel
+OPS_16X8 = SUPPORTED_OPS             # SOFTMAX: int16 -> int16 only (_check_softmax16)
+SOFTMAX16_SCALE = 1.0 / 32768         # TFLite Micro's int16 softmax output: Q0.15, zero point 0
 
 
 def load(path, check_supported: bool = True) -> Graph:
@@ -37,6 +39,8 @@ def check(graph: Graph):
         if act == "INT16" and op.kind not in OPS_16X8:
             raise BadInput(graph.path, f"{op.kind} op #{op.index}: not supported in a 16x8 model "
                            f"by the MCU code generator; 16x8 supports {', '.join(OPS_16X8)}")
+        if act == "INT16" and op.kind == "SOFTMAX":
+            _check_softmax16(graph, op)
     for i in graph.inputs + graph.outputs:
         t = graph.tensors[i]
         if t.dtype != act:
@@ -82,8 +86,21 @@ def _check_fc(graph: Graph, op: Op):
 
 def _check_softmax(graph: Graph, op: Op):
     x, y = graph.t(op.inputs[0]), graph.t(op.outputs[0])
-    if x.dtype != "INT8" or y.dtype != "INT8":
-        raise BadInput(graph.path, f"SOFTMAX op #{op.index}: only int8 -> int8 is supported")
+    act = activation_type(graph)
+    if x.dtype != act or y.dtype != act:
+        raise BadInput(graph.path, f"SOFTMAX op #{op.index}: only {act.lower()} -> {act.lower()} "
+                       f"is supported in this model (got {x.dtype.lower()} -> {y.dtype.lower()})")
+
+
+def _check_softmax16(graph: Graph, op: Op):
+    """A 16x8 model's softmax: int16 -> int16 with TFLite Micro's output quantization."""
+    x, y = graph.t(op.inputs[0]), graph.t(op.outputs[0])
+    scale = float(y.scale[0]) if y.scale is not None and len(y.scale) else 0.0
+    if x.dtype != "INT16" or y.dtype != "INT16" or y.zp != 0 or \
+            abs(scale - SOFTMAX16_SCALE) > 0.001 * SOFTMAX16_SCALE:
+        raise BadInput(graph.path, f"SOFTMAX op #{op.index}: not supported in a 16x8 model with "
+                       f"{x.dtype.lower()} -> {y.dtype.lower()} of output scale {scale:g}, zero "
+                       f"point {y.zp}; the int16 softmax gives scale 1/32768, zero point 0")
 
 
 def _check_strided_slice(graph: Graph, op: Op):
