@@ -13,6 +13,7 @@ import numpy as np
 
 from export import activations, importers
 from groundfloor.errors import BadInput
+from export.tfenv import windows_outputs
 
 REBUILD_TOLERANCE = 1e-5
 # Keras 3 config keys that tf-keras layers do not take.
@@ -225,7 +226,7 @@ def verify_same(original, rebuilt, x, tolerance=REBUILD_TOLERANCE) -> float:
     except Exception as e:  # noqa: BLE001 - the user's model on the user's data: one line
         raise BadInput(None, f"the model cannot be run on the data's windows: {type(e).__name__}: "
                              f"{' '.join(str(e).split())[:160]}") from None
-    b = np.concatenate([np.asarray(rebuilt(x[i:i + 1], training=False)) for i in range(len(x))])
+    b = windows_outputs(rebuilt, x)
     diff = float(np.max(np.abs(a - b)))
     if not diff <= tolerance:
         raise BadInput(None, f"the tf-keras rebuild differs from the original model by {diff:.3g} "
@@ -237,6 +238,12 @@ def verified_against(model) -> str:
     """What verify_same compares the rebuild with."""
     source = importers.source_of(model)
     return source.runtime if source else "the loaded Keras model"
+
+
+def rebuild_notes(model) -> list:
+    """What an imported model's rebuild did that the manifest should say (e.g. h0/c0 fed as zeros)."""
+    source = importers.source_of(model)
+    return list(source.notes) if source else []
 
 
 def _original_outputs(model, x):

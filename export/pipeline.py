@@ -217,6 +217,7 @@ def _prepare_source(model_path, data_path, out_dir, progress, trust_model_code=F
             "rebuilt_in_tf_keras": True, "rebuild_max_abs_diff": diff,
             "rebuild_tolerance": keras_bridge.REBUILD_TOLERANCE,
             "rebuild_verified_against": keras_bridge.verified_against(model),
+            "rebuild_notes": keras_bridge.rebuild_notes(model),
             "input_shape": [1, *input_shape], "output_shape": [1, *y_float.shape[1:]],
             "params": int(rebuilt.count_params()), "lint": report.to_json(),
             "unrolled_layers": list(report.needs_unroll), "rebuild_overrides": report.overrides}
@@ -228,7 +229,8 @@ def _prepare_source(model_path, data_path, out_dir, progress, trust_model_code=F
 
 
 def _predict(model, x):
-    return np.concatenate([np.asarray(model(x[i:i + 1], training=False)) for i in range(len(x))]).astype(np.float32)
+    from export.tfenv import windows_outputs
+    return windows_outputs(model, x).astype(np.float32)
 
 
 def _float_metric(data, y_float):

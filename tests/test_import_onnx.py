@@ -94,6 +94,10 @@ SUPPORTED = {
     "gru_reset_before": {"cell": "GRU"},
     "gru_bidirectional": {"cell": "GRU", "direction": "bidirectional", "attrs": {"linear_before_reset": 1}},
     "lstm_explicit_defaults": {"attrs": {"activations": ["Sigmoid", "Tanh", "Tanh"], "input_forget": 0}},
+    # h0 / c0 as graph inputs (model(x, (h0, c0))): the rebuild takes x alone, both sides run from zeros
+    "lstm_h0_c0_inputs": {"extra_inputs": ["", "state_in_h", "state_in_c"]},
+    "gru_bidi_h0_input": {"cell": "GRU", "direction": "bidirectional", "attrs": {"linear_before_reset": 1},
+                          "extra_inputs": ["", "state_in_h"]},
 }
 
 
@@ -108,9 +112,14 @@ def test_hand_built_graphs_rebuild_within_tolerance_of_onnxruntime(case, data, t
     import onnxruntime as ort
     session = ort.InferenceSession(str(path))
     x = data[1]
-    theirs = np.concatenate([session.run(None, {"x": x[i:i + 1]})[0] for i in range(len(x))])
+    states = {i.name: np.zeros([d.dim_value for d in i.type.tensor_type.shape.dim], np.float32)
+              for i in onnx.load(path).graph.input if i.name != "x"}
+    theirs = np.concatenate([session.run(None, {"x": x[i:i + 1], **states})[0] for i in range(len(x))])
     ours = np.concatenate([np.asarray(rebuilt(x[i:i + 1])) for i in range(len(x))])
     assert np.max(np.abs(ours - theirs)) <= keras_bridge.REBUILD_TOLERANCE
+    assert len(rebuilt.inputs) == 1
+    notes = lint_file(path).notes
+    assert any("fed as zeros" in n for n in notes) == bool(states), notes
 
 
 def test_a_wrong_gate_order_would_be_caught():
@@ -148,7 +157,8 @@ REFUSALS = {
     "activations": ({"attrs": {"activations": ["HardSigmoid", "Tanh", "Tanh"]}}, "activations"),
     "peephole": ({"extra_inputs": ["", "", "", "P"]}, "peephole"),
     "nonzero_h0": ({"extra_inputs": ["", "h0"]}, "nonzero constant"),
-    "h0_input": ({"extra_inputs": ["", "state_in_h"]}, "2 graph inputs"),
+    "state_input_used_as_data": ({"extra_inputs": ["", "state_in_h"], "extra_nodes": [
+        helper.make_node("Neg", ["state_in_h"], ["negated"], name="uses_state")]}, "2 graph inputs used as data"),
     "cell_state_readout": (None, "cell state c_n"),
     "unsupported_op": (None, "node 'weird' (Cos): op Cos is outside the supported set"),
     "two_outputs": (None, "2 graph outputs"),
@@ -196,6 +206,22 @@ def test_settings_without_a_faithful_rebuild_are_refused_with_the_reason(case, d
         pipeline.export_model(path, data[0], out, only=set(), streaming=False)
     assert reason in str(e.value) and "\n" not in str(e.value)
     assert not out.exists()
+
+
+def test_every_unsupported_node_is_named_not_only_the_first(data, tmp_path):
+    m = recurrent_model()
+    out = next(n for n in m.graph.node if n.name == "out")
+    out.input[0] = "odd2"
+    m.graph.node.insert(len(m.graph.node) - 1, helper.make_node("Cos", ["logits"], ["odd1"], name="weird_cos"))
+    m.graph.node.insert(len(m.graph.node) - 1, helper.make_node("Sin", ["odd1"], ["odd2"], name="weird_sin"))
+    m.graph.node.insert(1, helper.make_node("Erf", ["xt"], ["unused"], name="weird_erf"))   # before the LSTM
+    path = _save(m, tmp_path, "several")
+    rows = {(r.layer, r.cls) for r in lint_file(path).refused}
+    assert rows == {("weird_erf", "Erf"), ("weird_cos", "Cos"), ("weird_sin", "Sin")}, rows
+    with pytest.raises(BadInput) as e:
+        keras_bridge.load_any(path, data_path=data[0])
+    line = str(e.value)
+    assert "\n" not in line and all(f"'{n}' ({op})" in line for n, op in rows), line
 
 
 def test_bad_onnx_files_are_one_line_each(data, tmp_path):

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed (pip install
 from export import keras_bridge, pipeline  # noqa: E402
 from export.lint import lint_file  # noqa: E402
 from groundfloor.errors import BadInput  # noqa: E402
-from torch_models import T, F, export_onnx, make_net, torch_outputs, windows  # noqa: E402
+from torch_models import T, F, example, export_onnx, make_net, make_state_net, torch_outputs, windows, zero_state  # noqa: E402,E501
 
 # id -> make_net settings: every row of the README's table of supported settings
 SETTINGS = {
@@ -115,13 +115,25 @@ def _save_program(kind, net, path, batch_first=True):
     return path
 
 
+def _not_in_this_process(*args, **kwargs):
+    raise AssertionError("torch loaded or exported the program in the caller's process")
+
+
+@pytest.fixture
+def torch_only_in_children(monkeypatch):
+    """torch's loaders and exporter fail in this process: a load that works ran them in a child."""
+    for owner, name in ((torch.export, "load"), (torch.jit, "load"), (torch.onnx, "export")):
+        monkeypatch.setattr(owner, name, _not_in_this_process)
+
+
 @pytest.mark.parametrize("kind", ["pt2", "script", "trace"])
 @pytest.mark.parametrize("setting", sorted(PROGRAM_SETTINGS))
-def test_pytorch_programs_rebuild_within_tolerance_of_torch(setting, kind, data, tmp_path):
+def test_pytorch_programs_rebuild_within_tolerance_of_torch(setting, kind, data, tmp_path, request):
     cfg = PROGRAM_SETTINGS[setting]
     net = make_net(torch, **cfg)
     path = _save_program(kind, net, tmp_path / f"{setting}.{'pt2' if kind == 'pt2' else 'pt'}",
                          cfg.get("batch_first", True))
+    request.getfixturevalue("torch_only_in_children")
     model, _, diff_source, diff_torch = _rebuild_against_torch(net, path, data, cfg.get("batch_first", True))
     assert keras_bridge.verified_against(model) == "torch"
     assert diff_source <= 1e-5 and diff_torch <= 1e-5
@@ -129,6 +141,69 @@ def test_pytorch_programs_rebuild_within_tolerance_of_torch(setting, kind, data,
         report = lint_file(path)
         assert report.ok and report.framework == ("torch_export" if kind == "pt2" else "torchscript")
         assert [r.verdict for r in report.rows] == ["fused", "native"]
+
+
+# -- h0 / c0 given as inputs: model(x, (h0, c0)) ------------------------------------------------
+STATE_CASES = {"lstm": ("LSTM", 1, False), "gru_2_layers_bidi": ("GRU", 2, True)}
+
+
+def _state_outputs(net, x):
+    with torch.no_grad():
+        return np.concatenate([net(torch.from_numpy(w[None]), zero_state(net)).numpy() for w in x])
+
+
+@pytest.mark.parametrize("exporter", sorted(EXPORTERS))
+@pytest.mark.parametrize("case", sorted(STATE_CASES))
+def test_h0_c0_given_as_inputs_are_fed_as_zeros(case, exporter, data, tmp_path):
+    net = make_state_net(*STATE_CASES[case])
+    path = export_onnx(torch, net, tmp_path / f"{case}.onnx", dynamo=EXPORTERS[exporter], extra_args=(zero_state(net),))
+    import onnx
+    assert len(onnx.load(path).graph.input) == (3 if case == "lstm" else 2)   # x, h0 (, c0)
+    model, _ = keras_bridge.load_any(path, data_path=data[0])
+    rebuilt = keras_bridge.rebuild_batch1(model)
+    assert len(rebuilt.inputs) == 1                       # the window only: the rebuild starts from zeros
+    assert keras_bridge.verify_same(model, rebuilt, data[1]) <= keras_bridge.REBUILD_TOLERANCE
+    x = data[1]
+    assert np.max(np.abs(_outputs(rebuilt, x) - _state_outputs(net, x))) <= keras_bridge.REBUILD_TOLERANCE
+    report = lint_file(path)
+    assert report.ok and any("fed as zeros" in n for n in report.notes), report.notes
+
+
+@pytest.mark.parametrize("case, kind", [("lstm", "pt2"), ("gru_2_layers_bidi", "script")])
+def test_programs_taking_h0_c0_export_with_the_zeros_said_in_the_manifest(case, kind, data, tmp_path):
+    net = make_state_net(*STATE_CASES[case])
+    path = tmp_path / f"{case}.{'pt2' if kind == 'pt2' else 'pt'}"
+    if kind == "pt2":
+        torch.export.save(torch.export.export(net, (example(torch), zero_state(net))), str(path))
+    else:
+        torch.jit.save(torch.jit.script(net), str(path))
+    if kind == "script":   # the rebuild against torch fed zeros, here directly
+        model, _ = keras_bridge.load_any(path, data_path=data[0])
+        rebuilt = keras_bridge.rebuild_batch1(model)
+        assert keras_bridge.verify_same(model, rebuilt, data[1]) <= keras_bridge.REBUILD_TOLERANCE
+        assert np.max(np.abs(_outputs(rebuilt, data[1]) - _state_outputs(net, data[1]))) <= 1e-5
+        return
+    manifest = pipeline.export_model(path, data[0], tmp_path / "out", only={"tflite_int8"}, streaming=False,
+                                     progress=lambda *_: None)
+    source = manifest["source"]
+    assert source["rebuild_verified_against"] == "torch" and source["rebuild_max_abs_diff"] <= 1e-5
+    assert any("fed as zeros" in n for n in source["rebuild_notes"]), source["rebuild_notes"]
+    assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in manifest["artifacts"]["tflite_int8"]["ops"]
+
+
+def test_a_nonzero_constant_initial_state_is_refused_with_the_reason(tmp_path):
+    class ConstantState(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.head = torch.nn.LSTM(F, 8, batch_first=True), torch.nn.Linear(8, 1)
+            self.register_buffer("h0", torch.full((1, 1, 8), 0.5))
+
+        def forward(self, x):
+            out, _ = self.rnn(x, (self.h0, torch.zeros(1, 1, 8)))
+            return self.head(out[:, -1])
+    path = export_onnx(torch, ConstantState().eval(), tmp_path / "const_state.onnx", dynamo=False)
+    report = lint_file(path)
+    assert report.refused and "nonzero constant" in report.refused[0].reason, report.format_table()
 
 
 def test_a_pickled_module_or_state_dict_is_refused_in_one_line(tmp_path, data):
@@ -162,6 +237,41 @@ def test_a_pt2_saved_by_a_newer_torch_is_refused(tmp_path, data):
     newer = _edited_pt2(path, tmp_path / "newer.pt2", "/models/model.json", newer_torch)
     with pytest.raises(BadInput, match=r"saved by torch 9.1.0 .* newer than the installed torch"):
         keras_bridge.load_any(newer, data_path=data[0])
+
+
+def _replaced_member(src, dst, member_suffix, blob):
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            zout.writestr(item, blob if item.filename.endswith(member_suffix) else zin.read(item))
+    return dst
+
+
+def test_a_corrupt_pt2_is_one_line_naming_the_file(tmp_path, data):
+    path = _save_program("pt2", make_net(torch), tmp_path / "m.pt2")
+    truncated = tmp_path / "truncated.pt2"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    cases = {truncated: "not a readable zip archive",
+             _replaced_member(path, tmp_path / "bad_json.pt2", "/models/model.json", b"{not json"): "failed",
+             _replaced_member(path, tmp_path / "short_weight.pt2", "/data/weights/weight_1", b"\0" * 10): "failed"}
+    for bad, what in cases.items():
+        with pytest.raises(BadInput) as e:
+            keras_bridge.load_any(bad, data_path=data[0])
+        assert str(bad) in str(e.value) and what in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_a_torch_child_that_crashes_costs_one_line_not_the_caller(tmp_path, monkeypatch):
+    from groundfloor import isolate
+    path = _save_program("pt2", make_net(torch), tmp_path / "m.pt2")
+    calls = []
+
+    def crashed(target, kwargs=None, **options):
+        calls.append((target, options))
+        return isolate.IsolatedResult(False, error="process crashed with SIGSEGV", status="crashed")
+    monkeypatch.setattr(isolate, "run_isolated", crashed)
+    with pytest.raises(BadInput, match=r"m.pt2: torch crashed loading and exporting it \(process crashed with "
+                                       r"SIGSEGV\): the file is corrupt"):
+        keras_bridge.load_any(path)
+    assert calls and calls[0][0] == "export.importers.torch_child:export_program" and calls[0][1].get("env")
 
 
 def test_a_pt2_with_pickled_entries_is_refused_unless_trusted(tmp_path):
@@ -237,3 +347,36 @@ def test_a_python_loop_over_an_lstm_cell_is_refused_with_the_reason(tmp_path):
     path = export_onnx(torch, CellLoop().eval(), tmp_path / "cell_loop.onnx", dynamo=False)
     report = lint_file(path)
     assert report.refused and "nn.LSTMCell" in report.refused[0].reason
+
+
+# -- the CLI end to end: edge export --model m.pt2 --------------------------------------------
+def _edge(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "edge.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=900)
+
+
+def test_edge_export_of_a_pt2_makes_a_fused_int8_lstm_and_a_bad_one_exits_2(tmp_path):
+    x = windows(24)
+    np.savez(tmp_path / "d.npz", x=x, y=x[:, -1, :1])
+    good = _save_program("pt2", make_net(torch), tmp_path / "m.pt2")
+    artifacts = tmp_path / "artifacts"
+    run = _edge("export", "--model", good, "--data", tmp_path / "d.npz", "--artifacts-dir", artifacts)
+    assert run.returncode == 0, run.stderr[-2000:]
+    manifest = json.loads((artifacts / "m" / "manifest.json").read_text())
+    assert manifest["source"]["format"] == "torch_export"
+    assert manifest["source"]["rebuild_verified_against"] == "torch"
+    assert 0 <= manifest["source"]["rebuild_max_abs_diff"] <= 1e-5
+    art = manifest["artifacts"]["tflite_int8"]
+    assert art["status"] == "ok" and art["quantized"] and "UNIDIRECTIONAL_SEQUENCE_LSTM" in art["ops"]
+    assert (artifacts / "m" / art["file"]).exists()
+    before = {p: p.read_bytes() for p in artifacts.rglob("*") if p.is_file()}
+    bad = tmp_path / "bad" / "m.pt2"        # same name: the run would write into artifacts/m
+    bad.parent.mkdir()
+    bad.write_bytes(good.read_bytes()[:-200])
+    run = _edge("export", "--model", bad, "--data", tmp_path / "d.npz", "--artifacts-dir", artifacts)
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = [line for line in run.stderr.splitlines() if line.startswith("edge: error")]
+    assert len(lines) == 1 and str(bad) in lines[0], run.stderr[-2000:]
+    assert {p: p.read_bytes() for p in artifacts.rglob("*") if p.is_file()} == before

@@ -60,6 +60,40 @@ class Net(torch.nn.Module):
         return y
 
 
+class _WithState(torch.nn.Module):
+    """nn.LSTM / nn.GRU called as model(x, state): the initial state is a second input."""
+
+    def __init__(self, cell, layers, bidirectional):
+        super().__init__()
+        d = 2 if bidirectional else 1
+        self.rnn = getattr(torch.nn, cell)(F, H, num_layers=layers, bidirectional=bidirectional, batch_first=True)
+        self.head = torch.nn.Linear(H * d, 1)
+        self.state_shape = (layers * d, 1, H)
+
+
+class LSTMWithState(_WithState):
+    def forward(self, x, hidden: tuple[torch.Tensor, torch.Tensor]):
+        out, _ = self.rnn(x, hidden)
+        return self.head(out[:, -1])
+
+
+class GRUWithState(_WithState):
+    def forward(self, x, h0):
+        out, _ = self.rnn(x, h0)
+        return self.head(out[:, -1])
+
+
+def make_state_net(cell="LSTM", layers=1, bidirectional=False, seed=0):
+    torch.manual_seed(seed)
+    return {"LSTM": LSTMWithState, "GRU": GRUWithState}[cell](cell, layers, bidirectional).eval()
+
+
+def zero_state(net):
+    """The state argument of a make_state_net model: (h0, c0) or h0, zeros."""
+    zeros = torch.zeros(net.state_shape)
+    return (zeros, zeros.clone()) if isinstance(net, LSTMWithState) else zeros
+
+
 def make_net(torch_module=None, cell="LSTM", layers=1, bidirectional=False, batch_first=True, dropout=0.0,
              readout="last", head="linear", zero_state=False, proj_size=0, seed=0):
     """readout: "last" (out[:, -1]), "h_n" (h_n[-1]) or "sequence" (the whole out)."""
@@ -71,10 +105,11 @@ def example(torch, batch_first=True):
     return torch.zeros(1, T, F) if batch_first else torch.zeros(T, 1, F)
 
 
-def export_onnx(torch, net, path, batch_first=True, dynamo=False):
+def export_onnx(torch, net, path, batch_first=True, dynamo=False, extra_args=()):
+    """extra_args: what forward() takes after the window (an initial state)."""
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example(torch, batch_first),), str(path), dynamo=dynamo)
+        torch.onnx.export(net, (example(torch, batch_first), *extra_args), str(path), dynamo=dynamo)
     return path
 
 

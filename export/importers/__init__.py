@@ -78,7 +78,7 @@ def lint(path, data_path=None, trust_code=False):
         shape = None if data_path else (None, LINT_TIMESTEPS, None)
         model, fmt = _load(path, data_path, trust_code, shape)
     except Refusal as r:
-        return LintReport([LintRow(r.node, r.op, REFUSED, r.reason)], fmt,
+        return LintReport([LintRow(node, op, REFUSED, reason) for node, op, reason in r.rows()], fmt,
                           [f"imported from {fmt}: the settings above have no faithful tf-keras rebuild"])
     report = lint_model(model)
     report.framework = fmt

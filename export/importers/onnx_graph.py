@@ -34,18 +34,14 @@ class ImportedGraph:
     output_perm: tuple          # physical output axes -> (unit axes, T, C) order
     output_shape: tuple         # Keras output shape, batch included
     notes: list = field(default_factory=list)
+    state_inputs: tuple = ()    # (name, shape, dtype) of initial-state inputs, fed as zeros
 
 
 def read_graph(model, data_shape=None) -> ImportedGraph:
     """The layer chain of an onnx ModelProto. data_shape ([N, T, F] of the user's windows)
     pins dynamic input dimensions; the batch axis is pinned to 1."""
     g = model.graph
-    inits = {t.name for t in g.initializer}
-    inputs = [i for i in g.input if i.name not in inits]
-    if len(inputs) != 1:
-        names = ", ".join(i.name for i in inputs)
-        raise Refusal("(model)", "inputs", f"{len(inputs)} graph inputs ({names}): export feeds one input, "
-                      "the windows; export with the initial state left out (zero)")
+    inputs, states = _split_inputs(g)
     if len(g.output) != 1:
         raise Refusal("(model)", "outputs", f"{len(g.output)} graph outputs: export takes one output "
                       "(return only the prediction from forward(), not (out, (h, c)))")
@@ -56,12 +52,70 @@ def read_graph(model, data_shape=None) -> ImportedGraph:
     last_error = None
     for shape in _candidate_shapes(dims, data_shape):
         try:
-            return _walk(model, inputs[0].name, shape, dims)
+            return _with_states(_walk(model, inputs[0].name, shape, dims, states), states)
         except _WrongGuess as e:
             last_error = e
     raise Refusal("(model)", "input", f"input '{inputs[0].name}' has dynamic dimensions {dims} that "
                   f"{'the data ' + str(list(data_shape)) if data_shape else 'no data'} can pin"
                   + (f" ({last_error})" if last_error else ""))
+
+
+# Ops an initial-state input may pass through on its way to a recurrent node's initial_h /
+# initial_c (torch's exporters Slice one layer's state out of h0 [layers * directions, 1, H]).
+_STATE_GLUE = {"Slice", "Gather", "Squeeze", "Unsqueeze", "Reshape", "Transpose", "Identity", "Cast", "Split",
+               "Expand", "Concat"}
+_STATE_SLOTS = {"LSTM": (5, 6), "GRU": (5,)}   # ONNX input positions of initial_h (and initial_c)
+
+
+def _split_inputs(g):
+    """(the window input, the initial-state inputs as (name, shape, dtype)). Extra graph inputs
+    are accepted only where each reaches nothing but LSTM / GRU initial states (model(x, (h0, c0))):
+    the rebuild takes the window alone and starts from zero states, and the source model is run
+    with zeros fed for them, so the verification compares like with like."""
+    from onnx import helper
+    inits = {t.name for t in g.initializer}
+    inputs = [i for i in g.input if i.name not in inits]
+    uses = {}
+    for node in g.node:
+        for slot, name in enumerate(node.input):
+            uses.setdefault(name, []).append((node, slot))
+    windows = [i for i in inputs if not _feeds_only_initial_states(uses, i.name)]
+    if len(windows) != 1:
+        names = ", ".join(i.name for i in windows) or "none"
+        raise Refusal("(model)", "inputs", f"{len(windows)} graph inputs used as data ({names}): export "
+                      "feeds one input, the windows; any other input may only be an LSTM / GRU initial "
+                      "state h0 / c0 (fed as zeros)")
+    states = []
+    for i in inputs:
+        if i is not windows[0]:
+            dims = [d.dim_value if d.HasField("dim_value") else 1 for d in i.type.tensor_type.shape.dim]
+            dtype = helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
+            states.append((i.name, tuple(dims), np.dtype(dtype).name))
+    return windows, tuple(states)
+
+
+def _feeds_only_initial_states(uses, name):
+    """Whether every path from tensor `name` ends at an LSTM / GRU initial state (or a Shape)."""
+    frontier, seen = [name], {name}
+    while frontier:
+        for node, slot in uses.get(frontier.pop(), []):
+            if slot in _STATE_SLOTS.get(node.op_type, ()) or node.op_type == "Shape":
+                continue
+            if node.op_type not in _STATE_GLUE or (slot != 0 and node.op_type != "Concat"):
+                return False
+            fresh = [o for o in node.output if o and o not in seen]
+            seen.update(fresh)
+            frontier += fresh
+    return name in uses
+
+
+def _with_states(graph, states):
+    if states:
+        graph.state_inputs = states
+        graph.notes.append(f"h0/c0 inputs {', '.join(repr(n) for n, _, _ in states)} fed as zeros: the rebuild "
+                           "takes the window only and starts from zero states; it was verified against "
+                           "the source run with zeros for them")
+    return graph
 
 
 class _WrongGuess(Exception):
@@ -93,25 +147,28 @@ def _candidate_shapes(dims, data_shape):
     return out
 
 
-def _walk(model, input_name, shape, dims):
+class _Blocked:
+    """The value of a tensor downstream of a refused node: not followed further."""
+
+
+_BLOCKED = _Blocked()
+
+
+def _walk(model, input_name, shape, dims, states=()):
     from onnx import numpy_helper
     g = model.graph
     values = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     values[input_name] = Flow((), (0, 1, 2), tuple(shape))
+    values.update({name: np.zeros(s, dtype) for name, s, dtype in states})   # h0 / c0 inputs: zeros
     values[""] = None
-    state = {"layout": None}
+    state, refused = {"layout": None}, []
     for node in g.node:
         ins = [(values[n] if n in values else _missing(node, n)) if n else None for n in node.input]
-        if all(isinstance(v, np.ndarray) or v is None for v in ins) and node.op_type not in _GRAPH_OPS:
-            outs = _fold(node, ins)
-        else:
-            handler = _HANDLERS.get(node.op_type)
-            if handler is None:
-                raise Refusal(_name(node), node.op_type, f"op {node.op_type} is outside the supported set "
-                              f"({', '.join(sorted(_SUPPORTED))})")
-            outs = handler(node, ins, _attrs(node), state)
+        outs = _step(node, ins, state, refused)
         for name, v in zip(node.output, outs):
             values[name] = v
+    if refused:   # every refused node, not only the first: a lint names them all
+        raise Refusal(*refused[0], more=refused[1:])
     out = values.get(g.output[0].name)
     if not isinstance(out, Flow):
         raise Refusal("(model)", "output", "the output does not depend on the input")
@@ -119,6 +176,29 @@ def _walk(model, input_name, shape, dims):
         raise Refusal("(model)", "graph", "no LSTM or GRU node: nothing recurrent to rebuild")
     out = _materialize(out, "output")
     return _finish(out, input_name, shape, state, dims)
+
+
+def _step(node, ins, state, refused):
+    """The node's output values; a refused node is recorded in `refused` and blocks what follows."""
+    blocked = [_BLOCKED] * len(node.output)
+    if any(v is _BLOCKED for v in ins):
+        if node.op_type not in _HANDLERS and node.op_type not in _SUPPORTED:
+            refused.append((_name(node), node.op_type, _outside(node)))
+        return blocked
+    handler = _HANDLERS.get(node.op_type)
+    try:
+        if all(isinstance(v, np.ndarray) or v is None for v in ins) and node.op_type not in _GRAPH_OPS:
+            return _fold(node, ins)
+        if handler is None:
+            raise Refusal(_name(node), node.op_type, _outside(node))
+        return handler(node, ins, _attrs(node), state)
+    except Refusal as r:
+        refused.extend(r.rows())
+        return blocked
+
+
+def _outside(node):
+    return f"op {node.op_type} is outside the supported set ({', '.join(sorted(_SUPPORTED))})"
 
 
 def _finish(out, input_name, shape, state, dims):

@@ -8,11 +8,17 @@ import numpy as np
 
 
 class Refusal(Exception):
-    """The graph has no faithful tf-keras rebuild; `node` and `op` say where."""
+    """The graph has no faithful tf-keras rebuild; `node` and `op` say where. `more` holds the
+    other nodes refused in the same graph, (node, op, reason) each, so a lint names them all."""
 
-    def __init__(self, node: str, op: str, reason: str):
-        self.node, self.op, self.reason = node, op, reason
-        super().__init__(f"node '{node}' ({op}): {reason}")
+    def __init__(self, node: str, op: str, reason: str, more: tuple = ()):
+        self.node, self.op, self.reason, self.more = node, op, reason, tuple(more)
+        others = ", ".join(f"node '{n}' ({o})" for n, o, _ in self.more)   # the lint rows give their reasons
+        super().__init__(f"node '{node}' ({op}): {reason}" + (f"; also refused: {others}" if others else ""))
+
+    def rows(self):
+        """(node, op, reason) of every refused node, this one first."""
+        return [(self.node, self.op, self.reason), *self.more]
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,8 @@ def _zero_state(node, v, what):
     if v is None:
         return
     if isinstance(v, Flow):
-        raise Refusal(node_name(node), node.op_type, f"the initial {what} is computed from the input: "
-                      "export takes one input; leave h0/c0 out (zero) when exporting")
+        raise Refusal(node_name(node), node.op_type, f"the initial {what} is computed from the window input: "
+                      "the rebuild starts from zero states; pass h0/c0 as inputs (fed as zeros) or leave them out")
     if np.any(v != 0):
         raise Refusal(node_name(node), node.op_type, f"the initial {what} is a nonzero constant: "
                       "the Keras rebuild starts from zero")

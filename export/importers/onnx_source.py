@@ -42,7 +42,8 @@ def from_model_proto(model, data_shape, name="imported", where=None):
     keras_model = build_keras(graph, name=keras_name(name))
     session = _session(model, where)
     run = _runner(session, graph)
-    notes = [f"ONNX graph: {_layer_summary(graph)}; input {'[1, T, F]' if graph.batch_first else '[T, 1, F]'}"]
+    notes = [f"ONNX graph: {_layer_summary(graph)}; input {'[1, T, F]' if graph.batch_first else '[T, 1, F]'}",
+             *graph.notes]
     return keras_model, Source("onnxruntime", run, notes)
 
 
@@ -65,11 +66,13 @@ def _session(model, where):
 def _runner(session, graph):
     """[N, T, F] windows -> [N, ...] outputs in the Keras layout, one window at a time (the
     exported graph is batch 1)."""
+    zeros = {name: np.zeros(shape, dtype) for name, shape, dtype in graph.state_inputs}   # h0 / c0 inputs
+
     def run(x):
         outs = []
         for window in np.asarray(x, np.float32):
             feed = window[None] if graph.batch_first else window[:, None, :]
-            y = session.run(None, {graph.input_name: feed})[0]
+            y = session.run(None, {graph.input_name: feed, **zeros})[0]
             outs.append(np.transpose(y, graph.output_perm).reshape(graph.output_shape))
         return np.concatenate(outs)
     return run
