@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from edge.jobs import add_jobs
 from edge.options import add_artifacts_dir, add_models, names
 from groundfloor.errors import BadInput
 from groundfloor.locks import folder_lock
@@ -26,6 +27,19 @@ def _models(args):
     return cfg, cfg.select(names(getattr(args, "models", None)))
 
 
+def _in_parallel(args, entries, default_jobs=None):
+    """The exit code when the models run as parallel `edge` children (edge.jobs), else None."""
+    from edge.jobs import jobs_for, run_per_model
+    jobs = jobs_for(args.jobs if args.jobs is not None else default_jobs, len(entries))
+    if jobs <= 1:
+        return None
+    start = time.perf_counter()
+    print(f"{len(entries)} models, {jobs} at a time (--jobs)", flush=True)
+    code = run_per_model(args.argv, [m.name for m in entries], jobs)
+    print(f"{args.command} of {len(entries)} models finished in {time.perf_counter() - start:.1f} s")
+    return code
+
+
 def cmd_lint(args):
     from export.lint import lint_file
     report = lint_file(args.model, trust_model_code=args.trust_model_code)
@@ -37,11 +51,16 @@ def cmd_lint(args):
 
 
 def cmd_export(args):
+    if not args.model:
+        parallel = _in_parallel(args, _models(args)[1])
+        if parallel is not None:
+            return parallel
+    from export.tfenv import WORKER_PRELOAD
     from groundfloor.isolate import shared_worker
     start = time.perf_counter()
     # One child process for the conversions (TensorFlow imported once, not once per artifact);
     # a crash still costs only the artifact that caused it.
-    with shared_worker():
+    with shared_worker(WORKER_PRELOAD):
         manifests = _export_all(args)
     failed = [(mf["model"], n, a["error"]) for mf in manifests for n, a in mf["artifacts"].items()
               if a["status"] == "failed"]
@@ -83,6 +102,9 @@ def cmd_bench(args):
     from firmware_sim.bench import bench_model, summary_lines
     from firmware_sim.runners import RunConfig
     cfg, entries = _models(args)
+    parallel = _in_parallel(args, entries, default_jobs=1)   # timed runs alone on the machine
+    if parallel is not None:
+        return parallel
     devices = names(args.devices) or cfg.devices
     for m in entries:
         art = Path(args.artifacts_dir or cfg.artifacts_dir) / m.name
@@ -126,12 +148,17 @@ def cmd_quantize(args):
     from export.quantize_search import SearchResult
     cfg, entries = _models(args)
     budget = _parse_budget(args.budget)
+    parallel = _in_parallel(args, entries)
+    if parallel is not None:
+        return parallel
     all_met = True
+    from export.tfenv import WORKER_PRELOAD
     from groundfloor.isolate import shared_worker
     for m in entries:
         art = Path(args.artifacts_dir or cfg.artifacts_dir) / m.name
-        # one shared worker: TensorFlow imported once for the candidates that need no calibration
-        with folder_lock(art, "edge quantize", create=False), shared_worker():
+        # one shared worker: TensorFlow imported once for the candidates that need no calibration,
+        # and ahead of time for those that retire it (calibrated conversions)
+        with folder_lock(art, "edge quantize", create=False), shared_worker(WORKER_PRELOAD):
             result = quantize_model(art, budget=budget, exhaustive=not args.first, progress=_progress)
         print(format_table(SearchResult(**{k: result[k] for k in SearchResult.__dataclass_fields__})))
         all_met &= bool(result["met"])
@@ -192,6 +219,7 @@ def build_parser():
     s.add_argument("--kind", default="regression", choices=["regression", "classification"])
     s.add_argument("--trust-model-code", action="store_true", help=TRUST_HELP)
     add_models(s)
+    add_jobs(s)
     add_artifacts_dir(s, "go")
 
     s = _command(sub, "bench", cmd_bench, "run every artifact in the simulated runtime of each device profile")
@@ -206,6 +234,7 @@ def build_parser():
     s.add_argument("--max-samples", type=int, default=None, help="evaluate on the first N windows only")
     s.add_argument("--no-long-stream", action="store_true",
                    help="skip the >=10,000-step streaming drift run (cached after the first run)")
+    add_jobs(s, "1: host latencies are timed with nothing else running")
 
     _command(sub, "devices", cmd_devices, "list the built-in device profiles")
 
@@ -216,6 +245,7 @@ def build_parser():
                                     "(points); default: 2%% RMSE / 0.5 points")
     s.add_argument("--first", action="store_true", help="stop at the first candidate within budget "
                                                         "(default: try all, for the side-by-side report)")
+    add_jobs(s)
     add_artifacts_dir(s)
 
     s = _command(sub, "debug", cmd_debug, "per-layer drift debugger: where int8 error enters, what clips")
@@ -239,6 +269,7 @@ _EXTRA_COMMANDS = [add_report_parser, add_check_parser, add_firmware_parser, add
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # what --jobs children rerun
     try:
         return args.func(args)
     except BadInput as e:

@@ -25,6 +25,7 @@ def canonical_names(proto) -> int:
     values moved between runs (const_fold_opt__44 / __45), in fresh processes too. Only
     top-level graphs; returns how many names were renumbered."""
     g = proto.graph
+    _initializers_in_use_order(g)
     if any(a.type in (a.GRAPH, a.GRAPHS) for n in g.node for a in n.attribute):
         return 0   # Loop / If bodies: leave the names alone
     order = [i.name for i in g.input] + [x for n in g.node for x in list(n.input) + list(n.output)]
@@ -46,6 +47,17 @@ def canonical_names(proto) -> int:
         for item in coll:
             item.name = rename(item.name)
     return len(mapping)
+
+
+def _initializers_in_use_order(g):
+    """Initializers in the order the nodes first read them: tf2onnx lists them in an order that
+    changed between runs of the same conversion (a stacked LSTM's, in fresh processes too)."""
+    first_use = {}
+    for k, name in enumerate(x for n in g.node for x in n.input):
+        first_use.setdefault(name, k)
+    ordered = sorted(g.initializer, key=lambda t: (first_use.get(t.name, len(first_use)), t.name))
+    g.ClearField("initializer")
+    g.initializer.extend(ordered)
 
 
 def from_keras(model, signature, out_path, opset: int = OPSET):

@@ -199,7 +199,7 @@ def _rewrite_io(model_path, out_path, xc, x_train, data, margin):
     """Input range: the training data's min/max +- margin*span; output range: the float
     model's outputs on the calibration windows (or the training targets) likewise."""
     from export import ranges
-    from export.tfenv import tf_and_keras2
+    from export.tfenv import tf_and_keras2, windows_outputs
     tf, tf_keras = tf_and_keras2()
     from groundfloor.tflite_file import summary as tflite_summary
     lo, hi = ranges.range_minmax(x_train, margin)
@@ -210,7 +210,7 @@ def _rewrite_io(model_path, out_path, xc, x_train, data, margin):
         outs[0] = ranges.range_minmax(data["y_calib"], margin)
     else:
         model = tf_keras.models.load_model(model_path, compile=False)
-        y = np.concatenate([model(w[None], training=False).numpy() for w in xc])
+        y = windows_outputs(model, xc)
         outs[0] = ranges.range_minmax(y, margin)
     return ranges.rewrite_io_ranges(out_path, out_path, input_ranges={0: (lo, hi)}, output_ranges=outs)
 

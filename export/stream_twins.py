@@ -135,13 +135,15 @@ def build_state_io_twin(model, tf_keras):
 
 def _verify_state_io_twin(model, twin, spec, x):
     """Step windows through the state-I/O twin, feeding the state back; compare with model."""
+    from export.tfenv import graph_call
+    step_twin, whole = graph_call(twin), graph_call(model)
     worst = 0.0
     for window in np.asarray(x, np.float32):
         state = [np.zeros((1, units), np.float32) for _, _, units in spec["state"]]
         for step in window:
-            out = twin([step[None, None]] + state, training=False)
+            out = step_twin([step[None, None]] + state)
             y, state = np.asarray(out[0]), [np.asarray(s) for s in out[1:]]
-        ref = np.asarray(model(window[None], training=False))
+        ref = np.asarray(whole(window[None]))
         worst = max(worst, float(np.max(np.abs(ref.reshape(-1) - y.reshape(-1)[-ref.size:]))))
     return worst
 

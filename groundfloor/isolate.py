@@ -109,21 +109,39 @@ def _run_fresh(target, kwargs, timeout, env, launcher=None) -> IsolatedResult:
 
 
 class Worker:
-    """One long-lived child that runs calls one after another (see the module docstring)."""
+    """One long-lived child that runs calls one after another (see the module docstring).
 
-    def __init__(self):
+    preload: modules the child imports before its first call. A worker whose calls have
+    retired it once starts its successor during the next call, preloaded, so a retiring
+    call does not cost the next one the import of TensorFlow."""
+
+    def __init__(self, preload=()):
         self.proc = None
         self._log = None
         self._returncode = None
+        self.preload = tuple(preload)
+        self._spare = None        # (process, stderr log) started ahead, or None
+        self.retired = 0          # calls that asked not to reuse their process
         self.started = 0          # how many processes this worker has started (1 + restarts)
 
-    def _start(self):
-        self._log = tempfile.TemporaryFile(mode="w+b")
-        self.proc = subprocess.Popen([sys.executable, "-m", "groundfloor.isolate", "--serve"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                     env=dict(os.environ, **CHILD_ENV, EDGE_ISOLATE_PARENT=str(os.getpid())),
-                                     start_new_session=True)
+    def _spawn(self):
+        log = tempfile.TemporaryFile(mode="w+b")
+        env = dict(os.environ, **CHILD_ENV, EDGE_ISOLATE_PARENT=str(os.getpid()))
+        if self.preload:
+            env["EDGE_ISOLATE_PRELOAD"] = ",".join(self.preload)
+        proc = subprocess.Popen([sys.executable, "-m", "groundfloor.isolate", "--serve"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                env=env, start_new_session=True)
         self.started += 1
+        return proc, log
+
+    def _start(self):
+        spare, self._spare = self._spare, None
+        if spare is not None and spare[0].poll() is None:
+            self.proc, self._log = spare
+        else:
+            _kill(spare)
+            self.proc, self._log = self._spawn()
 
     def _stderr_since(self, offset) -> str:
         self._log.seek(offset)
@@ -132,6 +150,8 @@ class Worker:
     def run(self, target, kwargs, timeout) -> IsolatedResult:
         if self.proc is None or self.proc.poll() is not None:
             self._start()
+        if self.retired and self.preload and self._spare is None:
+            self._spare = self._spawn()     # imports while this call runs
         with tempfile.TemporaryDirectory(prefix="edge-isolate-") as tmp:
             args_path, out_path = _write_args(tmp, target, kwargs)
             offset = self._log.seek(0, os.SEEK_END)
@@ -147,7 +167,7 @@ class Worker:
                 if reply.startswith(b"done retire"):
                     self._retire()    # it asked not to be reused
                 return _outcome(out_path, 0, False, timeout, seconds, rss, _tail(self._stderr_since(offset)))
-            self.close()    # crashed (EOF) or hung (None): this call's result, a fresh worker next
+            self._stop_current()    # crashed (EOF) or hung (None): this call's result, a fresh worker next
             code = None if reply is None else self._returncode
             return _outcome(out_path, code, reply is None, timeout, seconds, rss,
                             _tail(self._stderr_since(offset)))
@@ -165,18 +185,32 @@ class Worker:
 
     def _retire(self):
         """The child exits by itself after a retiring call; wait for it (briefly) to do so."""
+        self.retired += 1
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
-        self.close()
+        self._stop_current()
+
+    def _stop_current(self):
+        if self.proc is not None:
+            self._returncode = _kill((self.proc, self._log))
+            self.proc = None
 
     def close(self):
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self._returncode = self.proc.wait()
-            self.proc = None
+        self._stop_current()
+        _kill(self._spare)
+        self._spare = None
+
+
+def _kill(child):
+    """Kill a (process, log) child's process group; its exit code (None for no child)."""
+    if child is None:
+        return None
+    proc, _ = child
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return proc.wait()
 
 
 def _vm_hwm(pid) -> int:
@@ -195,13 +229,14 @@ _shared = threading.local()
 
 
 @contextlib.contextmanager
-def shared_worker():
-    """Inside this block, run_isolated calls of this thread share one worker process."""
+def shared_worker(preload=()):
+    """Inside this block, run_isolated calls of this thread share one worker process
+    (preload: see Worker)."""
     outer = getattr(_shared, "worker", None)
     if outer is not None:   # nested: keep the outer worker
         yield outer
         return
-    _shared.worker = Worker()
+    _shared.worker = Worker(preload)
     try:
         yield _shared.worker
     finally:
@@ -270,6 +305,7 @@ def _serve():
     control = os.fdopen(os.dup(1), "wb")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)   # what the called functions print must not reach the control pipe
+    _preload(os.environ.get("EDGE_ISOLATE_PRELOAD", ""))
     for line in sys.stdin:
         args_path, out_path = line.rstrip("\n").split("\t")
         _fresh_state()
@@ -278,6 +314,15 @@ def _serve():
         control.flush()
         if _retiring:
             return
+
+
+def _preload(names: str):
+    """Import the comma-separated modules now (a call that needs one finds it imported; one
+    that fails to import fails again, and is reported, in the call itself)."""
+    import importlib
+    for name in filter(None, names.split(",")):
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 def _die_with_parent():

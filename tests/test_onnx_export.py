@@ -77,3 +77,24 @@ def test_generated_names_are_renumbered_in_order_of_use():
     assert [i.name for i in m.graph.initializer] == ["c__1"]
     assert list(m.graph.node[0].input) == ["x", "c__1"] and list(m.graph.node[1].input) == ["y__2"]
     assert m.graph.node[0].name == "Add__3" and m.graph.node[1].name == "relu"
+
+
+def test_initializers_are_listed_in_the_order_the_nodes_read_them():
+    """tf2onnx listed a stacked LSTM's initializers in an order that changed between runs:
+    any listing order of the same graph serializes to the same bytes."""
+    from onnx import TensorProto, helper, numpy_helper
+    import numpy as np
+    consts = [numpy_helper.from_array(np.full(1, k, np.float32), name) for k, name in
+              enumerate(["b__7", "a__3", "unused"])]
+
+    def model(inits):
+        g = helper.make_graph(
+            [helper.make_node("Add", ["x", "a__3"], ["y"]), helper.make_node("Mul", ["y", "b__7"], ["out"])], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])], inits)
+        m = helper.make_model(g)
+        onnx_export.canonical_names(m)
+        return m
+    a, b = model(consts), model(consts[::-1])
+    assert [i.name for i in a.graph.initializer] == ["a__1", "b__2", "unused"]
+    assert a.SerializeToString() == b.SerializeToString()

@@ -42,7 +42,10 @@ def train_task(task: ReferenceTask, model_path, data_path, progress=print) -> di
     deploy = task.build(tf_keras, input_shape, batch_size=1)
     deploy.set_weights(model.get_weights())
     tmp = temp_path_for(model_path)
-    deploy.save(tmp, save_format="h5")
+    import warnings
+    with warnings.catch_warnings():   # HDF5 on purpose: the format every later stage reads
+        warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
+        deploy.save(tmp, save_format="h5")
     move_into_place(tmp, model_path)
 
     rng = np.random.RandomState(task.seed)
