@@ -21,6 +21,9 @@ Keys:
                         argmax_disagreement)
     max_latency_ms      device latency in milliseconds per window (emulated when an emulating
                         runner measured it, else the estimate)
+    max_ram_kib         RAM need on the device in KiB (the fit's need: TFLite Micro arena or emulated
+                        firmware, plus the profile's runtime reserve)
+    max_flash_kib       flash need on the device in KiB (model file or firmware image, plus the reserve)
     must_fit            flash and RAM fit verdict of the device is "fits"
     artifacts           which artifacts the budgets of this section apply to: names or
                         fnmatch patterns, or "quantized" / "all" (default ["quantized"])
@@ -64,11 +67,13 @@ KEYS = {
                              lambda task: task != "classification"),
     "max_drift": Key("drift", "output units", False),
     "max_latency_ms": Key("latency_ms", "ms", True, "milliseconds"),
+    "max_ram_kib": Key("ram_kib", "KiB", True, "KiB, 1 KiB = 1024 bytes"),
+    "max_flash_kib": Key("flash_kib", "KiB", True, "KiB, 1 KiB = 1024 bytes"),
     "must_fit": Key("must_fit", "", True),
     "artifacts": Key("artifacts", "", True),
 }
 KEY_LIST = ["max_accuracy_drop", "max_rmse_increase", "max_drift", "max_drift_<metric>", "max_latency_ms",
-            "must_fit", "artifacts"]
+            "max_ram_kib", "max_flash_kib", "must_fit", "artifacts"]
 DRIFT_HINT = "the model's output units"
 
 
@@ -85,6 +90,8 @@ class Budget:
     rmse_increase: float | None = None
     drift: dict = field(default_factory=dict)          # metric -> value
     latency_ms: float | None = None
+    ram_kib: float | None = None
+    flash_kib: float | None = None
     must_fit: bool = False
     artifacts: list = field(default_factory=lambda: ["quantized"])
     origin: dict = field(default_factory=dict)         # budget name -> config section it came from
@@ -271,10 +278,12 @@ def _parse_number(full, key, value, out, path):
 
 # Exact keys first, then the patterns in order.
 PARSERS = {"max_accuracy_drop": _parse_number, "max_rmse_increase": _parse_number, "max_latency_ms": _parse_number,
-           "must_fit": _parse_bool, "artifacts": _parse_artifacts, "max_drift": _parse_max_drift}
+           "max_ram_kib": _parse_number, "max_flash_kib": _parse_number, "must_fit": _parse_bool,
+           "artifacts": _parse_artifacts, "max_drift": _parse_max_drift}
 PATTERNS = [
     (r"^max_drift_", _parse_drift_metric),
     (r"^max_latency(_|$)", _wrong_suffix("device latency budgets are in milliseconds, write max_latency_ms")),
+    (r"^max_(ram|flash)(_|$)", _wrong_suffix("RAM and flash budgets are in KiB, write max_ram_kib or max_flash_kib")),
     (r"^max_accuracy_drop_", _wrong_suffix("the accuracy drop is in percentage points without a suffix, "
                                            "write max_accuracy_drop")),
     (r"^max_rmse_increase_", _wrong_suffix("the RMSE increase is relative (0.1 = +10 %) without a suffix, "
@@ -369,13 +378,23 @@ def _latency(d):
     return None, "no device latency"
 
 
+def _need_kib(part):
+    def need(d):
+        fig = ((d.get("fit") or {}).get(part) or {})
+        if fig.get("need") is None:
+            return None, f"no {part} need in the fit"
+        return fig["need"] / 1024.0, f"{part} need {fig['need']:,} B ({fig.get('kind', 'unknown')})"
+    return need
+
+
 def _fit(d):
     fit = d.get("fit") or {}
     return (1.0 if fit.get("fits") is True else 0.0), fit.get("verdict", "unknown")
 
 
 MODEL_MEASURES = {"max_accuracy_drop": _accuracy_drop, "max_rmse_increase": _rmse_increase}
-DEVICE_MEASURES = {"max_latency_ms": _latency, "must_fit": _fit}
+DEVICE_MEASURES = {"max_latency_ms": _latency, "max_ram_kib": _need_kib("ram"), "max_flash_kib": _need_kib("flash"),
+                   "must_fit": _fit}
 
 
 CANNOT_RUN = "the device cannot run it"

@@ -85,7 +85,8 @@ def test_order_float_before_quantized_streaming_last():
 def test_budget_summary_uses_the_config_key_names():
     b = Budget(accuracy_drop=1.0, drift={"rmse": 0.5}, latency_ms=2.0, must_fit=True, artifacts=["all"])
     assert b.as_dict() == {"max_accuracy_drop": 1.0, "max_rmse_increase": None, "max_drift": {"rmse": 0.5},
-                           "max_latency_ms": 2.0, "must_fit": True, "artifacts": ["all"]}
+                           "max_latency_ms": 2.0, "max_ram_kib": None, "max_flash_kib": None, "must_fit": True,
+                           "artifacts": ["all"]}
     assert list(b.as_dict()) == list(KEYS)
 
 

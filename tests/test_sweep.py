@@ -16,26 +16,14 @@ from export_helpers import text_file
 from edge.cli import main
 from edge.sweep import pareto
 from edge.sweep.run import FAKE_STEP, run_sweep
-from edge.sweep.space import load_space
+from edge.sweep.benchmark import real_space_text
+from edge.sweep.space import load_space, space_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "edge" / "tasks" / "sweep_example.toml"
 
-TINY = """
-name = "tiny"
-[data]
-task = "seattle_temp"
-[space]
-units = [8, 16, 32, 64]
-window = [16]
-epochs = 1
-[quantize]
-candidates = ["tflite_int8", "tflite_float32"]
-[devices]
-profiles = ["cortex_m4f"]
-[budgets.cortex_m4f]
-max_latency_ms = 5.0
-"""
+TINY = space_text("tiny", {"units": [8, 16, 32, 64], "window": [16], "epochs": 1}, ["tflite_int8", "tflite_float32"],
+                  ["cortex_m4f"], budgets={"cortex_m4f": {"max_latency_ms": 5.0}})
 
 
 def _write(tmp_path, text, name="space.toml"):
@@ -128,6 +116,77 @@ def test_classification_budget_and_device_limits():
     assert pareto.recommend(cannot, {})["misses"][0]["budget"] == "runs_on_device"
 
 
+def _timed(error, kinds, **kw):
+    """A point whose device figure is what `edge check` reads: emulated where it has one, else estimated."""
+    kind = "emulated" if kinds.get("emulated") is not None else "estimated"
+    return _p(error, kinds[kind], 20_000, 70_000, latency_kind=kind,
+              latency_by_kind=dict({"emulated": None, "measured_host": 0.05}, **kinds), **kw)
+
+
+def test_mixed_latency_kinds_are_compared_on_one_kind():
+    """int8 has the emulated figure and the estimate, float only the estimate. Mixed, the float file's
+    estimate (2.0) would beat int8's emulated 3.0 and push it off the front; compared on the estimate
+    for both (int8 1.0), both stay. Budgets still judge each on its device figure (int8: emulated)."""
+    pts = [_timed(0.5, {"emulated": 3.0, "estimated": 1.0}, artifact="tflite_int8"),
+           _timed(0.4, {"estimated": 2.0}, artifact="tflite_float32"),
+           dict(_p(0.1, None, 1, 1), device="cortex_m4f", runs_on_device=False)]   # not timed: does not count
+    for p in pts:
+        p.setdefault("device", "cortex_m4f")
+    assert pareto.pareto_front(pts) == [1]                      # what the device figures alone would give
+    res = pareto.device_results(pts, {"cortex_m4f": {"max_latency_ms": 2.5}})["cortex_m4f"]
+    assert res["latency_basis"] == {"kind": "estimated", "points": 2, "have": {"emulated": 1, "estimated": 2}}
+    assert [p["latency_compared_ms"] for p in pts[:2]] == [1.0, 2.0]
+    assert {p["latency_compared_kind"] for p in pts} == {"estimated"}
+    assert res["front"] == [0, 1] and res["fronts_2d"]["latency_ms"] == [0, 1]
+    assert res["recommendation"]["index"] == 1                  # int8's emulated 3.0 ms misses 2.5
+    assert "only 1 have an emulated figure" in pareto.describe_basis(res["latency_basis"])
+    # every point emulated: the emulated figures decide
+    both = [_timed(0.5, {"emulated": 3.0, "estimated": 1.0}, device="d"), _timed(0.4, {"emulated": 2.0,
+                                                                                      "estimated": 2.5}, device="d")]
+    res = pareto.device_results(both, {"d": {}})["d"]
+    assert res["latency_basis"]["kind"] == "emulated" and res["front"] == [1]
+    # no kind in common: latency stays out of the comparison, and the report says so
+    odd = [_timed(0.5, {"emulated": 3.0}, device="d"), _timed(0.4, {"estimated": 2.0}, device="d")]
+    odd[0]["latency_by_kind"]["estimated"] = None
+    res = pareto.device_results(odd, {"d": {}})["d"]
+    assert res["latency_basis"]["kind"] is None and "latency_ms" not in res["fronts_2d"] and res["front"] == [1]
+    assert "latency left out of the front" in pareto.describe_basis(res["latency_basis"])
+
+
+def test_mixed_kinds_in_the_report_and_the_console_table():
+    from edge.sweep.cli import front_table
+    from edge.sweep.report import blocks, render_markdown
+    pts = [_timed(0.5, {"emulated": 3.0, "estimated": 1.0}, artifact="tflite_int8"),
+           _timed(0.4, {"estimated": 2.0}, artifact="tflite_float32")]
+    grid = {"cell": "lstm", "units": 8, "layers": 1, "window": 16, "epochs": 1}
+    for i, p in enumerate(pts):
+        p.update(device="cortex_m4f", variant_id=f"v{i}", grid=grid, fit_verdict="fits")
+    record = {"name": "mixed", "space_file": "s.toml", "created": "now", "candidates": ["tflite_int8"],
+              "devices": ["cortex_m4f"], "execution": {"ray": "local", "slots": 1, "seconds": 0}, "variants": [],
+              "points": pts, "results": pareto.device_results(pts, {"cortex_m4f": {}})}
+    md = render_markdown(record, blocks(record, {}))
+    assert "latency compared as estimated for all 2 point(s): only 1 have an emulated figure" in md
+    assert "| 3 (emulated) | 1 (estimated) | 0.05 |" in md and "| 2 (estimated) | 2 (estimated) |" in md
+    table = front_table(record, "cortex_m4f")
+    assert "3 (emulated)" in table and "1 (estimated)" in table and "compared ms (kind)" in table
+
+
+def test_ram_and_flash_budgets_in_the_check_config():
+    """edge/budgets.py knows the sweep's device keys: KiB of the fit's need, per device only."""
+    from edge.budgets import measure, parse_budgets
+    from groundfloor.errors import BadInput
+    b = parse_budgets({"m": {"cortex_m4f": {"max_ram_kib": 20, "max_flash_kib": 70.5}}}, models=["m"],
+                      devices=["cortex_m4f"]).for_device("m", "cortex_m4f")
+    assert (b.ram_kib, b.flash_kib) == (20.0, 70.5)
+    art = {"status": "ok", "runners": {"tflm": {"status": "ok"}},
+           "devices": {"cortex_m4f": {"fit": {"ram": {"need": 20480}, "flash": {"need": 72704}}}}}
+    bench = {"devices": {"cortex_m4f": {"runtimes": ["tflm"]}}}
+    assert measure("max_ram_kib", art, bench, "cortex_m4f")[0] == 20.0
+    assert measure("max_flash_kib", art, bench, "cortex_m4f")[0] == 71.0
+    with pytest.raises(BadInput, match="write max_ram_kib or max_flash_kib"):
+        parse_budgets({"m": {"cortex_m4f": {"max_ram_bytes": 1}}}, models=["m"], devices=["cortex_m4f"])
+
+
 # --------------------------------------------------------------------------- Ray (simulated steps)
 
 def test_raise_and_crash_are_recorded_while_others_finish(tmp_path):
@@ -193,30 +252,33 @@ def test_unreachable_ray_address_is_one_line(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- end to end (real training)
 
+def _gate(check_toml: Path, tmp_path, **limits):
+    """`edge check` on the sweep's check.toml with some limits rewritten: (exit code, output)."""
+    import re
+    text = check_toml.read_text()
+    for key, value in limits.items():
+        text, n = re.subn(rf"^{key} = .*$", f"{key} = {value!r}", text, flags=re.MULTILINE)
+        assert n == 1, (key, text)
+    edited = tmp_path / "edited_check.toml"
+    edited.write_text(text)
+    p = subprocess.run([sys.executable, "-m", "edge.cli", "--config", str(edited), "check", "--junit",
+                        str(tmp_path / "check.xml")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    return p.returncode, p.stdout + p.stderr
+
+
+def by_id(record, point):
+    return next(v for v in record["variants"] if v["variant_id"] == point["variant_id"])
+
+
 def test_tiny_real_sweep_end_to_end_and_check_gates_it(tmp_path):
     """Two tiny LSTM variants trained (1 epoch), exported, benched (no emulated stage: slow, and the
-    example space runs it), Pareto, recommendation, report; `edge check` on the written check.toml."""
-    space = _write(tmp_path, """
-name = "e2e"
-[data]
-task = "seattle_temp"
-[space]
-units = [4, 8]
-window = [8]
-epochs = 1
-[quantize]
-candidates = ["tflite_int8"]
-[devices]
-profiles = ["cortex_m4f"]
-[budgets]
-max_rmse = 50.0
-[budgets.cortex_m4f]
-max_latency_ms = 50.0
-[bench]
-runs = 5
-max_samples = 40
-emulated = false
-""")
+    example space runs it), Pareto, recommendation, report; `edge check` on the written check.toml
+    gates every budget the sweep judged the recommendation by: tightening RAM, flash or latency
+    below the variant's figure fails it, the figure itself passes."""
+    space = _write(tmp_path, real_space_text(
+        "e2e", {"units": [4, 8], "window": [8], "epochs": 1}, runs=5, max_samples=40,
+        budgets={"max_rmse": 50.0, "cortex_m4f": {"max_latency_ms": 50.0, "max_ram_kib": 200.0,
+                                                  "max_flash_kib": 900.0}}))
     cmd = [sys.executable, "-m", "edge.cli", "sweep", str(space), "--workers", "2", "--artifacts-dir",
            str(tmp_path / "a"), "--reports-dir", str(tmp_path / "r")]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
@@ -231,14 +293,34 @@ emulated = false
     assert len(pts) == 2 and all(p["metric"] > 0 and p["latency_ms"] > 0 and p["ram_bytes"] and p["flash_bytes"]
                                  for p in pts)
     r = rec["results"]["cortex_m4f"]["recommendation"]
-    assert r["status"] == "met" and rec["points"][r["index"]]["grid"]["units"] == 4   # the smaller one
+    best = rec["points"][r["index"]]
+    assert r["status"] == "met" and best["grid"]["units"] == 4   # the smaller one
+    # no emulated stage: every point has the estimate (and the host timing), so that is what is compared
+    assert all(p["latency_kind"] == "estimated" and p["latency_by_kind"]["emulated"] is None
+               and p["latency_by_kind"]["measured_host"] > 0 and p["latency_compared_ms"] == p["latency_ms"]
+               for p in pts)
+    assert rec["results"]["cortex_m4f"]["latency_basis"]["kind"] == "estimated"
+    assert "latency compared as estimated (all 2 point(s) have it)" in p.stdout
     assert (tmp_path / "r/sweeps/e2e/figures/pareto_cortex_m4f.png").stat().st_size > 10_000
     assert "Recommended for cortex_m4f" in (tmp_path / "r/sweeps/e2e/report.md").read_text()
-    check = subprocess.run([sys.executable, "-m", "edge.cli", "--config", str(tmp_path / "r/sweeps/e2e/check.toml"),
-                            "check", "--junit", str(tmp_path / "check.xml")], capture_output=True, text=True,
-                           timeout=120, cwd=tmp_path)
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert "failed" in check.stdout and "0 failed" in check.stdout and "must_fit" in check.stdout
+    check_toml = tmp_path / "r/sweeps/e2e/check.toml"
+    code, out = _gate(check_toml, tmp_path)
+    assert code == 0 and "0 failed" in out, out
+    for key in ("must_fit", "max_latency_ms", "max_ram_kib", "max_flash_kib", "max_rmse_increase"):
+        assert key in out, (key, out)
+    ram_kib, flash_kib = best["ram_bytes"] / 1024, best["flash_bytes"] / 1024
+    assert _gate(check_toml, tmp_path, max_ram_kib=ram_kib, max_flash_kib=flash_kib,
+                 max_latency_ms=best["latency_ms"])[0] == 0           # at the figure: within budget
+    for key, figure in (("max_ram_kib", ram_kib), ("max_flash_kib", flash_kib), ("max_latency_ms", best["latency_ms"])):
+        code, out = _gate(check_toml, tmp_path, **{key: figure * 0.99})
+        assert code == 1 and "1 failed" in out, (key, out)
+        assert next(line for line in out.splitlines() if "FAIL" in line).split()[3] == key
+    # the metric: max_rmse as a change against the float RMSE on the bench windows; just under the
+    # variant's RMSE fails (`edge check` takes the worst of every runtime: never looser than the sweep)
+    ref = json.loads((Path(by_id(rec, best)["report_dir"]) / "bench.json").read_text())["float_reference"]["truth"]
+    tighter = best["metric"] * 0.99 / ref["rmse"] - 1
+    if tighter >= 0:   # a 1-epoch int8 file may beat its float model: no increase to tighten then
+        assert _gate(check_toml, tmp_path, max_rmse_increase=tighter)[0] == 1
     # a rerun is a cache hit: no training
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert again.returncode == 0 and "2 cached, 0 to run" in again.stdout

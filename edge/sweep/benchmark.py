@@ -23,36 +23,26 @@ import time
 from pathlib import Path
 
 from edge.sweep.run import FAKE_STEP, REAL_STEP, run_sweep
+from edge.sweep.space import load_space, space_text
 from groundfloor.fileio import write_json
 from groundfloor.versions import machine
 
-REAL_SPACE = """
-name = "bench_real"
-[data]
-task = "seattle_temp"
-[space]
-units = [4, 8]
-layers = [1, 2]
-window = [8, 16]
-epochs = [1, 2]
-[quantize]
-candidates = ["tflite_int8"]
-[devices]
-profiles = ["cortex_m4f"]
-[bench]
-runs = 10
-max_samples = 50
-emulated = false
-"""
+def real_space_text(name: str, space: dict, runs: int, max_samples: int, budgets=None) -> str:
+    """A tiny real space on the seattle_temp task: int8 on cortex_m4f, benched without the emulated
+    stage (slow; the example space runs it). The benchmark's real step and the end-to-end test use it."""
+    return space_text(name, space, ["tflite_int8"], ["cortex_m4f"], budgets=budgets,
+                      bench={"runs": runs, "max_samples": max_samples, "emulated": False})
+
+
+REAL_SPACE = real_space_text("bench_real", {"units": [4, 8], "layers": [1, 2], "window": [8, 16], "epochs": [1, 2]},
+                             runs=10, max_samples=50)
 
 
 def _fake_space(tmp: Path, n_units: int, name="bench_fake"):
-    """A simulated space of n_units x 2 windows... as many variants as asked (units 1..n)."""
+    """A simulated space of n_units variants (units 1..n, one window) x 2 candidates x 2 devices."""
     p = tmp / f"{name}.toml"
-    p.write_text(f'name = "{name}"\n[data]\ntask = "seattle_temp"\n[space]\nunits = {{from = 1, to = {n_units}}}\n'
-                 'window = [16]\nepochs = 1\n[quantize]\ncandidates = ["tflite_int8", "tflite_float32"]\n'
-                 '[devices]\nprofiles = ["cortex_m4f", "cortex_m7"]\n')
-    from edge.sweep.space import load_space
+    p.write_text(space_text(name, {"units": {"from": 1, "to": n_units}, "window": [16], "epochs": 1},
+                            ["tflite_int8", "tflite_float32"], ["cortex_m4f", "cortex_m7"]))
     return load_space(p)
 
 
@@ -135,7 +125,6 @@ def _simulated(tmp, args):
 def _real(tmp, args):
     space_file = tmp / "bench_real.toml"
     space_file.write_text(REAL_SPACE)
-    from edge.sweep.space import load_space
     order = tuple(int(w) for w in args.real_order.split(","))
     return dict(speedup(load_space(space_file), REAL_STEP, order=order), space=REAL_SPACE.strip())
 

@@ -3,7 +3,7 @@
 2 on bad input (the space file, the data, an unreachable Ray address)."""
 from __future__ import annotations
 
-from edge.sweep.pareto import describe_misses
+from edge.sweep.pareto import describe_basis, describe_misses
 
 
 def _summary_lines(record) -> list[str]:
@@ -14,16 +14,40 @@ def _summary_lines(record) -> list[str]:
             lines.append(f"{dev}: {rec['why']}")
             continue
         p = record["points"][rec["index"]]
-        fig = (f"{p['metric_name']} {p['metric']:.4g}, {p['latency_ms']:.4g} ms, RAM {p['ram_bytes']:,} B, "
-               f"flash {p['flash_bytes']:,} B" if None not in (p["metric"], p["latency_ms"], p["ram_bytes"],
-                                                                p["flash_bytes"]) else "figures incomplete")
+        known = None not in (p["metric"], p["latency_ms"], p["ram_bytes"], p["flash_bytes"])
+        fig = (f"{p['metric_name']} {p['metric']:.4g}, {p['latency_ms']:.4g} ms {p.get('latency_kind')}, "
+               f"RAM {p['ram_bytes']:,} B, flash {p['flash_bytes']:,} B" if known else "figures incomplete")
         if rec["status"] == "met":
+            basis = record["results"][dev].get("latency_basis")
             lines.append(f"{dev}: recommended {p['variant_id']} / {p['artifact']} ({fig}); "
-                         f"front of {len(record['results'][dev]['front'])} point(s)")
+                         f"front of {len(record['results'][dev]['front'])} point(s)"
+                         + (f"; {describe_basis(basis)}" if basis else ""))
         else:
             lines.append(f"{dev}: no variant meets every budget; nearest miss {p['variant_id']} / {p['artifact']} "
                          f"misses {describe_misses(rec['misses'])}")
     return lines
+
+
+def _ms(v):
+    return "n/a" if v is None else f"{v:.4g}"
+
+
+def front_table(record, dev) -> str:
+    """The device's Pareto front as aligned text: each latency with its kind (device figure: what the
+    budgets judge; compared: what the front ranks)."""
+    res = record["results"][dev]
+    head = ["variant / artifact", "metric", "latency ms (kind)", "compared ms (kind)", "RAM B", "flash B"]
+    rows = [head]
+    for i in res["front"]:
+        p = record["points"][i]
+        star = "*" if i == res["recommendation"].get("index") else " "
+        rows.append([f"{star} {p['variant_id']} / {p['artifact']}", f"{p['metric_name']} {_ms(p['metric'])}",
+                     f"{_ms(p['latency_ms'])} ({p.get('latency_kind') or '-'})",
+                     f"{_ms(p.get('latency_compared_ms'))} ({p.get('latency_compared_kind') or '-'})",
+                     f"{p['ram_bytes']:,}" if p["ram_bytes"] is not None else "n/a",
+                     f"{p['flash_bytes']:,}" if p["flash_bytes"] is not None else "n/a"])
+    widths = [max(len(r[c]) for r in rows) for c in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def cmd_sweep(args):
@@ -36,6 +60,9 @@ def cmd_sweep(args):
                        fake={"sleep_s": args.simulate} if simulated else None, retries=args.retries,
                        timeout_s=args.variant_timeout, print_fn=lambda m: print(m, flush=True),
                        every=args.progress_every)
+    for dev in record["devices"]:
+        if record["results"][dev]["front"]:
+            print(f"Pareto front on {dev} (* recommended or nearest miss):\n{front_table(record, dev)}")
     for line in _summary_lines(record):
         print(line)
     for p in record.get("report", []):

@@ -3,9 +3,19 @@ fronts (task error, latency, RAM, flash: all minimised) and the recommendation: 
 (flash, then RAM, latency, error) that meets every budget, or else the nearest miss with what it misses.
 
 The figures are the bench's, read the way `edge check` reads them (edge.budgets.measure, edge.policy):
-latency is the emulated figure where the emulated firmware ran, else the cost-model estimate; RAM and
-flash are the fit's need on the profile (TFLite Micro arena or emulated firmware, plus the profile's
-runtime reserve); the task metric is the worst over the device's runtimes that ran the file.
+RAM and flash are the fit's need on the profile (TFLite Micro arena or emulated firmware, plus the
+profile's runtime reserve); the task metric is the worst over the device's runtimes that ran the file.
+
+Latency comes in kinds, and every point carries each kind it has (latency_by_kind): "emulated"
+(instruction count of the emulated Cortex-M firmware: int8 / 16x8 files), "estimated" (the cost
+model from the file's operators: every file) and "measured_host" (wall time of the device's
+runtimes on the bench host: not the device, shown only). Two uses, two rules:
+  - a budget judges each point on its device figure, as `edge check` does (latency_ms: emulated where
+    it ran, else estimated), so the gate and the sweep agree;
+  - points are compared with each other (the Pareto fronts, the ranking) on one kind per device
+    (latency_compared_ms): emulated when every point of the device has it, else the estimate for all;
+    the cost model and the emulated instruction count differ by -14 % to +4 % for the same file
+    (README), in either direction, so mixing them would rank files by which figure they have.
 """
 from __future__ import annotations
 
@@ -13,6 +23,9 @@ import math
 
 OBJECTIVES = ("error", "latency_ms", "ram_bytes", "flash_bytes")
 PLOT_PAIRS = ("latency_ms", "ram_bytes", "flash_bytes")   # error against each of these, one plot each
+COMPARED = {"latency_ms": "latency_compared_ms"}          # the field the fronts read for an objective
+# the kinds points are compared on, most trusted first; "simulated": edge.sweep.fake
+LATENCY_BASIS = ("emulated", "estimated", "simulated")
 METRIC = {"regression": "rmse", "classification": "accuracy"}
 TRUTH_KEY = {"rmse": "rmse", "accuracy": "acc"}
 
@@ -34,6 +47,21 @@ def _device_metric(art, runs, metric_name):
     return min(vals) if metric_name == "accuracy" else max(vals)   # the worst runtime counts
 
 
+def _latency_by_kind(art, d, runs) -> dict:
+    """{kind: ms or None}: the emulated and the estimated device latency, and the slowest p50 per window
+    of the device's runtimes on the bench host."""
+    emu, est = d.get("latency_emulated") or {}, d.get("latency") or {}
+    host = []
+    for r in runs:
+        lh = (art["runners"][r].get("latency_host") or {})
+        if lh.get("p50") is not None:
+            host.append(lh["p50"] * (est.get("invokes_per_window") or 1) / 1000.0 if lh.get("per") == "invoke"
+                        else lh["p50"] / 1000.0)
+    ms = {k: None if f.get("value") is None else f["value"] / 1000.0
+          for k, f in (("emulated", emu), ("estimated", est))}
+    return dict(ms, measured_host=max(host) if host else None)
+
+
 def _point(name, art, bench, dev, metric_name) -> dict:
     from edge.budgets import measure
     from edge.policy import ran_on
@@ -46,6 +74,7 @@ def _point(name, art, bench, dev, metric_name) -> dict:
     return {"artifact": name, "device": dev, "runs_on_device": bool(runs), "runtimes": runs, "why": why,
             "metric_name": metric_name, "metric": metric, "error": error_of(metric_name, metric),
             "latency_ms": lat, "latency_kind": lat_kind if lat is not None else None,
+            "latency_by_kind": _latency_by_kind(art, d, runs) if runs else {},
             "ram_bytes": ram.get("need"), "ram_limit_device": ram.get("budget"), "ram_kind": ram.get("kind"),
             "flash_bytes": flash.get("need"), "flash_limit_device": flash.get("budget"),
             "flash_kind": flash.get("kind"), "fit_verdict": fit.get("verdict", "unknown"),
@@ -124,10 +153,10 @@ def misses(point: dict, budgets: dict) -> list[dict]:
 
 
 def _size_key(p):
-    inf = math.inf
-    return (p["flash_bytes"] if p["flash_bytes"] is not None else inf, p["ram_bytes"] if p["ram_bytes"] is not None
-            else inf, p["latency_ms"] if p["latency_ms"] is not None else inf,
-            p["error"] if p["error"] is not None else inf)
+    def v(key):
+        return math.inf if p.get(key) is None else p[key]
+    latency = COMPARED["latency_ms"] if COMPARED["latency_ms"] in p else "latency_ms"   # set by device_results
+    return v("flash_bytes"), v("ram_bytes"), v(latency), v("error")
 
 
 def _distance(miss_list) -> float:
@@ -165,17 +194,52 @@ def describe_misses(miss_list) -> str:
     return "; ".join(parts)
 
 
+def kinds_of(p: dict) -> dict:
+    """{kind: ms} of a point (a point from before latency_by_kind: its one figure)."""
+    if p.get("latency_by_kind"):
+        return p["latency_by_kind"]
+    return {p["latency_kind"]: p["latency_ms"]} if p.get("latency_kind") else {}
+
+
+def latency_basis(points: list) -> dict:
+    """The one latency kind a device's points are compared on: the most trusted kind (LATENCY_BASIS)
+    that every point with a latency has; None when they share none (latency then stays out of the fronts)."""
+    timed = [p for p in points if p.get("runs_on_device", True) and p.get("latency_ms") is not None]
+    counts = {k: sum(kinds_of(p).get(k) is not None for p in timed) for k in LATENCY_BASIS}
+    kind = next((k for k in LATENCY_BASIS if timed and counts[k] == len(timed)), None)
+    return {"kind": kind, "points": len(timed), "have": {k: n for k, n in counts.items() if n}}
+
+
+def describe_basis(basis: dict) -> str:
+    """One sentence: which latency kind decides the comparison, and why."""
+    kind, n, have = basis["kind"], basis["points"], basis["have"]
+    if kind is None:
+        return (f"latency left out of the front and the ranking: the {n} timed point(s) share no latency kind "
+                f"({', '.join(f'{k} {c}' for k, c in have.items()) or 'none'})")
+    if kind == "emulated" or have.get("emulated", 0) == 0:
+        return f"latency compared as {kind} (all {n} point(s) have it)"
+    return (f"latency compared as {kind} for all {n} point(s): only {have['emulated']} have an emulated figure, "
+            "and emulated and estimated latencies are not compared with each other")
+
+
 def device_results(points: list, budgets_by_device: dict) -> dict:
-    """{device: {"front": [point index], "fronts_2d": {pair: [...]}, "recommendation": {...}}}, indices
-    into `points` (every point of the sweep; each carries "device")."""
+    """{device: {"front": [point index], "fronts_2d": {pair: [...]}, "recommendation": {...},
+    "latency_basis": {...}}}, indices into `points` (every point of the sweep; each carries "device").
+    Sets each point's latency_compared_ms / latency_compared_kind (the device's basis)."""
     out = {}
     for dev, budgets in budgets_by_device.items():
         idx = [i for i, p in enumerate(points) if p["device"] == dev]
         sub = [points[i] for i in idx]
+        basis = latency_basis(sub)
+        for p in sub:
+            p["latency_compared_kind"] = basis["kind"]
+            p["latency_compared_ms"] = kinds_of(p).get(basis["kind"]) if basis["kind"] else None
+        lat = (COMPARED["latency_ms"],) if basis["kind"] else ()
         rec = recommend(sub, budgets)
         if rec.get("index") is not None:
             rec["index"] = idx[rec["index"]]
-        out[dev] = {"points": idx, "front": [idx[i] for i in pareto_front(sub)],
-                    "fronts_2d": {k: [idx[i] for i in pareto_front(sub, ("error", k))] for k in PLOT_PAIRS},
-                    "budgets": budgets, "recommendation": rec}
+        pairs = {k: ("error", COMPARED.get(k, k)) for k in PLOT_PAIRS if basis["kind"] or k not in COMPARED}
+        out[dev] = {"points": idx, "front": [idx[i] for i in pareto_front(sub, ("error",) + lat + OBJECTIVES[2:])],
+                    "fronts_2d": {k: [idx[i] for i in pareto_front(sub, keys)] for k, keys in pairs.items()},
+                    "budgets": budgets, "recommendation": rec, "latency_basis": basis}
     return out

@@ -13,7 +13,7 @@ from pathlib import Path
 from edge.report.css import CSS
 from edge.report.fmt import Table, fmt_bytes
 from edge.report import render_html, render_md
-from edge.sweep.pareto import PLOT_PAIRS, describe_misses
+from edge.sweep.pareto import COMPARED, PLOT_PAIRS, describe_basis, describe_misses
 from groundfloor.fileio import write_bytes, write_json, write_text
 
 AXIS_LABEL = {"latency_ms": "device latency per window (ms)", "ram_bytes": "RAM need (KiB)",
@@ -37,14 +37,16 @@ def pareto_png(record, device) -> bytes | None:
     metric = pts[0]["metric_name"]
     arts = list(dict.fromkeys(p["artifact"] for p in pts))
     rec = res["recommendation"]
+    basis = (res.get("latency_basis") or {}).get("kind")
     for n, key in enumerate(PLOT_PAIRS):
         ax = fig.add_subplot(1, 3, n + 1)
+        fld = COMPARED.get(key, key)   # latency: the device's one compared kind
         for c, a in enumerate(arts):
-            sel = [p for p in pts if p["artifact"] == a and p[key] is not None and p["metric"] is not None]
-            ax.scatter([_scale(key, p[key]) for p in sel], [p["metric"] for p in sel], s=18, alpha=0.55,
+            sel = [p for p in pts if p["artifact"] == a and p.get(fld) is not None and p["metric"] is not None]
+            ax.scatter([_scale(key, p[fld]) for p in sel], [p["metric"] for p in sel], s=18, alpha=0.55,
                        color=PALETTE[c % len(PALETTE)], label=a)
-        front = sorted((record["points"][i] for i in res["fronts_2d"][key]), key=lambda p: p[key])
-        ax.plot([_scale(key, p[key]) for p in front], [p["metric"] for p in front], "-", color="black", lw=1,
+        front = sorted((record["points"][i] for i in res["fronts_2d"].get(key, [])), key=lambda p: p[fld])
+        ax.plot([_scale(key, p[fld]) for p in front], [p["metric"] for p in front], "-", color="black", lw=1,
                 drawstyle="steps-post", label="Pareto front")
         budget_key = BUDGET_OF[key]
         if budget_key in res["budgets"]:
@@ -54,10 +56,10 @@ def pareto_png(record, device) -> bytes | None:
                 ax.axhline(res["budgets"][mk], ls="--", color="#9467bd", lw=1, label=mk)
         if rec.get("index") is not None:
             r = record["points"][rec["index"]]
-            if r[key] is not None and r["metric"] is not None:
-                ax.scatter([_scale(key, r[key])], [r["metric"]], marker="*", s=220, color="gold",
+            if r.get(fld) is not None and r["metric"] is not None:
+                ax.scatter([_scale(key, r[fld])], [r["metric"]], marker="*", s=220, color="gold",
                            edgecolor="black", zorder=5, label="recommended" if rec["status"] == "met" else "nearest miss")
-        ax.set_xlabel(AXIS_LABEL[key])
+        ax.set_xlabel(AXIS_LABEL[key] + (f", {basis or 'no common kind'}" if key in COMPARED else ""))
         ax.set_ylabel(f"task {metric}" + (" (lower is better)" if metric == "rmse" else " (higher is better)"))
         ax.grid(alpha=0.3)
         if n == 0:
@@ -77,15 +79,24 @@ def _fmt(v, digits=4):
 
 
 def _points_table(record, idx, best=None, caption=""):
-    t = Table(["variant / artifact", "cell", "units x layers", "window", "epochs", "task metric", "latency ms (kind)",
-               "RAM need", "flash need", "fit"], caption=caption)
+    t = Table(["variant / artifact", "cell", "units x layers", "window", "epochs", "task metric",
+               "latency ms, device figure (kind)", "latency ms compared (kind)", "host p50 ms", "RAM need",
+               "flash need", "fit"], caption=caption)
     for i in idx:
         p = record["points"][i]
         g = p["grid"]
         t.add([_point_label(p), g["cell"], f"{g['units']} x {g['layers']}", g["window"], g["epochs"],
                f"{p['metric_name']} {_fmt(p['metric'])}", f"{_fmt(p['latency_ms'])} ({p.get('latency_kind') or '-'})",
+               f"{_fmt(p.get('latency_compared_ms'))} ({p.get('latency_compared_kind') or '-'})",
+               _fmt((p.get("latency_by_kind") or {}).get("measured_host")),
                fmt_bytes(p["ram_bytes"]), fmt_bytes(p["flash_bytes"]), p["fit_verdict"]], best=(i == best))
     return t
+
+
+LATENCY_RULE = ("Budgets judge each point on its device latency as `edge check` does (emulated where the "
+                "emulated firmware ran it, else the cost-model estimate); the front and the ranking compare one "
+                "kind for every point of the device; the host p50 (the device's runtimes on the bench host) "
+                "is shown, never judged.")
 
 
 def _recommendation_text(record, dev) -> tuple[str, str]:
@@ -96,7 +107,8 @@ def _recommendation_text(record, dev) -> tuple[str, str]:
     p = record["points"][rec["index"]]
     if rec["status"] == "met":
         return "p", (f"Recommended for {dev}: {_point_label(p)}: {p['metric_name']} {_fmt(p['metric'])}, "
-                     f"{_fmt(p['latency_ms'])} ms, RAM {fmt_bytes(p['ram_bytes'])}, flash {fmt_bytes(p['flash_bytes'])} "
+                     f"{_fmt(p['latency_ms'])} ms ({p.get('latency_kind') or 'no latency'}), "
+                     f"RAM {fmt_bytes(p['ram_bytes'])}, flash {fmt_bytes(p['flash_bytes'])} "
                      f"({rec['why']}).")
     return "warn", (f"No variant meets every budget on {dev}. Nearest miss: {_point_label(p)}, which misses "
                     f"{describe_misses(rec['misses'])}.")
@@ -119,6 +131,8 @@ def blocks(record, figures) -> list:
         b = res["budgets"]
         out.append(("p", "Budgets: " + (", ".join(f"{k} = {v:g}" for k, v in b.items()) or "none")
                     + "; and the profile's flash and SRAM (the fit)."))
+        if res.get("latency_basis"):
+            out.append(("p", f"Latency: {describe_basis(res['latency_basis'])}. {LATENCY_RULE}"))
         out.append(("table", _points_table(record, res["front"], res["recommendation"].get("index"),
                                            "Pareto front: no other point is at least as good in task error, latency, "
                                            "RAM and flash and better in one.")))
@@ -170,7 +184,9 @@ def render_page(record, blks) -> str:
 
 
 def check_config(record) -> str | None:
-    """A pipeline config for `edge check` on the recommended variant(s); None when there is none."""
+    """A pipeline config for `edge check` on the recommended variant(s); None when there is none.
+    It carries every budget the sweep judged the recommendation by (edge/budgets.py keys): the task
+    metric, and per device the latency, RAM and flash limits and the profile's fit."""
     chosen = {}
     if record.get("simulated"):
         return None
@@ -183,8 +199,8 @@ def check_config(record) -> str | None:
         return None
     lines = ["# Written by `edge sweep`: gates the recommended variant of each device with",
              f"#   edge --config {Path(record['reports_dir']) / 'sweeps' / record['name'] / 'check.toml'} check",
-             "# The sweep's own RAM and flash limits are judged by the sweep (report.md); `edge check` gates the",
-             "# fit on the profile, the latency budget and the metric budget (as a change against the float model).",
+             "# with every budget the sweep judged it by: the task metric (as a change against the float model",
+             "# on the bench's windows), and per device the latency, RAM and flash limits and the profile's fit.",
              f'artifacts_dir = "{Path(record["artifacts_dir"]) / "sweeps" / "variants"}"',
              f'reports_dir = "{Path(record["reports_dir"]) / "sweeps" / "variants"}"',
              "devices = [" + ", ".join(f'"{d}"' for d in record["device_specs"]) + "]", ""]
@@ -193,7 +209,7 @@ def check_config(record) -> str | None:
         art = by_id[vid]["art_dir"]
         lines += [f"[models.{_q(vid)}]", f'path = "{art}/train/trained_tfkeras.h5"',
                   f'data = "{art}/train/task_data.npz"', f'kind = "{record["kind"]}"', ""]
-        lines += _model_budget_lines(record, vid, devs, by_id[vid].get("float_metric") or {})
+        lines += _model_budget_lines(record, vid, devs, _bench_float_truth(by_id[vid]))
     return "\n".join(lines) + "\n"
 
 
@@ -201,26 +217,49 @@ def _q(name):
     return f'"{name}"' if "." in name else name
 
 
-def _model_budget_lines(record, vid, devs, float_metric) -> list:
+def _bench_float_truth(variant) -> dict:
+    """The float Keras model's task figures on the bench's windows (what `edge check` compares with)."""
+    from groundfloor.fileio import read_json_doc
+    path = Path(variant["report_dir"]) / "bench.json"
+    if not path.is_file():
+        return {}
+    return ((read_json_doc(path, "bench results").get("float_reference") or {}).get("truth") or {})
+
+
+# sweep metric budget -> (edge/budgets.py key, the float figure, the limit as that key's value)
+METRIC_AS_CHECK = {
+    "max_rmse": ("max_rmse_increase", "rmse", lambda limit, ref: limit / ref - 1.0),
+    "min_accuracy": ("max_accuracy_drop", "acc", lambda limit, ref: 100.0 * (ref - limit)),
+}
+DEVICE_AS_CHECK = ("max_latency_ms", "max_ram_kib", "max_flash_kib")   # the same keys and units in both
+
+
+def _model_budget_lines(record, vid, devs, float_truth) -> list:
     # `edge check` judges the metric per model, not per device: the strictest of the devices' budgets
     per_dev = [record["results"][d]["budgets"] for d in devs]
-    budgets = {k: f([b[k] for b in per_dev if k in b]) for k, f in (("max_rmse", min), ("min_accuracy", max))
-               if any(k in b for b in per_dev)}
+    strictest = {"max_rmse": min, "min_accuracy": max}
     arts = sorted({p["artifact"] for p in devs.values()})
     out = [f"[budgets.{_q(vid)}]", "artifacts = [" + ", ".join(f'"{a}"' for a in arts) + "]"]
-    fv = float_metric.get("value")
-    if "max_rmse" in budgets and fv:
-        out.append(f"max_rmse_increase = {max(0.0, budgets['max_rmse'] / fv - 1):.6g}   "
-                   f"# max_rmse {budgets['max_rmse']:g} against the float RMSE {fv:.6g}")
-    if "min_accuracy" in budgets and fv is not None:
-        out.append(f"max_accuracy_drop = {max(0.0, 100 * (fv - budgets['min_accuracy'])):.6g}   "
-                   f"# min_accuracy {budgets['min_accuracy']:g} against the float accuracy {fv:.6g}")
+    for key, (check_key, ref_key, convert) in METRIC_AS_CHECK.items():
+        limits = [b[key] for b in per_dev if key in b]
+        if not limits:
+            continue
+        limit, ref = strictest[key](limits), float_truth.get(ref_key)
+        if not ref:   # no ground truth in the bench: nothing for the gate to compare against
+            out.append(f"# {key} {limit:g}: not gated (the bench has no float '{ref_key}' of this variant)")
+            continue
+        value = convert(limit, ref)
+        if value < 0:   # a limit better than the float model itself: the gate's keys cannot go below 0
+            out.append(f"# {key} {limit:g} is better than the float model's {ref_key} {ref:.6g}: gated at no "
+                       f"loss against float (looser than the sweep)")
+        # full precision: the gate's threshold is the sweep's limit, not a rounded neighbour of it
+        out.append(f"{check_key} = {max(0.0, value)!r}   # {key} {limit:g} against the float "
+                   f"model's {ref_key} {ref:.6g} on the bench windows")
     out.append("")
     for dev, p in devs.items():
         b = record["results"][dev]["budgets"]
         out += [f"[budgets.{_q(vid)}.{dev}]", f'artifacts = ["{p["artifact"]}"]', "must_fit = true"]
-        if "max_latency_ms" in b:
-            out.append(f"max_latency_ms = {b['max_latency_ms']:g}")
+        out += [f"{k} = {b[k]!r}" for k in DEVICE_AS_CHECK if k in b]
         out.append("")
     return out
 

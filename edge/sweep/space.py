@@ -229,3 +229,38 @@ def load_space(path, data=None, kind=None, task=None) -> Space:
                  training=_training(path, s), candidates=_candidates(path, raw), devices=devices,
                  device_names=device_names, budgets=_budgets(path, raw, task_kind, device_names),
                  bench=_bench(path, raw))
+
+
+# --------------------------------------------------------------------------- writing a space
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):   # a range {from, to, step}
+        return "{" + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"no TOML form for {type(v).__name__}")
+
+
+def space_text(name: str, space: dict, candidates: list, profiles: list, data=None, budgets=None,
+               bench=None) -> str:
+    """A search-space file's text (what load_space reads) from plain values: the benchmark's and the
+    tests' spaces. data: the [data] table (default: the seattle_temp task); budgets: {key: value} for
+    every device and {device: {key: value}} for one."""
+    tables = [("data", data or {"task": "seattle_temp"}), ("space", space), ("quantize", {"candidates": candidates}),
+              ("devices", {"profiles": profiles})]
+    common = {k: v for k, v in (budgets or {}).items() if not isinstance(v, dict)}
+    tables += [("budgets", common)] if common else []
+    tables += [(f"budgets.{d}", t) for d, t in (budgets or {}).items() if isinstance(t, dict)]
+    if bench:
+        tables.append(("bench", bench))
+    lines = [f"name = {_toml_value(name)}"]
+    for title, body in tables:
+        lines.append(f"[{title}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in body.items()]
+    return "\n".join(lines) + "\n"
