@@ -17,7 +17,10 @@ full-int8 flatbuffer (tf-keras LSTM -> Dense, batch 1) and rewrites it:
   (TFLM: "16(activation)x8(weight)->16(cell) LSTM with 64 bits bias"). The float bias values
   come from the Keras model when its weights agree with the int8 biases, else from the int8
   biases themselves (the record says which);
-- op versions: LSTM 5 (TFLite's rule for int16 input/output with int8 weights), FC 7.
+- a SOFTMAX (the classifier's head, after its FULLY_CONNECTED) becomes int16 -> int16 with the
+  output quantization the int16 softmax kernels demand: scale 1/32768, zero point 0; its input
+  (the logits) is an ordinary int16 activation;
+- op versions: LSTM 5 (TFLite's rule for int16 input/output with int8 weights), FC 7, SOFTMAX 3.
   TFLite Micro does not check versions; LiteRT does (see the record of `check_litert`).
 
 The arithmetic TFLM then does (lstm_eval.h, lstm_eval_common.cc of tflite-micro): each gate is
@@ -45,9 +48,13 @@ INT16_MAX = 32767
 _T_INT16, _T_INT32, _T_INT64, _T_INT8 = 7, 2, 4, 9  # schema.fbs TensorType codes
 # ops that move int16 values without rescaling them: output keeps its input's scale
 _PASS_THROUGH = {"STRIDED_SLICE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SLICE", "TRANSPOSE"}
-_SUPPORTED = {"UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED"} | _PASS_THROUGH
-# op versions for the int16 forms (TFLite's versioning rules); others are left unchanged
-_VERSIONS_16X8 = {"UNIDIRECTIONAL_SEQUENCE_LSTM": 5, "FULLY_CONNECTED": 7}
+_SUPPORTED = {"UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED", "SOFTMAX"} | _PASS_THROUGH
+# op versions for the int16 forms (TFLite's versioning rules: SOFTMAX with int16 input is 3);
+# others are left unchanged
+_VERSIONS_16X8 = {"UNIDIRECTIONAL_SEQUENCE_LSTM": 5, "FULLY_CONNECTED": 7, "SOFTMAX": 3}
+# the int16 softmax kernels (TFLite, TFLite Micro) require output scale 1/32768, zero point 0:
+# amax 32767/32768 gives exactly that scale through _retype_int16's amax / 32767
+_SOFTMAX_AMAX = INT16_MAX / 32768.0
 _LSTM_BIAS_SLOTS = ((12, 1), (13, 2), (14, 3), (15, 4))  # (bias slot, input-weight slot)
 
 
@@ -93,6 +100,12 @@ def _keras_float(h5, calib_npz, calib_key):
                 full = twin(v).numpy()
                 lstm_amax.append(float(np.abs(full).max()))
                 v = full if layer.return_sequences else full[:, -1]
+            elif kind == "Dense" and layer.get_config().get("activation") == "softmax":
+                # the graph splits it into FC (logits, the range wanted) -> SOFTMAX (fixed scale)
+                w = layer.get_weights()
+                logits = v @ w[0] + (w[1] if layer.use_bias else 0.0)
+                dense_amax.append(float(np.abs(logits).max()))
+                v = layer(v).numpy()
             else:
                 v = layer(v).numpy()
                 if kind == "Dense":
@@ -163,7 +176,7 @@ def convert_16x8(int8_tflite_path, float_model_h5=None, calib_npz=None, out_path
     }
 
 
-_LSTM, _FC = "UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED"
+_LSTM, _FC, _SOFTMAX = "UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED", "SOFTMAX"
 
 
 def _of(ops, kind):
@@ -219,6 +232,8 @@ def _activation_amax(model, ops, float_facts, hidden, headroom) -> dict:
         amax[op.inputs[18]] = amax[op.outputs[0]] = h_amax
         if op.intermediates is not None and len(op.intermediates) >= 5 and op.intermediates[4] in amax:
             amax[op.intermediates[4]] = h_amax  # effective hidden scale (older kernels read it)
+    for op in _of(ops, _SOFTMAX):
+        amax[op.outputs[0]] = _SOFTMAX_AMAX
     # pass-through ops must not change scale: give outputs their input's
     for n, op in ops:
         if n in _PASS_THROUGH and op.inputs[0] in amax and op.outputs[0] in amax:

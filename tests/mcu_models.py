@@ -5,7 +5,8 @@ pytest's cache directory keyed by the build script and the TensorFlow versions.
     from mcu_models import mcu_models  # noqa: F401   (fixture: {name: {"tflite", "x_eval"}})
 
 with_unsupported_op() copies a model with an op the generator does not implement;
-mcu_models_16x8: the 16x8 twins (int16 activations, int64 biases) of every model but the classifier;
+mcu_models_16x8: the 16x8 twins (int16 activations, int64 biases) of every model, the classifier's
+softmax int16 too (NAMES_16X8: the ones the parametrized 16x8 tests run, the classifier has its own);
 full_range_windows() and assert_host_build_equals_tflm(): the host-build check of test_mcu_host.py
 (int8) and test_mcu_16x8.py (16x8); PROFILE: the emulated board budget the QEMU tests run under.
 
@@ -120,17 +121,17 @@ def with_unsupported_op(src, dst):
     return dst
 
 
-NAMES_16X8 = tuple(n for n in NAMES if n != "classifier")   # the 16x8 rewrite refuses SOFTMAX
+NAMES_16X8 = tuple(n for n in NAMES if n != "classifier")   # the classifier has its own 16x8 tests
 
 
 @pytest.fixture(scope="session")
 def mcu_models_16x8(mcu_models, tmp_path_factory):
-    """{name: {"tflite", "x_eval"}}: the 16x8 twins of NAMES_16X8 (export.quant16x8, the biases
+    """{name: {"tflite", "x_eval"}}: the 16x8 twins of every model (export.quant16x8, the biases
     from the int8 model: no TensorFlow), made once per session."""
     from export.quant16x8 import convert_16x8
     d = tmp_path_factory.mktemp("mcu_models_16x8")
     out = {}
-    for n in NAMES_16X8:
+    for n in NAMES:
         path = d / f"{n}_16x8.tflite"
         convert_16x8(mcu_models[n]["tflite"], out_path=str(path))
         out[n] = {"tflite": str(path), "x_eval": mcu_models[n]["x_eval"]}

@@ -9,41 +9,27 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from firmware_sim.mcu.libhost import LibraryHost, spread_lengths, stream_at, verify
-from firmware_sim.mcu.quant import quantize
 from groundfloor import tflite_file
 from groundfloor.errors import BadInput
+from library_checks import (ARM, LENGTH, LIBRARY_API, NEEDS_CC, NOT_INIT, NULL, OK, VALUE,  # noqa: F401
+                            build_folder_as_shipped, code_windows, host_library, run_bad_calls,
+                            stream_example_in_qemu)
+from library_checks import cache  # noqa: F401  (the fixture)
 from mcu_models import NAMES_16X8, mcu_models, mcu_models_16x8  # noqa: F401
 
-pytestmark = pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")),
-                                reason="needs a host C compiler")
-ARM = pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("make")),
-                         reason="needs gcc-arm-none-eabi and make")
-OK, NULL, LENGTH, NOT_INIT, VALUE = 0, -1, -2, -3, -4
+pytestmark = NEEDS_CC
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("lib16_host_cache")
-
-
-def _lib(path, cache) -> LibraryHost:
-    lib = LibraryHost(path, cache)
-    lib.init()
-    return lib
+_lib = host_library
 
 
 def _windows(lib, x_eval) -> np.ndarray:
-    """Evaluation windows as int16 codes, random full-range codes and the two constant extremes."""
-    q = quantize(x_eval, lib.info["input_scale"], lib.info["input_zero_point"], "int16")
-    rnd = np.random.default_rng(3).integers(-32768, 32768, size=(8, *q.shape[1:])).astype(np.int16)
-    ends = np.stack([np.full(q.shape[1:], v, np.int16) for v in (-32768, 32767)])
-    return np.concatenate([q, rnd, ends])
+    return code_windows(lib, x_eval, 8, "int16")
 
 
 def _check_all_equal(r, n):
@@ -114,10 +100,6 @@ def test_16x8_api_is_typed_int16(mcu_models_16x8):
 
 
 BAD_CALLS = """
-import json, sys
-import numpy as np
-from firmware_sim.mcu.libhost import LibraryHost
-lib = LibraryHost.from_library(sys.argv[1])
 T, F, row = lib.T, lib.F, lib.row
 x, xf = np.zeros((T, F), np.int16), np.zeros((T, F), np.float32)
 y, yf = np.full((T + 1, row), 7777, np.int16), np.zeros((T + 1, row), np.float32)
@@ -142,16 +124,7 @@ print(json.dumps(out))
 
 
 def test_16x8_bad_arguments_return_codes(mcu_models_16x8, tmp_path):
-    from firmware_sim.mcu.libhost import build_library_host
-    try:
-        b = build_library_host(mcu_models_16x8["small"]["tflite"], tmp_path,
-                               extra_cflags=("-fsanitize=undefined", "-fno-sanitize-recover=all"))
-    except RuntimeError as e:
-        pytest.skip(f"no undefined-behaviour sanitizer here: {str(e)[-200:]}")
-    r = subprocess.run([sys.executable, "-c", BAD_CALLS, b["dir"]], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = run_bad_calls(mcu_models_16x8["small"]["tflite"], tmp_path, BAD_CALLS)
     assert out["before_init"] == [NOT_INIT] * 2 and out["init"] == OK
     assert out["null"] == [NULL] * 8
     assert out["length"] == [LENGTH] * 6
@@ -159,12 +132,6 @@ def test_16x8_bad_arguments_return_codes(mcu_models_16x8, tmp_path):
     assert out["nan"] == VALUE
     assert out["clip"] == [OK, [32767, -32768]]
     assert out["ok"] == [OK] * 4
-
-
-def _defined(lib_a) -> set:
-    out = subprocess.run(["arm-none-eabi-nm", "--defined-only", str(lib_a)], capture_output=True,
-                         text=True, check=True).stdout
-    return {line.split()[-1] for line in out.splitlines() if len(line.split()) == 3}
 
 
 @ARM
@@ -185,26 +152,12 @@ def test_16x8_library_folder_builds_with_makefile_and_cmake(mcu_models_16x8, tmp
     readme = (out / "README.md").read_text()
     assert "16x8 LSTM firmware library" in readme and "the codes are `int16_t`" in readme
     assert f"**{m4['flash_bytes']:,} B**" in readme
-    api = {"model_init", "model_reset", "model_run", "model_run_steps", "model_step", "model_run_f",
-           "model_run_steps_f", "model_step_f", "model_quantize", "model_dequantize"}
-    res = subprocess.run(["make", "-C", str(out)], capture_output=True, text=True)
-    assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
-    syms = _defined(out / "build" / "libmodel.a")
-    assert api <= syms and "mcu_sig_tab" in syms                   # the DSP build
-    res = subprocess.run(["make", "-C", str(out), "CPU=cortex-m0", "BUILD=build-m0", "example"],
-                         capture_output=True, text=True)
-    assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
-    assert api <= _defined(out / "build-m0" / "libmodel.a") and (out / "build-m0" / "main.o").is_file()
-    if not shutil.which("cmake"):
+    syms = build_folder_as_shipped(out)
+    assert LIBRARY_API <= syms["build"] and "mcu_sig_tab" in syms["build"]   # the DSP build
+    assert LIBRARY_API <= syms["build-m0"]
+    if "cbuild" not in syms:
         pytest.skip("cmake not installed")
-    res = subprocess.run(["cmake", "-S", str(out), "-B", str(out / "cbuild"),
-                          f"-DCMAKE_TOOLCHAIN_FILE={out / 'cmake' / 'arm-none-eabi.cmake'}",
-                          "-DMODEL_CPU=cortex-m4", "-DMODEL_BUILD_EXAMPLE=ON"],
-                         capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    res = subprocess.run(["cmake", "--build", str(out / "cbuild")], capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert api <= _defined(out / "cbuild" / "libmodel.a")
+    assert LIBRARY_API <= syms["cbuild"]
 
 
 def _artifacts_folder(tmp_path, mcu_models, mcu_models_16x8, with_16x8: bool):
@@ -265,34 +218,11 @@ def test_refused_16x8_models_write_nothing(mcu_models_16x8, tmp_path):
 
 # ------------------------------------------------------------------ the 16x8 softmax
 
-def _classifier_16x8(src, d):
-    """The int8 classifier (LSTM -> Dense -> SOFTMAX) as 16x8: export.quant16x8 rewrites the model
-    without its softmax, then the softmax goes back on, int16 -> int16 with TFLite Micro's output
-    quantization (scale 2^-15, zero point 0)."""
-    from export.quant16x8 import convert_16x8
-    m = tflite_file.read(src)
-    sg = m.subgraphs[0]
-    k = next(i for i, op in enumerate(sg.operators) if tflite_file.op_name(m, op) == "SOFTMAX")
-    soft = sg.operators[k]
-    logits, probs = int(soft.inputs[0]), int(soft.outputs[0])
-    del sg.operators[k]
-    sg.outputs = np.array([logits], np.int32)
-    tflite_file.write(m, d / "logits_int8.tflite")
-    convert_16x8(str(d / "logits_int8.tflite"), out_path=str(d / "logits_16x8.tflite"))
-    m = tflite_file.read(d / "logits_16x8.tflite")
-    sg = m.subgraphs[0]
-    y = sg.tensors[probs]
-    y.type = tflite_file.schema().TensorType.INT16
-    y.quantization.scale, y.quantization.zeroPoint = [1.0 / 32768], [0]
-    sg.operators.append(soft)
-    sg.outputs = np.array([probs], np.int32)
-    tflite_file.write(m, d / "classifier_16x8.tflite")
-    return str(d / "classifier_16x8.tflite")
-
-
 @pytest.fixture(scope="module")
-def classifier_16x8(mcu_models, tmp_path_factory):
-    return _classifier_16x8(mcu_models["classifier"]["tflite"], tmp_path_factory.mktemp("cls16"))
+def classifier_16x8(mcu_models_16x8):
+    """The int8 classifier (LSTM -> Dense -> SOFTMAX) as export.quant16x8 rewrites it: the softmax
+    int16 -> int16 with TFLite Micro's output quantization (scale 2^-15, zero point 0)."""
+    return mcu_models_16x8["classifier"]["tflite"]
 
 
 def test_int16_softmax_tables_and_reference_match_tflm_on_many_rows(tmp_path):
@@ -395,31 +325,10 @@ def test_16x8_classifier_emulated_on_m4(classifier_16x8, mcu_models, tmp_path):
 def test_16x8_example_main_streams_in_qemu_like_the_host_build(mcu_models_16x8, tmp_path, cache):
     """The 16x8 library's DSP build (main.c on mps2-an386, SysTick delivering the samples) gives,
     step by step, the host build's (plain C) model_step_f outputs, float bit for float bit."""
-    from firmware_sim.mcu import toolchain
-    from firmware_sim.mcu.bundle import write_library
-    from test_firmware_lib import QEMU_BOARD
     name = "stacked"
-    out = tmp_path / "fw"
-    write_library(mcu_models_16x8[name]["tflite"], out, name=name)
     samples = mcu_models_16x8[name]["x_eval"][:2].astype(np.float32).reshape(-1, 3)
-    lib = _lib(mcu_models_16x8[name]["tflite"], cache)
-    want = np.stack([lib.step_f(s) for s in samples])
-    rows = ",\n".join("{" + ", ".join(float(v).hex() + "f" for v in s) + "}" for s in samples)
-    (out / "samples.h").write_text(f"#define N_SAMPLES {len(samples)}\n#define SAMPLE_TICKS 4000u\n"
-                                   f"static const float g_samples[N_SAMPLES][MODEL_FEATURES] = {{\n{rows}\n}};\n")
-    (out / "board.c").write_text(QEMU_BOARD.replace("MODEL_STEP_OUTPUT_BYTES", "MODEL_STEP_OUTPUT_CODES"))
-    ld = tmp_path / "link.ld"
-    ld.write_text((toolchain.HERE / "mcu_link.ld").read_text().replace("@FLASH_BYTES@", str(1 << 20))
-                  .replace("@SRAM_BYTES@", str(256 << 10)).replace("@MIN_STACK@", "2048"))
-    elf = tmp_path / "example.elf"
-    r = subprocess.run(["arm-none-eabi-gcc", *toolchain.cflags("mps2-an386", "simd"), f"-I{out}",
-                        f"-I{toolchain.HERE}", str(toolchain.HERE / "mcu_startup.c"),
-                        *(str(out / f) for f in ("board.c", "main.c", "model.c", "mcu_kernels.c")),
-                        "-nostdlib", "-nostartfiles", f"-T{ld}", "-Wl,--gc-sections", "-o", str(elf),
-                        "-lgcc"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    q = toolchain.run_qemu(elf, tmp_path, board="mps2-an386", timeout=60)
-    assert q.returncode == 0, (q.returncode, q.stdout[-500:], q.stderr[-500:])   # 4: samples dropped
-    got = np.fromfile(tmp_path / "example_out.bin", np.float32).reshape(want.shape)
+    got, want = stream_example_in_qemu(mcu_models_16x8[name]["tflite"], name, samples,
+                                       _lib(mcu_models_16x8[name]["tflite"], cache), tmp_path,
+                                       sample_ticks=4000, step_output_macro="MODEL_STEP_OUTPUT_CODES")
     assert np.array_equal(got.view(np.int32), want.view(np.int32))
     assert len(np.unique(want)) > len(samples) // 2

@@ -5,8 +5,6 @@ numpy's quantization, bad arguments return the error codes (no undefined behavio
 models write nothing, and the shipped Makefile / CMake files build with arm-none-eabi-gcc."""
 import json
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -16,33 +14,21 @@ from firmware_sim.mcu.libhost import LibraryHost, spread_lengths, stream_at, ver
 from firmware_sim.mcu.quant import dequantize, quantize
 from groundfloor import tflite_file
 from groundfloor.errors import BadInput
+from library_checks import (ARM, LENGTH, LIBRARY_API, NEEDS_CC, NOT_INIT, NULL, OK, VALUE,  # noqa: F401
+                            build_folder_as_shipped, code_windows, host_library, run_bad_calls,
+                            stream_example_in_qemu)
+from library_checks import cache  # noqa: F401  (the fixture)
 from mcu_models import NAMES, mcu_models, with_unsupported_op  # noqa: F401
 
-pytestmark = pytest.mark.skipif(not (shutil.which("gcc") or shutil.which("cc")),
-                                reason="needs a host C compiler")
-ARM = pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("make")),
-                         reason="needs gcc-arm-none-eabi and make")
-SANITIZE = ("-fsanitize=undefined", "-fno-sanitize-recover=all")
-OK, NULL, LENGTH, NOT_INIT, VALUE = 0, -1, -2, -3, -4
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("lib_host_cache")
+pytestmark = NEEDS_CC
 
 
 def _lib(mcu_models, name, cache) -> LibraryHost:
-    lib = LibraryHost(mcu_models[name]["tflite"], cache)
-    lib.init()
-    return lib
+    return host_library(mcu_models[name]["tflite"], cache)
 
 
 def _windows(lib, x_eval) -> np.ndarray:
-    """Evaluation windows as codes, random full-range codes and the two constant extremes."""
-    q = quantize(x_eval, lib.info["input_scale"], lib.info["input_zero_point"])
-    rnd = np.random.default_rng(3).integers(-128, 128, size=(16, *q.shape[1:])).astype(np.int8)
-    ends = np.stack([np.full(q.shape[1:], v, np.int8) for v in (-128, 127)])
-    return np.concatenate([q, rnd, ends])
+    return code_windows(lib, x_eval, 16)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -120,10 +106,6 @@ def test_float_calls_equal_numpy_quantization(mcu_models, cache, name):
 
 
 BAD_CALLS = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    from firmware_sim.mcu.libhost import LibraryHost
-    lib = LibraryHost.from_library(sys.argv[1])
     T, F, row = lib.T, lib.F, lib.row
     x, xf = np.zeros((T, F), np.int8), np.zeros((T, F), np.float32)
     y, yf = np.full((T + 1, row), 77, np.int8), np.zeros((T + 1, row), np.float32)
@@ -151,16 +133,7 @@ BAD_CALLS = textwrap.dedent("""
 
 @pytest.mark.parametrize("name", ["small", "sequence"])
 def test_bad_arguments_return_codes_without_undefined_behaviour(mcu_models, tmp_path, name):
-    from firmware_sim.mcu.libhost import build_library_host
-    try:
-        b = build_library_host(mcu_models[name]["tflite"], tmp_path, extra_cflags=SANITIZE)
-    except RuntimeError as e:
-        pytest.skip(f"no undefined-behaviour sanitizer here: {str(e)[-200:]}")
-    # a fresh process: the library is not initialised yet, and a sanitizer abort cannot take pytest down
-    r = subprocess.run([sys.executable, "-c", BAD_CALLS, b["dir"]], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out = run_bad_calls(mcu_models[name]["tflite"], tmp_path, BAD_CALLS)
     assert out["before_init"] == [NOT_INIT] * 7
     assert out["convert_before_init"] == [OK, OK]
     assert out["null_before_init"] == NULL          # argument checks come first
@@ -253,39 +226,18 @@ def test_library_folder_sizes_readme_and_atomic_replace(mcu_models, tmp_path, ca
     assert (mine / "keep.txt").read_text() == "x"
 
 
-def _defined(lib_a) -> set:
-    out = subprocess.run(["arm-none-eabi-nm", "--defined-only", str(lib_a)], capture_output=True,
-                         text=True, check=True).stdout
-    return {line.split()[-1] for line in out.splitlines() if len(line.split()) == 3}
-
-
 @ARM
 def test_shipped_makefile_and_cmake_build_as_given(mcu_models, tmp_path, cache):
     from firmware_sim.mcu.bundle import write_library
     out = tmp_path / "fw"
     write_library(mcu_models["classifier"]["tflite"], out, name="classifier")
-    r = subprocess.run(["make", "-C", str(out)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert "warning" not in r.stderr
-    api = {"model_init", "model_reset", "model_run", "model_run_steps", "model_step", "model_run_f",
-           "model_run_steps_f", "model_step_f", "model_quantize", "model_dequantize"}
-    syms = _defined(out / "build" / "libmodel.a")
-    assert api <= syms and "mcu_sig_tab" in syms                # Cortex-M4: the DSP kernels' tables
-    r = subprocess.run(["make", "-C", str(out), "CPU=cortex-m0", "BUILD=build-m0", "example"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    syms = _defined(out / "build-m0" / "libmodel.a")
-    assert api <= syms and "mcu_matvec_plain" in syms and "mcu_sig_tab" not in syms
-    assert (out / "build-m0" / "main.o").is_file()
-    if not shutil.which("cmake"):
+    syms = build_folder_as_shipped(out)
+    assert LIBRARY_API <= syms["build"] and "mcu_sig_tab" in syms["build"]   # Cortex-M4: the DSP kernels' tables
+    m0 = syms["build-m0"]
+    assert LIBRARY_API <= m0 and "mcu_matvec_plain" in m0 and "mcu_sig_tab" not in m0
+    if "cbuild" not in syms:
         pytest.skip("cmake not installed")
-    r = subprocess.run(["cmake", "-S", str(out), "-B", str(out / "cbuild"),
-                        f"-DCMAKE_TOOLCHAIN_FILE={out / 'cmake' / 'arm-none-eabi.cmake'}",
-                        "-DMODEL_CPU=cortex-m4", "-DMODEL_BUILD_EXAMPLE=ON"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    r = subprocess.run(["cmake", "--build", str(out / "cbuild")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    assert api <= _defined(out / "cbuild" / "libmodel.a") and "warning" not in r.stdout
+    assert LIBRARY_API <= syms["cbuild"]
 
 
 @ARM
@@ -326,74 +278,14 @@ def test_cli_default_output_from_an_artifacts_folder(mcu_models, tmp_path, monke
     assert "no built artifact 'budgeted'" in capsys.readouterr().err
 
 
-QEMU_BOARD = r"""
-/* mps2-an386 (QEMU) board for the example main.c, on the firmware's startup and semihosting
- * (mcu_startup.c): SysTick is the sampling interrupt, the outputs go to example_out.bin. */
-#include <stdint.h>
-#include "model.h"
-#include "mcu_startup.h"
-#include "samples.h"     /* N_SAMPLES, g_samples[N_SAMPLES][MODEL_FEATURES] */
-void example_sample_isr(const float *sample);
-uint32_t example_dropped(void);
-
-static float g_out[N_SAMPLES][MODEL_STEP_OUTPUT_BYTES];
-static volatile uint32_t g_next;
-
-static volatile uint32_t g_idle;
-
-void SysTick_Handler(void)
-{
-    if (g_next < N_SAMPLES) example_sample_isr(g_samples[g_next++]);
-    else if (++g_idle > 64) sh_exit(example_dropped() ? 4 : 5);   /* outputs missing */
-}
-void board_init(void)
-{
-    *(volatile uint32_t *)0xE000E014u = SAMPLE_TICKS;   /* SysTick reload */
-    *(volatile uint32_t *)0xE000E018u = 0;
-    *(volatile uint32_t *)0xE000E010u = 7u;             /* enable, interrupt, CPU clock */
-}
-void board_wait(void) { __asm__ volatile("wfi"); }
-void board_output(const float *y, uint32_t samples)
-{
-    for (int i = 0; i < MODEL_STEP_OUTPUT_BYTES; i++) g_out[samples - 1][i] = y[i];
-    if (samples < N_SAMPLES) return;
-    int fd = sh_open("example_out.bin", 5);
-    sh_write(fd, g_out, sizeof g_out);
-    sh_close(fd);
-    sh_exit(example_dropped() ? 4 : 0);
-}
-"""
-
-
 @ARM
 @pytest.mark.skipif(not shutil.which("qemu-system-arm"), reason="needs qemu-system-arm")
 def test_example_main_streams_in_qemu_like_the_host_build(mcu_models, tmp_path, cache):
     """main.c linked for mps2-an386 (DSP kernels) with SysTick interrupts delivering the samples
     gives, step by step, the host build's (plain-C kernels) model_step_f outputs."""
-    from firmware_sim.mcu import toolchain
-    from firmware_sim.mcu.bundle import write_library
     name = "stacked"
-    out = tmp_path / "fw"
-    write_library(mcu_models[name]["tflite"], out, name=name)
     x = mcu_models[name]["x_eval"][:2].astype(np.float32)
     samples = x.reshape(-1, x.shape[-1])
-    lib = _lib(mcu_models, name, cache)
-    want = np.stack([lib.step_f(s) for s in samples])
-    rows = ",\n".join("{" + ", ".join(float(v).hex() + "f" for v in s) + "}" for s in samples)
-    (out / "samples.h").write_text(f"#define N_SAMPLES {len(samples)}\n#define SAMPLE_TICKS 2000u\n"
-                                   f"static const float g_samples[N_SAMPLES][MODEL_FEATURES] = {{\n{rows}\n}};\n")
-    (out / "board.c").write_text(QEMU_BOARD)
-    ld = tmp_path / "link.ld"
-    ld.write_text((toolchain.HERE / "mcu_link.ld").read_text().replace("@FLASH_BYTES@", str(1 << 20))
-                  .replace("@SRAM_BYTES@", str(256 << 10)).replace("@MIN_STACK@", "2048"))
-    elf = tmp_path / "example.elf"
-    r = subprocess.run(["arm-none-eabi-gcc", *toolchain.cflags("mps2-an386", "simd"), f"-I{out}",
-                        f"-I{toolchain.HERE}", str(toolchain.HERE / "mcu_startup.c"),
-                        *(str(out / f) for f in ("board.c", "main.c", "model.c", "mcu_kernels.c")),
-                        "-nostdlib", "-nostartfiles", f"-T{ld}", "-Wl,--gc-sections", "-o", str(elf),
-                        "-lgcc"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-3000:]
-    q = toolchain.run_qemu(elf, tmp_path, board="mps2-an386", timeout=60)
-    assert q.returncode == 0, (q.returncode, q.stdout[-500:], q.stderr[-500:])   # 4: samples dropped
-    got = np.fromfile(tmp_path / "example_out.bin", np.float32).reshape(want.shape)
+    got, want = stream_example_in_qemu(mcu_models[name]["tflite"], name, samples, _lib(mcu_models, name, cache),
+                                       tmp_path, sample_ticks=2000)
     assert np.array_equal(got.view(np.int32), want.view(np.int32))

@@ -3,6 +3,8 @@
 A tiny tf-keras LSTM(8) -> Dense(1) on [1, 8, 2] windows is converted to full int8 by the
 TFLite converter (in a child process, cached in pytest's cache), rewritten to 16x8, and both
 are run in TFLite Micro against the float Keras model: the 16x8 model must run and drift less.
+A tiny classifier, LSTM(8) -> Dense(3, softmax), checks the int16 softmax head (output scale
+1/32768, zero point 0, SOFTMAX version 3): TFLite Micro runs it, its probabilities sum to one.
 """
 import sys
 from pathlib import Path
@@ -16,8 +18,8 @@ from tiny_keras import tiny_lstm
 pytest.importorskip("tflite_micro")
 pytest.importorskip("ai_edge_litert")
 
-T, F, UNITS, N_CALIB, N_EVAL = 8, 2, 8, 64, 48
-FILES = ["model.h5", "int8.tflite", "data.npz"]
+T, F, UNITS, N_CALIB, N_EVAL, CLASSES = 8, 2, 8, 64, 48, 3
+FILES = ["model.h5", "int8.tflite", "data.npz", "cls.h5", "cls_int8.tflite"]
 
 
 def build(out: Path):
@@ -38,9 +40,25 @@ def build(out: Path):
          * rng.uniform(0.5, 2, (n, 1, F)) + 0.1 * rng.standard_normal((n, T, F))).astype(np.float32)
     model.save(out / "model.h5")
     np.savez(out / "data.npz", x_calib=x[:N_CALIB], x_eval=x[N_CALIB:])
-    c = tf.lite.TFLiteConverter.from_keras_model(model)
-    set_full_int8(c, representative_windows(x[:N_CALIB]))
-    (out / "int8.tflite").write_bytes(c.convert())
+    classifier = _tiny_classifier(rng)
+    classifier.save(out / "cls.h5")
+    for m, name in ((model, "int8"), (classifier, "cls_int8")):
+        c = tf.lite.TFLiteConverter.from_keras_model(m)
+        set_full_int8(c, representative_windows(x[:N_CALIB]))
+        (out / f"{name}.tflite").write_bytes(c.convert())
+
+
+def _tiny_classifier(rng):
+    """LSTM(UNITS) -> Dense(CLASSES, softmax), untrained but with logits spread over a few units
+    (a scaled Dense kernel), so every class wins on some windows."""
+    from export.tfenv import seed_everything, tf_and_keras2
+    tf, K = tf_and_keras2()
+    seed_everything(1)
+    model = K.Sequential([K.layers.InputLayer(input_shape=(T, F), batch_size=1), K.layers.LSTM(UNITS),
+                          K.layers.Dense(CLASSES, activation="softmax")])
+    kd, bd = model.layers[1].get_weights()
+    model.layers[1].set_weights([4.0 * kd, rng.uniform(-0.3, 0.3, bd.shape).astype(np.float32)])
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +160,77 @@ def test_float_ranges_option(tiny16, tmp_path):
     assert ranges[g.inputs[0]] == pytest.approx(1.25 * float(np.abs(x).max()), rel=1e-6)
     assert 0 < ranges[lstm.outputs[0]] == ranges[lstm.inputs[18]] < 1
     assert g.tensors[lstm.inputs[18]].sc < 2.0 ** -15  # finer than the unit range
+
+
+@pytest.fixture(scope="module")
+def classifier16(tiny16, tmp_path_factory):
+    """The tiny classifier through the pipeline's entry point (int8 ranges, Keras biases): no
+    NotApplicable for its SOFTMAX any more."""
+    from groundfloor.isolate import run_isolated
+    out = tmp_path_factory.mktemp("q16cls") / "cls_16x8.tflite"
+    r = run_isolated("export.quant16x8:convert_artifact",
+                     {"src": str(tiny16 / "cls_int8.tflite"), "out_path": str(out),
+                      "model_path": str(tiny16 / "cls.h5"), "calib_path": str(tiny16 / "data.npz")},
+                     timeout=600)
+    assert r.ok, f"{r.error}\n{r.stderr_tail}"
+    return out, r.value
+
+
+def test_classifier_softmax_head_is_int16_at_the_kernels_fixed_scale(classifier16):
+    from groundfloor.tflite_file import parse
+    out, rec = classifier16
+    g = parse(out)
+    kinds = [op.kind for op in g.ops]
+    assert kinds[-2:] == ["FULLY_CONNECTED", "SOFTMAX"], kinds
+    fc, soft = g.ops[-2], g.ops[-1]
+    assert soft.version == 3 and fc.version == 7
+    assert rec["options"]["op_versions"]["SOFTMAX"] == {"from": 2, "to": 3}
+    logits, probs = g.tensors[soft.inputs[0]], g.tensors[soft.outputs[0]]
+    assert soft.inputs[0] == fc.outputs[0] and soft.outputs[0] == g.outputs[0]
+    assert probs.dtype == "INT16" and probs.sc == 2.0 ** -15 and probs.zp == 0
+    assert logits.dtype == "INT16" and logits.zp == 0 and logits.sc < 2.0 ** -12
+    assert g.tensors[fc.inputs[2]].dtype == "INT64"
+    assert rec["notes"] == []
+
+
+def test_tflm_runs_the_16x8_classifier_like_the_float_model(tiny16, classifier16, tmp_path):
+    from export.quant16x8 import evaluate
+    out, _ = classifier16
+    ev = evaluate(tiny16 / "cls_int8.tflite", out, tiny16 / "cls.h5", tiny16 / "data.npz", tmp_path,
+                  arena=False)
+    q8, q16 = ev["int8"], ev["int16x8"]
+    assert "error" not in q16, q16
+    assert q16["n"] == N_EVAL and q16["rmse"] < q8["rmse"], (q16, q8)
+    y16 = np.load(tmp_path / "y_int16x8.npz")
+    yf, ywq = (np.load(tmp_path / f"y_{k}.npz")["y"] for k in ("float", "wq"))
+    y8 = np.load(tmp_path / "y_int8.npz")["y"].reshape(yf.shape)
+    # per window against the same int8 weights in float: the int16 activations' error is a small
+    # fraction of the int8 ones' (one window whose logits pass the calibrated range saturates
+    # both alike, so the median, not the max)
+    err16, err8 = (np.abs(y.reshape(yf.shape) - ywq).max(axis=1) for y in (y16["y"], y8))
+    assert np.median(err16) < 0.1 * np.median(err8), (np.median(err16), np.median(err8))
+    assert np.all(np.abs(y16["raw"].sum(axis=-1) - 32768) <= 8)     # probabilities in Q0.15
+    assert len(np.unique(yf.argmax(axis=1))) == CLASSES              # every class wins somewhere
+    assert np.mean(y16["y"].reshape(yf.shape).argmax(axis=1) == yf.argmax(axis=1)) >= 0.95
+
+
+def test_float_ranges_take_the_logits_range_not_the_probabilities(tiny16, tmp_path):
+    """ranges="float" measures the Dense's pre-softmax output (what the FC op computes): about
+    the range the int8 calibration gave the logits, widened by the headroom, far beyond 1."""
+    from groundfloor.isolate import run_isolated
+    from groundfloor.tflite_file import parse
+    r = run_isolated("export.quant16x8:convert_16x8",
+                     {"int8_tflite_path": str(tiny16 / "cls_int8.tflite"),
+                      "float_model_h5": str(tiny16 / "cls.h5"),
+                      "calib_npz": str(tiny16 / "data.npz"), "out_path": str(tmp_path / "f.tflite"),
+                      "ranges": "float"}, timeout=600)
+    assert r.ok, r.error
+    g = parse(tmp_path / "f.tflite")
+    fc, soft = g.ops[-2], g.ops[-1]
+    t = next(t for t in r.value["tensors"] if t["index"] == fc.outputs[0])
+    int8_amax = max(abs((-128 - t["int8"][1]) * t["int8"][0]), abs((127 - t["int8"][1]) * t["int8"][0]))
+    assert t["range"][1] > 2.0 and t["range"][1] == pytest.approx(1.25 * int8_amax, rel=0.1)
+    assert g.tensors[soft.outputs[0]].sc == 2.0 ** -15
 
 
 def test_refuses_bad_input(tiny16, tmp_path):

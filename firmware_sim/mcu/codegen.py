@@ -234,22 +234,9 @@ def step_fn(L: LstmLayer) -> str:
     return f"mcu_step_{L.name}"
 
 
-def _fc16_c(L: FcLayer, out: list):
-    n = L.name
-    out.append(_arr("int8_t", f"{n}_w", L.w))
-    out.append(_arr("int64_t", f"{n}_b", L.bias))
-    out.append(_arr("int32_t", f"{n}_m", L.mult))
-    out.append(_arr("int8_t", f"{n}_s", L.shift))
-    out.append(
-        f"static const mcu_fc16_t {n} = {{\n"
-        f"    .K = {L.K}, .N = {L.N}, .w = {n}_w, .bias = {n}_b, .mult = {n}_m, .shift = {n}_s,\n"
-        f"    .act_min = {L.act_min}, .act_max = {L.act_max},\n"
-        f"}};\n\n")
-
-
-def _fc_c(L: FcLayer, out: list):
-    if L.bits == 16:
-        return _fc16_c(L, out)
+def _fc_arrays8(L: FcLayer, out: list) -> list:
+    """int8: weights and int32 biases in both layouts (the DSP build's interleaved, zero-point
+    folded ones; the plain build's as converted); returns the struct's field lines."""
     n = L.name
     Kpad, Npad = _ceil4(L.K), _ceil4(L.N)
     b_eff = np.zeros(Npad, np.int64)
@@ -261,14 +248,33 @@ def _fc_c(L: FcLayer, out: list):
     out.append(_arr("int8_t", f"{n}_w", L.w))
     out.append(_arr("int32_t", f"{n}_b", L.bias))
     out.append("#endif\n")
+    return [[("K", L.K), ("N", L.N), ("Kpad", Kpad), ("Npad", Npad)], _FC_ARRAYS,
+            [("x_zp", L.x_zp), ("y_zp", L.y_zp), ("act_min", L.act_min), ("act_max", L.act_max)]]
+
+
+def _fc_arrays16(L: FcLayer, out: list) -> list:
+    """16x8: one layout (int8 weights, int64 biases; symmetric int16: no zero points); returns
+    the struct's field lines."""
+    out.append(_arr("int8_t", f"{L.name}_w", L.w))
+    out.append(_arr("int64_t", f"{L.name}_b", L.bias))
+    return [[("K", L.K), ("N", L.N)] + _FC_ARRAYS, [("act_min", L.act_min), ("act_max", L.act_max)]]
+
+
+# the struct fields naming the layer's arrays ({n}: the layer name)
+_FC_ARRAYS = [("w", "{n}_w"), ("bias", "{n}_b"), ("mult", "{n}_m"), ("shift", "{n}_s")]
+# activation width -> (its arrays and struct field lines, its kernel's struct type)
+_FC_DIALECTS = {8: (_fc_arrays8, "mcu_fc_t"), 16: (_fc_arrays16, "mcu_fc16_t")}
+
+
+def _fc_c(L: FcLayer, out: list):
+    arrays, ctype = _FC_DIALECTS[L.bits]
+    n = L.name
+    lines = arrays(L, out)
     out.append(_arr("int32_t", f"{n}_m", L.mult))
     out.append(_arr("int8_t", f"{n}_s", L.shift))
-    out.append(
-        f"static const mcu_fc_t {n} = {{\n"
-        f"    .K = {L.K}, .N = {L.N}, .Kpad = {Kpad}, .Npad = {Npad},\n"
-        f"    .w = {n}_w, .bias = {n}_b, .mult = {n}_m, .shift = {n}_s,\n"
-        f"    .x_zp = {L.x_zp}, .y_zp = {L.y_zp}, .act_min = {L.act_min}, .act_max = {L.act_max},\n"
-        f"}};\n\n")
+    fields = "".join("    " + ", ".join(f".{k} = {str(v).format(n=n)}" for k, v in line) + ",\n"
+                     for line in lines)
+    out.append(f"static const {ctype} {n} = {{\n{fields}}};\n\n")
 
 
 def _softmax16_c(L: SoftmaxLayer, out: list):

@@ -183,46 +183,76 @@ def stages_of(prog: Program) -> tuple[list, int, int]:
     return stages, T, F
 
 
-def _assign(stages: list, F: int, layout: Layout) -> int:
-    """Give every stage its C row pointers and the arena its buffers; returns the index of the
-    last LSTM stage (the end of the core)."""
+def _assign(stages: list, F: int, layout: Layout, bits: int) -> int:
+    """Give every stage its C row pointers and the arena its buffers (in this order: each
+    LSTM's state, the scratch, the rows, the float calls' rows); returns the index of the last
+    LSTM stage (the end of the core)."""
+    state, scratch, ctype = _BUFFERS[bits]
     last_lstm = max(i for i, s in enumerate(stages) if s.kind == "lstm")
     last_compute = max((i for i, s in enumerate(stages) if s.kind == "compute"), default=-1)
     for s in stages:
-        L = s.layer
         if s.kind == "lstm":
-            n = L.name.upper()
-            s.dst = layout.add(f"{n}_H", "int8_t", L.H, f"{L.name} hidden state h")
-            s.dst16 = layout.add(f"{n}_H16", "int16_t", ceil4(L.H), f"{L.name} h as int16, "
-                                 "zero-padded (the DSP build's matrix input)")
-            layout.add(f"{n}_C", "int16_t", L.H, f"{L.name} cell state c")
+            state(s, layout)
+    fixed16 = scratch(stages, layout)
+    src, src16 = "x", "0"
+    for i, s in enumerate(stages):
+        s.src, s.src16 = src, fixed16.get(i, src16)
+        if s.kind == "compute":
+            s.dst = "y" if i == last_compute and i > last_lstm else layout.add(
+                f"ROW_{s.layer.name.upper()}", ctype, s.size, f"{s.label} output row")
+        elif s.kind == "alias":
+            s.dst, s.dst16 = src, src16
+        src, src16 = s.dst, s.dst16
+    layout.add("LIB_Q_IN", ctype, F, "float calls: the quantized sample")
+    layout.add("LIB_Y_ROW", ctype, stages[-1].size, f"float calls: the {ctype[:-2]} output row")
+    return last_lstm
+
+
+def _state8(s: Stage, layout: Layout):
+    """An int8 LSTM's h, its int16 copy (zero-padded: the DSP build's matrix input) and c."""
+    L, n = s.layer, s.layer.name.upper()
+    s.dst = layout.add(f"{n}_H", "int8_t", L.H, f"{L.name} hidden state h")
+    s.dst16 = layout.add(f"{n}_H16", "int16_t", ceil4(L.H), f"{L.name} h as int16, "
+                         "zero-padded (the DSP build's matrix input)")
+    layout.add(f"{n}_C", "int16_t", L.H, f"{L.name} cell state c")
+
+
+def _scratch8(stages: list, layout: Layout) -> dict:
+    """The dense accumulators, the gates and the widened input; returns {stage index: its
+    src16} for the dense layers (each widens its input into the gates' scratch, dead between
+    layers, when it fits, else into the widened-input scratch)."""
     lstms = [s.layer for s in stages if s.kind == "lstm"]
     fcs = [s.layer for s in stages if isinstance(s.layer, FcLayer)]
     if fcs:
         layout.add("SCR_ACC", "int32_t", max(ceil4(L.N) for L in fcs), "scratch: dense accumulators")
     ngates = max(4 * L.H for L in lstms)
     gates = layout.add("SCR_GATES", "int16_t", ngates, "scratch: gates i, f, g, o")
-    # a dense layer widens its input into the gates' scratch (dead between layers) when it fits
     wide = [ceil4(L.K) for L in fcs if ceil4(L.K) > ngates]
     layout.add("SCR_X16", "int16_t", max([ceil4(L.I) for L in lstms] + wide),
                "scratch: the widened input")
-    for s in stages:
-        if isinstance(s.layer, FcLayer):
-            s.src16 = "SCR_X16" if ceil4(s.layer.K) in wide else gates
-    src, src16 = "x", "0"
-    for i, s in enumerate(stages):
-        s.src = src
-        if not isinstance(s.layer, FcLayer):      # a dense layer's src16 is its x16 scratch
-            s.src16 = src16
-        if s.kind == "compute":
-            s.dst = "y" if i == last_compute and i > last_lstm else layout.add(
-                f"ROW_{s.layer.name.upper()}", "int8_t", s.size, f"{s.label} output row")
-        elif s.kind == "alias":
-            s.dst, s.dst16 = src, src16
-        src, src16 = s.dst, s.dst16
-    layout.add("LIB_Q_IN", "int8_t", F, "float calls: the quantized sample")
-    layout.add("LIB_Y_ROW", "int8_t", stages[-1].size, "float calls: the int8 output row")
-    return last_lstm
+    return {i: "SCR_X16" if ceil4(s.layer.K) in wide else gates
+            for i, s in enumerate(stages) if isinstance(s.layer, FcLayer)}
+
+
+def _state16(s: Stage, layout: Layout):
+    """A 16x8 LSTM's h (zero-padded to 4: the DSP step reads it as its matrix input, a stacked
+    LSTM as its padded input) and c."""
+    L, n = s.layer, s.layer.name.upper()
+    s.dst = s.dst16 = layout.add(f"{n}_H", "int16_t", ceil4(L.H), f"{L.name} hidden "
+                                 "state h, zero-padded (the DSP build's matrix input)")
+    layout.add(f"{n}_C", "int16_t", L.H, f"{L.name} cell state c")
+
+
+def _scratch16(stages: list, layout: Layout) -> dict:
+    """The gates and the padded input; dense and softmax layers need none."""
+    lstms = [s.layer for s in stages if s.kind == "lstm"]
+    layout.add("SCR_GATES", "int16_t", max(4 * L.H for L in lstms), "scratch: gates i, f, g, o")
+    layout.add("SCR_X16", "int16_t", max(ceil4(L.I) for L in lstms), "scratch: the padded input")
+    return {}
+
+
+# per activation width: (one LSTM's state buffers, the scratch, the row code type)
+_BUFFERS = {8: (_state8, _scratch8, "int8_t"), 16: (_state16, _scratch16, "int16_t")}
 
 
 def _stage_code(s: Stage) -> str:
@@ -237,36 +267,6 @@ def _stage_code(s: Stage) -> str:
         return f"    mcu_softmax(&{L.name}, {s.src}, {s.dst});\n"
     what = "the last time step is the current row" if not s.seq and L.runs[0][0] else "no copy"
     return f"    /* {L.name} ({s.label}): {what} */\n"
-
-
-def _assign16(stages: list, F: int, layout: Layout) -> int:
-    """_assign for a 16x8 model: int16 rows, h (zero-padded to 4: the DSP step reads it as its
-    matrix input, a stacked LSTM as its padded input) and c per LSTM, the gates' and the padded
-    input's scratch; dense and softmax layers need none."""
-    last_lstm = max(i for i, s in enumerate(stages) if s.kind == "lstm")
-    last_compute = max((i for i, s in enumerate(stages) if s.kind == "compute"), default=-1)
-    lstms = [s.layer for s in stages if s.kind == "lstm"]
-    for s in stages:
-        L = s.layer
-        if s.kind == "lstm":
-            n = L.name.upper()
-            s.dst = s.dst16 = layout.add(f"{n}_H", "int16_t", ceil4(L.H), f"{L.name} hidden "
-                                         "state h, zero-padded (the DSP build's matrix input)")
-            layout.add(f"{n}_C", "int16_t", L.H, f"{L.name} cell state c")
-    layout.add("SCR_GATES", "int16_t", max(4 * L.H for L in lstms), "scratch: gates i, f, g, o")
-    layout.add("SCR_X16", "int16_t", max(ceil4(L.I) for L in lstms), "scratch: the padded input")
-    src, src16 = "x", "0"
-    for i, s in enumerate(stages):
-        s.src, s.src16 = src, src16
-        if s.kind == "compute":
-            s.dst = "y" if i == last_compute and i > last_lstm else layout.add(
-                f"ROW_{s.layer.name.upper()}", "int16_t", s.size, f"{s.label} output row")
-        elif s.kind == "alias":
-            s.dst, s.dst16 = src, src16
-        src, src16 = s.dst, s.dst16
-    layout.add("LIB_Q_IN", "int16_t", F, "float calls: the quantized sample")
-    layout.add("LIB_Y_ROW", "int16_t", stages[-1].size, "float calls: the int16 output row")
-    return last_lstm
 
 
 def _stage_code16(s: Stage) -> str:
@@ -285,17 +285,17 @@ def _reset16(L: LstmLayer, n: str) -> list:
     return [f"    mcu_fill_s16({n}_H, 0, {ceil4(L.H)});\n", f"    mcu_fill_s16({n}_C, 0, {L.H});\n"]
 
 
-# per activation width: (the arena's buffers, one stage's C, one LSTM's state reset, the code type)
+# per activation width: (one stage's C, one LSTM's state reset, the code type)
 DIALECTS = {
-    8: (_assign, _stage_code,
+    8: (_stage_code,
         lambda L, n: reset_state_code(L, f"{n}_H", f"{n}_H16", f"{n}_C", "    "), "int8_t"),
-    16: (_assign16, _stage_code16, _reset16, "int16_t"),
+    16: (_stage_code16, _reset16, "int16_t"),
 }
 
 
 def _functions(stages: list, last_lstm: int, bits: int) -> str:
     """lib_reset_state(), lib_core_step(x) and lib_head(y)."""
-    _, stage_code, reset_code, ctype = DIALECTS[bits]
+    stage_code, reset_code, ctype = DIALECTS[bits]
     reset = []
     for s in stages:
         if s.kind == "lstm":
@@ -320,7 +320,7 @@ def render_library(tflite_path) -> Library:
     prog = load(tflite_path)
     stages, T, F = stages_of(prog)
     layout, bits = Layout(), prog.bits
-    last_lstm = DIALECTS[bits][0](stages, F, layout)
+    last_lstm = _assign(stages, F, layout, bits)
     out = _preamble(prog, SimpleNamespace(arena_bytes=layout.bytes))
     out.insert(1, "/* The firmware library (firmware_sim.mcu.library): see model.h and README.md. */\n")
     out.append("/* The arena: LSTM state (kept between calls), scratch, per-step rows. */\n")

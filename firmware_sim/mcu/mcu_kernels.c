@@ -33,6 +33,32 @@ static inline int32_t clamp(int32_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
+/* The plain steps' activations over the gates [i | f | g | o] of H units, in place: sigmoid,
+ * and tanh (or sigmoid) for the cell gate g. A macro for the reason CELL_UPDATE is one. */
+#define ACTIVATE_GATES(p, H, g)                                                             \
+    do {                                                                                   \
+        mcu_sigmoid_s16((g), 2 * (H));                                                     \
+        if ((p)->cell_sigmoid) mcu_sigmoid_s16((g) + 2 * (H), (H));                        \
+        else mcu_tanh_s16((g) + 2 * (H), (g) + 2 * (H), (H), 0, 0);                        \
+        mcu_sigmoid_s16((g) + 3 * (H), (H));                                               \
+    } while (0)
+
+/* The plain cell update of the int8 and the 16x8 step (p: an mcu_lstm_t or mcu_lstm16_t, their
+ * cell fields are the same, MCU_LSTM_RESCALING; H: its p->H): c = clip(sat16(sat16(f c) + sat16(i g))) from
+ * the activated gates [i | f | g | o] of H units. A macro, not a function of both structs:
+ * expanded in place, the int8 lstm_cell compiles to the instructions it always had. */
+#define CELL_UPDATE(p, H, gates, c)                                                         \
+    do {                                                                                   \
+        const int16_t *gi = (gates), *gf = (gates) + (H), *gg = (gates) + 2 * (H);         \
+        for (int j = 0; j < (H); j++) {                                                    \
+            int32_t a = clamp(mbqm_ref(gf[j] * (c)[j], (p)->m_fc, (p)->s_fc), -32768, 32767); \
+            int32_t b = clamp(mbqm_ref(gi[j] * gg[j], (p)->m_ig, (p)->s_ig), -32768, 32767); \
+            int32_t v = clamp(a + b, -32768, 32767);                                       \
+            if ((p)->qclip) v = clamp(v, -(p)->qclip, (p)->qclip);                         \
+            (c)[j] = (int16_t)v;                                                           \
+        }                                                                                  \
+    } while (0)
+
 void mcu_fill_s8(int8_t *d, int8_t v, int n) { for (int i = 0; i < n; i++) d[i] = v; }
 void mcu_fill_s16(int16_t *d, int16_t v, int n) { for (int i = 0; i < n; i++) d[i] = v; }
 void mcu_copy_s8(int8_t *d, const int8_t *s, int n) { for (int i = 0; i < n; i++) d[i] = s[i]; }
@@ -163,14 +189,7 @@ NOINLINE void mcu_tanh_s16(const int16_t *src, int16_t *dst, int n, int mult, in
 static NOINLINE void lstm_cell(const mcu_lstm_t *p, const int16_t *gates, int16_t *c)
 {
     const int H = p->H;
-    const int16_t *gi = gates, *gf = gates + H, *gg = gates + 2 * H;
-    for (int j = 0; j < H; j++) {
-        int32_t a = clamp(mbqm_ref(gf[j] * c[j], p->m_fc, p->s_fc), -32768, 32767);
-        int32_t b = clamp(mbqm_ref(gi[j] * gg[j], p->m_ig, p->s_ig), -32768, 32767);
-        int32_t v = clamp(a + b, -32768, 32767);
-        if (p->qclip) v = clamp(v, -p->qclip, p->qclip);
-        c[j] = (int16_t)v;
-    }
+    CELL_UPDATE(p, H, gates, c);
 }
 
 static NOINLINE void lstm_hidden(const mcu_lstm_t *p, const int16_t *go, const int16_t *tc, int8_t *h)
@@ -187,10 +206,7 @@ void mcu_lstm_step(const mcu_lstm_t *p, const int8_t *x, const int16_t *x16, int
     (void)h16;
     mcu_matvec_in(p, x, x16, s);
     mcu_matvec_rec(p, h, h16, s);
-    mcu_sigmoid_s16(g, 2 * H);
-    if (p->cell_sigmoid) mcu_sigmoid_s16(g + 2 * H, H);
-    else mcu_tanh_s16(g + 2 * H, g + 2 * H, H, 0, 0);
-    mcu_sigmoid_s16(g + 3 * H, H);
+    ACTIVATE_GATES(p, H, g);
     lstm_cell(p, g, c);
     mcu_tanh_s16(c, g, H, p->tanh_mult, p->tanh_shift);
     lstm_hidden(p, g + 3 * H, g, h);
@@ -235,18 +251,8 @@ void mcu_lstm16_step(const mcu_lstm16_t *p, const int16_t *x, int16_t *h, int16_
     const int H = p->H;
     matvec16(p->w_in, x, H, p->I, p->b_in, p->m_in, p->s_in, g, 0);
     matvec16(p->w_rec, h, H, H, 0, p->m_rec, p->s_rec, g, 1);
-    mcu_sigmoid_s16(g, 2 * H);
-    if (p->cell_sigmoid) mcu_sigmoid_s16(g + 2 * H, H);
-    else mcu_tanh_s16(g + 2 * H, g + 2 * H, H, 0, 0);
-    mcu_sigmoid_s16(g + 3 * H, H);
-    const int16_t *gi = g, *gf = g + H, *gg = g + 2 * H;
-    for (int j = 0; j < H; j++) {
-        int32_t a = clamp(mbqm_ref(gf[j] * c[j], p->m_fc, p->s_fc), -32768, 32767);
-        int32_t b = clamp(mbqm_ref(gi[j] * gg[j], p->m_ig, p->s_ig), -32768, 32767);
-        int32_t v = clamp(a + b, -32768, 32767);
-        if (p->qclip) v = clamp(v, -p->qclip, p->qclip);
-        c[j] = (int16_t)v;
-    }
+    ACTIVATE_GATES(p, H, g);
+    CELL_UPDATE(p, H, g, c);
     mcu_tanh_s16(c, g, H, p->tanh_mult, p->tanh_shift);      /* tanh(c) into the spent i gate */
     for (int j = 0; j < H; j++)
         h[j] = (int16_t)clamp(mbqm_ref(g[3 * H + j] * g[j], p->m_h, p->s_h), -32768, 32767);

@@ -34,6 +34,16 @@
 #error "MCU_SIMD=1 needs a target with the Arm DSP extension (e.g. -mcpu=cortex-m4)"
 #endif
 
+/* The gates' and the cell's requantization (multiplier, shift) and activation settings, the
+ * same fields in the int8 and the 16x8 LSTM (codegen's lower.LstmLayer fills both). */
+#define MCU_LSTM_RESCALING                                                                 \
+    int32_t m_in[4], m_rec[4];                                                             \
+    int8_t s_in[4], s_rec[4];                                                              \
+    int32_t m_fc, m_ig, m_h;                                                               \
+    int8_t s_fc, s_ig, s_h;                                                                \
+    int8_t tanh_mult, tanh_shift;                                                          \
+    int8_t cell_sigmoid;
+
 typedef struct {
     int16_t I, H, Ipad, Hpad;
     const int8_t *w_in;      /* plain: [4H][I]; SIMD: rows 4j+k, interleaved [H][Ipad/4][4 words] */
@@ -41,12 +51,7 @@ typedef struct {
     const int32_t *b_in;     /* plain: gate biases; SIMD: 2 (bias - x_zp * rowsum(W_in)) */
     const int32_t *b_rec;    /* plain: unused; SIMD: -2 h_zp * rowsum(W_rec) */
     int32_t x_zp, h_zp;
-    int32_t m_in[4], m_rec[4];
-    int8_t s_in[4], s_rec[4];
-    int32_t m_fc, m_ig, m_h;
-    int8_t s_fc, s_ig, s_h;
-    int8_t tanh_mult, tanh_shift;
-    int8_t cell_sigmoid;
+    MCU_LSTM_RESCALING
     int8_t rq_generic;        /* SIMD: a gate has a left shift or no right shift */
     uint16_t sat;             /* SIMD: bit k: gate k's input part can leave int16, 4+k: its
                                  recurrent part, 8+k: their sum, 12: f c, 13: i g (codegen's
@@ -110,12 +115,7 @@ typedef struct {
     const int64_t *b_in;      /* plain: [4H] biases; SIMD: by unit, bias * rm_in + 2^(tot_in - 1) */
     int32_t rm_in[4], rm_rec[4];   /* SIMD: the multipliers reduced to 16 bits (fixedpoint.mbqm64) */
     int8_t tot_in[4], tot_rec[4];  /* SIMD: their total right shifts, 15 - shift */
-    int32_t m_in[4], m_rec[4];
-    int8_t s_in[4], s_rec[4];
-    int32_t m_fc, m_ig, m_h;
-    int8_t s_fc, s_ig, s_h;
-    int8_t tanh_mult, tanh_shift;
-    int8_t cell_sigmoid;
+    MCU_LSTM_RESCALING
     int16_t qclip;            /* 0: no cell clipping */
 } mcu_lstm16_t;
 
@@ -326,6 +326,22 @@ static inline int32_t rq_product(int32_t x, int32_t m, int right, int32_t half)
     return (v + half + (v >> 31)) >> right;
 }
 
+/* The cell's constants as locals, for the int8 and the 16x8 recurrent pass (p constant: they
+ * fold): the rounding right shifts (>= 1, codegen checks) and halves of f c, i g and o tanh(c),
+ * their multipliers, the cell clip, tanh(c)'s input rescaling. MORE: further int32 constants
+ * declared with the multipliers (the int8 step's h zero point), in this order because with
+ * -fno-schedule-insns the declaration order is the generic step's instruction order. */
+#define MCU_COMMA ,
+#define MCU_CELL_CONSTANTS(p, MORE)                                                        \
+    const int cell_sigmoid = (p)->cell_sigmoid;                                            \
+    const int rf = -(p)->s_fc, ri = -(p)->s_ig, rh = -(p)->s_h;                            \
+    const int32_t hf = 1 << (rf - 1), hi = 1 << (ri - 1), hh = 1 << (rh - 1);              \
+    const int32_t mf = (p)->m_fc, mi = (p)->m_ig, mh = (p)->m_h MORE;                      \
+    const int32_t qc = (p)->qclip ? (p)->qclip : 32768;                                    \
+    const int32_t tm = (p)->tanh_mult ? (p)->tanh_mult : (3 << (p)->tanh_shift);           \
+    const int ts = (p)->tanh_mult ? (p)->tanh_shift : 0;                                   \
+    const int32_t trnd = ts ? (1 << (ts - 1)) : 0
+
 /* The recurrent pass fused with the rest of the step, one hidden unit j at a time: its 4 gate
  * rows (MAC block), gate = sat16(requant(rec) + input part), the activations, c = clip(sat16(
  * f c + i g)), h = sat8(o tanh(c) + zp). The new h16 (2 h) waits in the unit's spent input
@@ -338,14 +354,8 @@ static inline MCU_INLINE void rec_cell_body(
     const int H = p->H;
     const int32_t *wrow = (const int32_t *)p->w_rec, *bias = p->b_rec;
     const int32_t *x8end = (const int32_t *)h16 + ((p->Hpad >> 3) << 2);
-    const int tail = p->Hpad & 4, cell_sigmoid = p->cell_sigmoid;
-    const int rf = -p->s_fc, ri = -p->s_ig, rh = -p->s_h;
-    const int32_t hf = 1 << (rf - 1), hi = 1 << (ri - 1), hh = 1 << (rh - 1);
-    const int32_t mf = p->m_fc, mi = p->m_ig, mh = p->m_h, zp = p->h_zp;
-    const int32_t qc = p->qclip ? p->qclip : 32768;
-    const int32_t tm = p->tanh_mult ? p->tanh_mult : (3 << p->tanh_shift);
-    const int ts = p->tanh_mult ? p->tanh_shift : 0;
-    const int32_t trnd = ts ? (1 << (ts - 1)) : 0;
+    const int tail = p->Hpad & 4;
+    MCU_CELL_CONSTANTS(p, MCU_COMMA zp = p->h_zp);
     int16_t *gj = g;
     for (int j = 0; j < H; j++, bias += 4, gj += 4) {
         int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
@@ -427,14 +437,8 @@ static inline MCU_INLINE void rec_cell16_body(const mcu_lstm16_t *p, int16_t *g,
     const int H = p->H;
     const int32_t *wrow = (const int32_t *)p->w_rec;
     const int32_t *x8end = (const int32_t *)h + ((p->Hpad >> 3) << 2);
-    const int tail = p->Hpad & 4, cell_sigmoid = p->cell_sigmoid;
-    const int rf = -p->s_fc, ri = -p->s_ig, rh = -p->s_h;
-    const int32_t hf = 1 << (rf - 1), hi = 1 << (ri - 1), hh = 1 << (rh - 1);
-    const int32_t mf = p->m_fc, mi = p->m_ig, mh = p->m_h;
-    const int32_t qc = p->qclip ? p->qclip : 32768;
-    const int32_t tm = p->tanh_mult ? p->tanh_mult : (3 << p->tanh_shift);
-    const int ts = p->tanh_mult ? p->tanh_shift : 0;
-    const int32_t trnd = ts ? (1 << (ts - 1)) : 0;
+    const int tail = p->Hpad & 4;
+    MCU_CELL_CONSTANTS(p, );
     int16_t *gj = g;
     for (int j = 0; j < H; j++, gj += 4) {
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;

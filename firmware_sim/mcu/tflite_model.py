@@ -15,7 +15,7 @@ from groundfloor.tflite_file import Graph, Op, parse
 
 SUPPORTED_OPS = ("UNIDIRECTIONAL_SEQUENCE_LSTM", "FULLY_CONNECTED", "SOFTMAX", "STRIDED_SLICE",
                  "RESHAPE")
-OPS_16X8 = SUPPORTED_OPS             # SOFTMAX: int16 -> int16 only (_check_softmax16)
+OPS_16X8 = SUPPORTED_OPS             # SOFTMAX: int16 -> int16 only (_check_softmax)
 SOFTMAX16_SCALE = 1.0 / 32768         # TFLite Micro's int16 softmax output: Q0.15, zero point 0
 
 
@@ -39,8 +39,8 @@ def check(graph: Graph):
         if act == "INT16" and op.kind not in OPS_16X8:
             raise BadInput(graph.path, f"{op.kind} op #{op.index}: not supported in a 16x8 model "
                            f"by the MCU code generator; 16x8 supports {', '.join(OPS_16X8)}")
-        if act == "INT16" and op.kind == "SOFTMAX":
-            _check_softmax16(graph, op)
+        if op.kind == "SOFTMAX":     # before the I/O checks: its output is the model's
+            _check_softmax(graph, op)
     for i in graph.inputs + graph.outputs:
         t = graph.tensors[i]
         if t.dtype != act:
@@ -84,23 +84,21 @@ def _check_fc(graph: Graph, op: Op):
                        f"{op.options.get('fusedActivationFunction')} is not supported")
 
 
+# what a softmax must be, by activation type: int16 -> int16 with TFLite Micro's Q0.15 output
+_SOFTMAX_NEEDS = {"INT8": "int8 -> int8",
+                  "INT16": "int16 -> int16 of output scale 1/32768, zero point 0 (the int16 softmax)"}
+
+
 def _check_softmax(graph: Graph, op: Op):
     x, y = graph.t(op.inputs[0]), graph.t(op.outputs[0])
     act = activation_type(graph)
-    if x.dtype != act or y.dtype != act:
-        raise BadInput(graph.path, f"SOFTMAX op #{op.index}: only {act.lower()} -> {act.lower()} "
-                       f"is supported in this model (got {x.dtype.lower()} -> {y.dtype.lower()})")
-
-
-def _check_softmax16(graph: Graph, op: Op):
-    """A 16x8 model's softmax: int16 -> int16 with TFLite Micro's output quantization."""
-    x, y = graph.t(op.inputs[0]), graph.t(op.outputs[0])
     scale = float(y.scale[0]) if y.scale is not None and len(y.scale) else 0.0
-    if x.dtype != "INT16" or y.dtype != "INT16" or y.zp != 0 or \
-            abs(scale - SOFTMAX16_SCALE) > 0.001 * SOFTMAX16_SCALE:
-        raise BadInput(graph.path, f"SOFTMAX op #{op.index}: not supported in a 16x8 model with "
+    q015 = y.zp == 0 and abs(scale - SOFTMAX16_SCALE) <= 0.001 * SOFTMAX16_SCALE
+    if x.dtype != act or y.dtype != act or (act == "INT16" and not q015):
+        model = "a 16x8" if act == "INT16" else "an int8"
+        raise BadInput(graph.path, f"SOFTMAX op #{op.index}: not supported in {model} model with "
                        f"{x.dtype.lower()} -> {y.dtype.lower()} of output scale {scale:g}, zero "
-                       f"point {y.zp}; the int16 softmax gives scale 1/32768, zero point 0")
+                       f"point {y.zp}; it must be {_SOFTMAX_NEEDS[act]}")
 
 
 def _check_strided_slice(graph: Graph, op: Op):
@@ -156,5 +154,6 @@ def _check_lstm(graph: Graph, op: Op):
 
 
 # op kind -> what the generated C needs of it beyond the op itself (RESHAPE: nothing)
+# (SOFTMAX: checked with the op kinds, in check())
 CHECKS = {"UNIDIRECTIONAL_SEQUENCE_LSTM": _check_lstm, "FULLY_CONNECTED": _check_fc,
-          "SOFTMAX": _check_softmax, "STRIDED_SLICE": _check_strided_slice}
+          "STRIDED_SLICE": _check_strided_slice}
