@@ -250,6 +250,56 @@ def test_unreachable_ray_address_is_one_line(tmp_path, capsys):
     assert code == 2 and len(err.splitlines()) == 1 and f"cannot reach a Ray cluster at 127.0.0.1:{port}" in err
 
 
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sweep_runs_on_an_existing_cluster_given_by_address(tmp_path, capsys, monkeypatch):
+    """A Ray head started apart from the sweep (`ray start --head`, as a team's cluster would be,
+    with token authentication): `--ray HOST:PORT` connects to it with the token from the
+    environment, the variants run on its workers, the cluster outlives the sweep."""
+    import os
+    import secrets
+    import shutil
+    import signal
+    import time
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or pytest.skip("no ray CLI")
+    port = _free_port()
+    temp = Path("/tmp") / f"edge-ray-{os.getpid()}"      # short: Ray's socket paths have a length limit
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+    for key, value in auth.items():
+        monkeypatch.setenv(key, value)
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=dict(os.environ, **auth))
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        code = main(["sweep", str(_write(tmp_path, TINY)), "--simulate", "--ray", f"127.0.0.1:{port}",
+                     "--artifacts-dir", str(tmp_path / "a"), "--reports-dir", str(tmp_path / "r")])
+        out = capsys.readouterr().out
+        assert code in (0, 1), out
+        rec = json.loads(next((tmp_path / "r").rglob("sweep.json")).read_text())
+        assert [v["status"] for v in rec["variants"]] == ["ok"] * 4
+        assert rec["execution"]["ray"] == f"127.0.0.1:{port}" and rec["execution"]["slots"] == 2
+        assert head.poll() is None                       # the sweep left the cluster running
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- end to end (real training)
 
 def _gate(check_toml: Path, tmp_path, **limits):

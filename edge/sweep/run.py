@@ -82,13 +82,13 @@ def run_sweep(space, artifacts_dir="artifacts", reports_dir="reports", ray_addre
     execution = {"slots": None, "seconds": 0.0, "ray": ray_address or "local"}
     if todo:
         import ray
-        started = connect(ray_address, workers)
+        connect(ray_address, workers)
         try:
             execution.update(run_jobs(todo, target, on_done, print_fn, retries=retries, force_ship=force_ship,
                                       timeout_s=timeout_s, every=every))
         finally:
-            if started:
-                ray.shutdown()
+            # stops an instance the sweep started; from an existing cluster it only disconnects
+            ray.shutdown()
     record = assemble(space, jobs, outcomes, execution, artifacts_dir, reports_dir)
     record["simulated"] = target != REAL_STEP   # no model folders: nothing for `edge check` to gate
     if write:
