@@ -275,7 +275,7 @@ def _build_artifact(name, spec, out_dir, manifest, old, versions, progress):
             record.update(status="failed", error=result.error)
     if result is None or not result.ok:
         path.unlink(missing_ok=True)  # never leave a stale file beside a failed entry
-        if record["error"].startswith("NotApplicable:"):  # e.g. 16x8 of a softmax classifier
+        if record["error"].startswith("NotApplicable:"):  # e.g. 16x8 of a Bidirectional model
             record.update(status="not_applicable", error=record["error"].split(":", 1)[1].strip())
             progress(f"  {name}: not applicable ({record['error']})")
         else:
