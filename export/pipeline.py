@@ -184,10 +184,29 @@ def _made_from_sha(spec, artifacts):
 
 
 def _builder_code(target):
-    """The builder module's source is part of the key: a fix to a converter rebuilds its files."""
+    """The source of the builder module and of every export module it imports (lazily too) is
+    part of the key: a fix to a converter, or to a rewrite it calls, rebuilds its files."""
+    return sha256_json({name: sha256_file(path) for name, path in sorted(_export_closure(target.split(":")[0]).items())})
+
+
+def _export_closure(module: str) -> dict:
+    """{module name: source path} of module and the export.* modules it imports, transitively."""
+    import ast
     from importlib.util import find_spec
-    origin = find_spec(target.split(":")[0]).origin
-    return sha256_file(origin) if origin else None
+    found, todo = {}, [module]
+    while todo:
+        name = todo.pop()
+        spec = find_spec(name) if name not in found else None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue
+        found[name] = spec.origin
+        for node in ast.walk(ast.parse(Path(spec.origin).read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            if isinstance(node, ast.ImportFrom) and node.module == "export":
+                names = [f"export.{a.name}" for a in node.names]
+            todo += [n for n in names if n.startswith("export.") and n not in found]
+    return found
 
 
 def _prepare_source(model_path, data_path, out_dir, progress, trust_model_code=False):

@@ -40,8 +40,11 @@ def set_full_int8(conv, representative) -> None:
 
 
 def convert(model_path: str, out_path: str, mode: str, calib_path: str | None = None,
-            calib_key: str = "x_calib", calib_samples: int | None = None) -> dict:
-    """Convert a saved tf-keras model; returns a small record (seconds, converter options)."""
+            calib_key: str = "x_calib", calib_samples: int | None = None,
+            align_lstm_state: bool = True) -> dict:
+    """Convert a saved tf-keras model; returns a small record (seconds, converter options).
+    align_lstm_state=False keeps the converter's int8 bytes as they are, even when a fused LSTM's
+    output and hidden state disagree (export/lstm_int8_state.py; only tests want that file)."""
     from export.tfenv import tf_and_keras2
     tf, tf_keras = tf_and_keras2()
     spec = MODES[mode]
@@ -64,5 +67,18 @@ def convert(model_path: str, out_path: str, mode: str, calib_path: str | None = 
         set_full_int8(conv, representative_windows(x))
         options.update(calibration_windows=int(len(x)), inference_io="int8")
     data = conv.convert()
+    if spec["int8"] and align_lstm_state:
+        data = _align_lstm_state(data, options)
     seal.write_model(out_path, data)
     return {"seconds": time.perf_counter() - start, "options": options}
+
+
+def _align_lstm_state(data: bytes, options: dict) -> bytes:
+    """The converter's int8 bytes with every fused LSTM's output quantized as its hidden state
+    and every code-moving op's input as its output (a Bidirectional layer's are not); the same
+    bytes when they already agree."""
+    from export.lstm_int8_state import align_bytes
+    data, changes = align_bytes(data)
+    if changes:
+        options["lstm_state_aligned"] = changes
+    return data

@@ -39,8 +39,12 @@ def run_once(path, window_path=None) -> str:
 
 
 def run_first(path, window_path=None) -> tuple[str, list]:
-    """(the first runtime that ran the file, why the ones tried before it did not)."""
+    """(the first runtime that ran the file, why the ones tried before it did not). First, an int8
+    fused LSTM whose output and state quantization differ is refused: it runs, but wrongly."""
     from groundfloor import runtime
+    if Path(path).suffix == ".tflite":
+        from export.lstm_int8_state import check_file
+        check_file(path)
     reasons = []
     try:   # verified, probed in a child (a crash costs the probe), then run here
         model = runtime.load(path, verify_hash=False)

@@ -248,3 +248,11 @@ def test_bad_input_is_one_line_exit_2_and_nothing_damaged(tiny, tmp_path, capsys
     assert rc == 2
     assert len(err) == 1 and expected in err[0] and err[0].startswith("edge: error:")
     assert _snapshot(out) == before
+
+
+def test_a_converters_key_covers_the_export_modules_it_calls():
+    """A fix in a rewrite the int8 conversion calls (not only in export/tflite.py) rebuilds its files."""
+    closure = pipeline._export_closure("export.tflite")
+    assert {"export.tflite", "export.lstm_int8_state", "export.tfenv"} <= set(closure)
+    assert all(name.startswith("export") for name in closure)
+    assert "export.onnx_export" not in closure          # not called by the TFLite converter
