@@ -380,3 +380,9 @@ def test_edge_export_of_a_pt2_makes_a_fused_int8_lstm_and_a_bad_one_exits_2(tmp_
     lines = [line for line in run.stderr.splitlines() if line.startswith("edge: error")]
     assert len(lines) == 1 and str(bad) in lines[0], run.stderr[-2000:]
     assert {p: p.read_bytes() for p in artifacts.rglob("*") if p.is_file()} == before
+    # the later stages take the imported model like any other: its int8 and 16x8 files as C
+    # libraries, each equal to TFLite Micro on the model's evaluation windows
+    for kind in ("tflite_int8", "tflite_16x8"):
+        run = _edge("firmware", artifacts / "m", "--artifact", kind, "--out", tmp_path / kind)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        assert (tmp_path / kind / "model.c").exists()

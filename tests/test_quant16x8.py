@@ -68,15 +68,18 @@ def tiny16(request):
 
 @pytest.fixture(scope="module")
 def converted(tiny16, tmp_path_factory):
-    from groundfloor.isolate import run_isolated
     out = tmp_path_factory.mktemp("q16") / "model_16x8.tflite"
+    return out, _convert16(tiny16, "int8.tflite", "model.h5", out)
+
+
+def _convert16(folder, int8_name, h5_name, out, **options):
+    """export.quant16x8.convert_16x8 in a child (as the export runs it); its record."""
+    from groundfloor.isolate import run_isolated
     r = run_isolated("export.quant16x8:convert_16x8",
-                     {"int8_tflite_path": str(tiny16 / "int8.tflite"),
-                      "float_model_h5": str(tiny16 / "model.h5"),
-                      "calib_npz": str(tiny16 / "data.npz"), "out_path": str(out)},
-                     timeout=600)
+                     {"int8_tflite_path": str(folder / int8_name), "float_model_h5": str(folder / h5_name),
+                      "calib_npz": str(folder / "data.npz"), "out_path": str(out), **options}, timeout=600)
     assert r.ok, f"{r.error}\n{r.stderr_tail}"
-    return out, r.value
+    return r.value
 
 
 @pytest.fixture(scope="module")
@@ -145,17 +148,11 @@ def test_litert_verdict_is_recorded(evaluated, tiny16):
 
 
 def test_float_ranges_option(tiny16, tmp_path):
-    from groundfloor.isolate import run_isolated
-    r = run_isolated("export.quant16x8:convert_16x8",
-                     {"int8_tflite_path": str(tiny16 / "int8.tflite"),
-                      "float_model_h5": str(tiny16 / "model.h5"),
-                      "calib_npz": str(tiny16 / "data.npz"), "out_path": str(tmp_path / "f.tflite"),
-                      "ranges": "float", "hidden": "calibrated"}, timeout=600)
-    assert r.ok, r.error
+    value = _convert16(tiny16, "int8.tflite", "model.h5", tmp_path / "f.tflite", ranges="float", hidden="calibrated")
     from groundfloor.tflite_file import parse
     g = parse(tmp_path / "f.tflite")
     lstm = next(op for op in g.ops if op.kind == "UNIDIRECTIONAL_SEQUENCE_LSTM")
-    ranges = {t["index"]: t["range"][1] for t in r.value["tensors"]}
+    ranges = {t["index"]: t["range"][1] for t in value["tensors"]}
     x = np.load(tiny16 / "data.npz")["x_calib"]
     assert ranges[g.inputs[0]] == pytest.approx(1.25 * float(np.abs(x).max()), rel=1e-6)
     assert 0 < ranges[lstm.outputs[0]] == ranges[lstm.inputs[18]] < 1
@@ -217,17 +214,11 @@ def test_tflm_runs_the_16x8_classifier_like_the_float_model(tiny16, classifier16
 def test_float_ranges_take_the_logits_range_not_the_probabilities(tiny16, tmp_path):
     """ranges="float" measures the Dense's pre-softmax output (what the FC op computes): about
     the range the int8 calibration gave the logits, widened by the headroom, far beyond 1."""
-    from groundfloor.isolate import run_isolated
     from groundfloor.tflite_file import parse
-    r = run_isolated("export.quant16x8:convert_16x8",
-                     {"int8_tflite_path": str(tiny16 / "cls_int8.tflite"),
-                      "float_model_h5": str(tiny16 / "cls.h5"),
-                      "calib_npz": str(tiny16 / "data.npz"), "out_path": str(tmp_path / "f.tflite"),
-                      "ranges": "float"}, timeout=600)
-    assert r.ok, r.error
+    value = _convert16(tiny16, "cls_int8.tflite", "cls.h5", tmp_path / "f.tflite", ranges="float")
     g = parse(tmp_path / "f.tflite")
     fc, soft = g.ops[-2], g.ops[-1]
-    t = next(t for t in r.value["tensors"] if t["index"] == fc.outputs[0])
+    t = next(t for t in value["tensors"] if t["index"] == fc.outputs[0])
     int8_amax = max(abs((-128 - t["int8"][1]) * t["int8"][0]), abs((127 - t["int8"][1]) * t["int8"][0]))
     assert t["range"][1] > 2.0 and t["range"][1] == pytest.approx(1.25 * int8_amax, rel=0.1)
     assert g.tensors[soft.outputs[0]].sc == 2.0 ** -15
