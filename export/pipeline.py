@@ -319,7 +319,7 @@ def _stream_key(manifest):
     int8 = manifest["artifacts"].get("tflite_int8", {})
     return sha256_json({"stage": "streaming", "model": manifest["source"]["sha256"],
                         "data": manifest["data"].get("source_sha256"), "versions": manifest["tool_versions"],
-                        "int8": int8.get("sha256")})
+                        "int8": int8.get("sha256"), "code": _builder_code("export.streaming")})
 
 
 def _stream_fresh(manifest, out_dir):

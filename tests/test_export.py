@@ -256,3 +256,4 @@ def test_a_converters_key_covers_the_export_modules_it_calls():
     assert {"export.tflite", "export.lstm_int8_state", "export.tfenv"} <= set(closure)
     assert all(name.startswith("export") for name in closure)
     assert "export.onnx_export" not in closure          # not called by the TFLite converter
+    assert {"export.stream_twins", "export.onnx_export"} <= set(pipeline._export_closure("export.streaming"))
