@@ -164,8 +164,8 @@ def _rule_bidirectional(info: LayerInfo) -> Finding:
     for _, _, f in findings:
         ov.update(f.overrides)
     if worst.verdict == FUSED:
-        return Finding(FUSED, "2x UNIDIRECTIONAL_SEQUENCE_LSTM + REVERSE_V2; int8 drift measured "
-                       "~3x a single LSTM's", ov)
+        return Finding(FUSED, "2x UNIDIRECTIONAL_SEQUENCE_LSTM + REVERSE_V2; int8: export realigns the "
+                       "converter's LSTM state quantization (drift then measured as one LSTM's)", ov)
     return Finding(worst.verdict, f"wraps {findings[0][1]}: {worst.reason}", ov)
 
 
