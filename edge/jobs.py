@@ -14,21 +14,16 @@ import sys
 import threading
 import time
 
+from groundfloor.versions import usable_cores
+
 # which exit code of the children wins: bad input, interrupted, any other failure, a budget
 # exceeded, ok
 _RANK = {2: 4, 130: 3, 1: 1, 0: 0}
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:   # not Linux
-        return os.cpu_count() or 1
-
-
 def jobs_for(requested: int | None, n_models: int) -> int:
     """--jobs as given, else one per available CPU; never more than there are models."""
-    return max(1, min(requested or available_cpus(), n_models))
+    return max(1, min(requested or usable_cores(), n_models))
 
 
 def add_jobs(parser, default_help: str = "one per CPU"):

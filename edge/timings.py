@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from groundfloor.versions import cpu_name  # standard library only, like this tool
 
 
 def _timed(cmd) -> float:
@@ -25,7 +26,7 @@ def main() -> int:
     fresh = not Path(".venv").exists() and not Path("artifacts").exists()
     cache = os.environ.get("EDGE_CACHE_DIR") or str(Path.home() / ".cache" / "lstm-edge")
     cold_cache = not Path(cache).exists() or not any(Path(cache).iterdir())
-    out = {"where": f"{os.cpu_count()}-core {_cpu_name()}, {'fresh clone' if fresh else 'NOT a fresh clone'}, "
+    out = {"where": f"{os.cpu_count()}-core {cpu_name()}, {'fresh clone' if fresh else 'NOT a fresh clone'}, "
                     f"packages from the local pip cache, EDGE_CACHE_DIR {'empty' if cold_cache else 'NOT empty'}, "
                     f"{time.strftime('%Y-%m-%d')}"}
     setup = _timed(["make", "setup"])
@@ -37,16 +38,6 @@ def main() -> int:
     Path("reports/timings.json").write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

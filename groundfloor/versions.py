@@ -69,15 +69,22 @@ def int8_dot_product(features) -> str:
     return _int8_dot_product(features)
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity), else every logical CPU."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not Linux
+        return os.cpu_count() or 1
+
+
+def cpu_name() -> str:
+    return _first_line_value("/proc/cpuinfo", "model name") or platform.processor() or platform.machine()
+
+
 def machine() -> dict:
     mem = _first_line_value("/proc/meminfo", "MemTotal")
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
     return {"platform": platform.platform(), "machine": platform.machine(),
-            "cpu": _first_line_value("/proc/cpuinfo", "model name") or platform.processor(),
-            "cores_logical": os.cpu_count(), "cores_usable": usable,
+            "cpu": cpu_name(), "cores_logical": os.cpu_count(), "cores_usable": usable_cores(),
             "ram_bytes": int(mem.split()[0]) * 1024 if mem else None,
             "python": platform.python_version(), "cpu_features": cpu_features(),
             "int8_dot_product": _int8_dot_product(cpu_features())}

@@ -10,7 +10,7 @@ true sizes in bytes beside them) and the quantization range of the float calls.
 """
 from __future__ import annotations
 
-# per activation width: what the API text's placeholders become
+# per activation width: the words the API text's @...@ markers are replaced with
 CODE_WORDS = {
     8: {"@CODE@": "int8_t", "@INT@": "int8", "@N@": "_BYTES", "@QLIM@": "512.0",
         "@QMIN@": "-128", "@QMAX@": "127"},
