@@ -13,6 +13,10 @@ CONFIG_ARG := $(if $(CONFIG),--config $(CONFIG))
 MODEL_ARG := $(if $(MODEL),--models $(MODEL))
 DEVICE_ARG := $(if $(DEVICE),--devices $(DEVICE))
 PYTEST_ARGS ?=
+# Test files run in parallel, one worker per usable CPU (each file on one worker: its module
+# fixtures build once); tests/conftest.py hands out the slowest files first.
+TEST_WORKERS ?= $(shell nproc)
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: help setup system-packages demo export lint quantize bench report check firmware test test-fast fuzz faults spread sweep sweep-bench readme timings clean
 
@@ -79,10 +83,10 @@ firmware: $(STAMP)  ## int8 or 16x8 model -> C library (API, Makefile, CMake, RE
 	    $(if $(DEVICE),--device $(DEVICE)) || exit $$?; done
 
 test: setup  ## the test suite (unit tests + end-to-end tests on the reference models)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## unit tests only, no reference-model end-to-end tests
-	$(PY) -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not e2e" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 FUZZ_MODELS ?= 10000
 FUZZ_SEED ?= 0

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from groundfloor.versions import cpu_name  # standard library only, like this tool
+from groundfloor.versions import cpu_name, usable_cores  # standard library only, like this tool
 
 
 def _timed(cmd) -> float:
@@ -26,7 +26,7 @@ def main() -> int:
     fresh = not Path(".venv").exists() and not Path("artifacts").exists()
     cache = os.environ.get("EDGE_CACHE_DIR") or str(Path.home() / ".cache" / "lstm-edge")
     cold_cache = not Path(cache).exists() or not any(Path(cache).iterdir())
-    out = {"where": f"{os.cpu_count()}-core {cpu_name()}, {'fresh clone' if fresh else 'NOT a fresh clone'}, "
+    out = {"where": f"{usable_cores()}-core {cpu_name()}, {'fresh clone' if fresh else 'NOT a fresh clone'}, "
                     f"packages from the local pip cache, EDGE_CACHE_DIR {'empty' if cold_cache else 'NOT empty'}, "
                     f"{time.strftime('%Y-%m-%d')}"}
     setup = _timed(["make", "setup"])

@@ -29,16 +29,25 @@ def built_in_child(request, label: str, build, params, files: list[str],
     versions = json.dumps([metadata.version(d) for d in dists])
     key = hashlib.sha256((source + versions).encode()).hexdigest()[:16]
     cache = Path(request.config.cache.mkdir(f"{label}_{key}"))
-    if all((cache / f).is_file() for f in files):
-        return cache
-    tmp = cache.with_name(cache.name + ".building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    proc = subprocess.run([sys.executable, inspect.getsourcefile(build), str(tmp)], env=dict(os.environ, **CHILD_ENV),
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.fail(f"building the {label} test models failed:\n{proc.stderr[-3000:]}")
-    for f in files:
-        shutil.copy2(tmp / f, cache / f)
-    shutil.rmtree(tmp, ignore_errors=True)
+    return filled_cache(cache, files, [sys.executable, inspect.getsourcefile(build)], label)
+
+
+def filled_cache(cache: Path, files: list[str], argv: list[str], label: str) -> Path:
+    """cache once it holds files: when one is missing, `argv <fresh folder>` builds them there and
+    they are copied over. Under the folder's lock, so test workers running in parallel build
+    once and the others wait for it."""
+    from groundfloor.locks import folder_lock
+    with folder_lock(cache, f"building the {label} test models", wait_message=lambda m: None):
+        if all((cache / f).is_file() for f in files):
+            return cache
+        tmp = cache.with_name(cache.name + ".building")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        proc = subprocess.run([*argv, str(tmp)], env=dict(os.environ, **CHILD_ENV),
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            pytest.fail(f"building the {label} test models failed:\n{proc.stderr[-3000:]}")
+        for f in files:
+            shutil.copy2(tmp / f, cache / f)
+        shutil.rmtree(tmp, ignore_errors=True)
     return cache

@@ -19,9 +19,6 @@ x_eval: 40 float evaluation windows per model, drawn apart from the calibration 
 """
 import hashlib
 import json
-import os
-import shutil
-import subprocess
 import sys
 import textwrap
 from importlib import metadata
@@ -29,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from child_build import filled_cache
 
 NAMES = ("small", "stacked", "classifier", "sequence", "seqdense", "narrow")
 N_EVAL = 40
@@ -39,7 +38,7 @@ MAKE_MODELS = textwrap.dedent("""
     import numpy as np
     import tensorflow as tf
     import tf_keras as K
-    out = sys.argv[1]
+    out = sys.argv[2]
 
     def convert(model, X, name):
         conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -59,7 +58,7 @@ MAKE_MODELS = textwrap.dedent("""
         convert(m, X[:64], name)
         np.savez(os.path.join(out, name + ".npz"), x_eval=X[64:])
 
-    N_EVAL = int(sys.argv[2])
+    N_EVAL = int(sys.argv[1])
     rng = np.random.default_rng(0)
     K.utils.set_random_seed(0)  # Python, numpy and TF: unseeded initializers draw from Python random
     make("small", (8, 2), [K.layers.LSTM(8), K.layers.Dense(1)], "mse", lambda X: X[:, -1, :1])
@@ -88,18 +87,8 @@ def _files(d: Path):
 def mcu_models(request):
     """{name: {"tflite": path, "x_eval": float windows [N_EVAL, T, F]}} for NAMES."""
     cache = Path(request.config.cache.mkdir(f"mcu_models_{_cache_key()}"))
-    if not all(f.is_file() for f in _files(cache)):
-        tmp = cache.with_name(cache.name + ".building")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-        r = subprocess.run([sys.executable, "-c", MAKE_MODELS, str(tmp), str(N_EVAL)],
-                           capture_output=True, text=True, env=env, timeout=600)
-        if r.returncode != 0:
-            pytest.fail(f"model conversion failed ({r.returncode}): {r.stderr[-2000:]}")
-        for f in _files(tmp):
-            shutil.copy2(f, cache / f.name)
-        shutil.rmtree(tmp, ignore_errors=True)
+    filled_cache(cache, [f.name for f in _files(cache)], [sys.executable, "-c", MAKE_MODELS, str(N_EVAL)],
+                 "firmware")
     out = {}
     for n in NAMES:
         with np.load(cache / f"{n}.npz") as d:

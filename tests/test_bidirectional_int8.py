@@ -135,13 +135,16 @@ def test_the_rewrite_is_a_no_op_on_a_unidirectional_file(tiny_models):  # noqa: 
 @pytest.mark.skipif(not (SEATTLE / "model_int8.tflite").exists(), reason="reference artifacts not built")
 def test_the_reference_int8_file_converts_byte_identical(tmp_path):
     import json
-    made_with = json.loads((SEATTLE / "manifest.json").read_text())["artifacts"]["tflite_int8"]["tool_versions"]
-    if made_with != tool_versions():
-        pytest.skip("the reference int8 file was made with other tool versions")
-    out = tmp_path / "model_int8.tflite"
-    r = run_isolated("export.tflite:convert", {"model_path": str(SEATTLE / "source_tfkeras.h5"),
-                                               "out_path": str(out), "mode": "int8",
-                                               "calib_path": str(SEATTLE / "data.npz"),
-                                               "calib_samples": pipeline.DEFAULT_CALIB_WINDOWS}, timeout=600)
+    from groundfloor.locks import folder_lock
+    with folder_lock(SEATTLE, "a test reading it", wait_message=lambda m: None):  # not mid-export
+        made_with = json.loads((SEATTLE / "manifest.json").read_text())["artifacts"]["tflite_int8"]["tool_versions"]
+        if made_with != tool_versions():
+            pytest.skip("the reference int8 file was made with other tool versions")
+        out = tmp_path / "model_int8.tflite"
+        r = run_isolated("export.tflite:convert", {"model_path": str(SEATTLE / "source_tfkeras.h5"),
+                                                   "out_path": str(out), "mode": "int8",
+                                                   "calib_path": str(SEATTLE / "data.npz"),
+                                                   "calib_samples": pipeline.DEFAULT_CALIB_WINDOWS}, timeout=600)
+        reference = (SEATTLE / "model_int8.tflite").read_bytes()
     assert r.ok, r.error
-    assert out.read_bytes() == (SEATTLE / "model_int8.tflite").read_bytes()
+    assert out.read_bytes() == reference

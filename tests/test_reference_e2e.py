@@ -21,12 +21,14 @@ def zoo():
     from edge.reference import export_reference
     from export.tfenv import WORKER_PRELOAD
     from groundfloor.isolate import shared_worker
+    from groundfloor.locks import folder_lock
     cfg = load_config()
     out = {}
-    with shared_worker(WORKER_PRELOAD):     # as `edge export` runs it
+    with shared_worker(WORKER_PRELOAD):     # as `edge export` runs it, under its lock
         for name in MODELS:
             folder = ROOT / cfg.artifacts_dir / name
-            export_reference(cfg.models[name].task, folder, progress=lambda s: None)
+            with folder_lock(folder, "the reference-model tests", wait_message=lambda m: None):
+                export_reference(cfg.models[name].task, folder, progress=lambda s: None)
             out[name] = folder
     return out
 
