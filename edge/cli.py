@@ -70,8 +70,21 @@ def cmd_export(args):
     return 0
 
 
+def _only(args):
+    """--only's artifact names, each one the export knows (None: all, the streaming twins too)."""
+    if args.only is None:
+        return None
+    from export.pipeline import ARTIFACTS
+    from groundfloor.errors import pick
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    for n in names or [""]:
+        pick(ARTIFACTS, n, "artifact in --only")
+    return names
+
+
 def _export_all(args) -> list:
     from export.pipeline import export_model
+    only = _only(args)
     if args.model:  # a user's own model, outside the config
         if not args.data:
             raise BadInput(args.model, "--data is required with --model")
@@ -80,7 +93,7 @@ def _export_all(args) -> list:
         out = Path(args.artifacts_dir or "artifacts") / name
         with folder_lock(out, "edge export"):
             manifests = [export_model(args.model, args.data, out, name=name, task=args.kind, progress=_progress,
-                                      trust_model_code=args.trust_model_code)]
+                                      trust_model_code=args.trust_model_code, only=only)]
     else:
         from edge.reference import export_reference
         cfg, entries = _models(args)
@@ -89,9 +102,9 @@ def _export_all(args) -> list:
             out = Path(args.artifacts_dir or cfg.artifacts_dir) / m.name
             with folder_lock(out, "edge export"):
                 if m.task:
-                    manifests.append(export_reference(m.task, out, progress=_progress))
+                    manifests.append(export_reference(m.task, out, progress=_progress, only=only))
                 else:
-                    manifests.append(export_model(m.path, m.data, out, name=m.name, task=m.kind,
+                    manifests.append(export_model(m.path, m.data, out, name=m.name, task=m.kind, only=only,
                                                   progress=_progress, trust_model_code=args.trust_model_code))
     return manifests
 
@@ -217,6 +230,9 @@ def build_parser():
     s.add_argument("--data", help="calibration/evaluation data for --model (.npz or .csv)")
     s.add_argument("--name", help="artifact folder name for --model (default: the file's stem)")
     s.add_argument("--kind", default="regression", choices=["regression", "classification"])
+    s.add_argument("--only", metavar="A,B",
+                   help="build only these artifacts, e.g. tflite_float32,tflite_int8 (default: all of them "
+                        "and the streaming twins)")
     s.add_argument("--trust-model-code", action="store_true", help=TRUST_HELP)
     add_models(s)
     add_jobs(s)

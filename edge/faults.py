@@ -24,6 +24,10 @@ from pathlib import Path
 from edge import toolmain
 
 STAGES = ("export", "quantize", "bench")
+# The short campaign (the test suite's): three artifacts and the first candidate within budget,
+# so each stage is a fraction of the whole; the kills land in the same code.
+SHORT_ARGS = {"export": ["--only", "tflite_float32,tflite_int8,onnx_float32"], "quantize": ["--first"],
+              "bench": []}
 
 
 def build_model(out_dir: str) -> dict:
@@ -45,7 +49,11 @@ def build_model(out_dir: str) -> dict:
     return {"ok": True}
 
 
-def _command(stage: str, work: Path) -> list:
+def _command(stage: str, work: Path, short: bool = False) -> list:
+    return _stage_command(stage, work) + (SHORT_ARGS[stage] if short else [])
+
+
+def _stage_command(stage: str, work: Path) -> list:
     base = [sys.executable, "-m", "edge.cli", "--config", str(work / "edge.toml")]
     if stage == "export":
         return base + ["export", "--model", str(work / "faulty.h5"), "--data", str(work / "faulty.npz"),
@@ -104,15 +112,14 @@ def _unlocked(folder: Path) -> bool:
         return True
 
 
-def _run(stage, work, timeout=1800):
-    p = subprocess.run(_command(stage, work), env=_env(work), capture_output=True, text=True, timeout=timeout)
+def _run(command, work, timeout=1800):
+    p = subprocess.run(command, env=_env(work), capture_output=True, text=True, timeout=timeout)
     return p.returncode, p.stdout + p.stderr
 
 
-def _kill_during(stage, work, after_s) -> bool:
-    """Start the stage, kill -9 it after after_s seconds; False when it finished first."""
-    p = subprocess.Popen(_command(stage, work), env=_env(work), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+def _kill_during(command, work, after_s) -> bool:
+    """Start the stage's command, kill -9 it after after_s seconds; False when it finished first."""
+    p = subprocess.Popen(command, env=_env(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         p.wait(timeout=after_s)
         return False
@@ -123,7 +130,8 @@ def _kill_during(stage, work, after_s) -> bool:
         return True
 
 
-def campaign(work: Path, kills: int, seed: int, progress=print) -> dict:
+def campaign(work: Path, kills: int, seed: int, progress=print, short: bool = False) -> dict:
+    """short: SHORT_ARGS on every stage (the test suite's version)."""
     from groundfloor.isolate import run_isolated
     work.mkdir(parents=True, exist_ok=True)
     (work / "edge.toml").write_text(f'artifacts_dir = "{work / "artifacts"}"\nreports_dir = "{work / "reports"}"\n'
@@ -132,14 +140,14 @@ def campaign(work: Path, kills: int, seed: int, progress=print) -> dict:
     if not r.ok:
         raise RuntimeError(f"building the test model failed: {r.error}")
     rng = random.Random(seed)
+    commands = {stage: _command(stage, work, short) for stage in STAGES}
     full = {}
     for stage in STAGES:   # one clean pass: how long each stage takes, so kills land inside it
         t0 = time.perf_counter()
-        rc, out = _run(stage, work)
+        rc, out = _run(commands[stage], work)
         full[stage] = time.perf_counter() - t0
         if rc not in (0, 1):
             raise RuntimeError(f"clean {stage} failed ({rc}): {out[-500:]}")
-    import shutil
     result = {"kills": 0, "finished_before_kill": 0, "inconsistent": [], "stage_seconds": full, "reruns": {}}
     for k in range(kills):
         stage = STAGES[k % len(STAGES)]
@@ -149,11 +157,11 @@ def campaign(work: Path, kills: int, seed: int, progress=print) -> dict:
         if stage == "quantize":   # only its cache: the budgeted file the manifest lists stays
             (work / "artifacts" / "faulty" / "quantize" / "search.json").unlink(missing_ok=True)
         after = rng.uniform(0.3, max(0.5, 0.9 * full[stage]))
-        killed = _kill_during(stage, work, after)
+        killed = _kill_during(commands[stage], work, after)
         result["kills" if killed else "finished_before_kill"] += 1
         found = inconsistencies(work)
         result["inconsistent"] += [f"kill {k} ({stage} at {after:.1f} s): {b}" for b in found]
-        rc, out = _run(stage, work)   # the rerun completes
+        rc, out = _run(commands[stage], work)   # the rerun completes
         rebuilt = out.count("converting ...")
         result["reruns"].setdefault(stage, []).append({"rc": rc, "rebuilt": rebuilt})
         if rc not in (0, 1):

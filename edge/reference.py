@@ -8,7 +8,7 @@ from groundfloor.fileio import read_json_or_none, sha256_json, write_json
 from groundfloor.versions import tool_versions
 
 
-def export_reference(task_name, out_dir, progress=print) -> dict:
+def export_reference(task_name, out_dir, progress=print, only=None) -> dict:
     task = get_task(task_name)
     out_dir = Path(out_dir)
     train_dir = out_dir / "train"
@@ -28,4 +28,4 @@ def export_reference(task_name, out_dir, progress=print) -> dict:
     extra = {"reference_task": task_name, "description": task.description, "units": task.units,
              "training": {k: v for k, v in info.items() if k != "key"}}
     return export_model(model_path, data_path, out_dir, name=task_name, task=task.kind,
-                        extra_source_info=extra, progress=progress)
+                        extra_source_info=extra, progress=progress, only=only)

@@ -20,16 +20,29 @@ CALIB_FRACTION = 0.8
 
 def load_data(path, input_shape) -> dict:
     """Returns x_calib, x_eval (float32 [N, T, F]) and y_eval / y_calib when known."""
+    path = _existing(path)
+    arrays = _load_npz(path) if path.suffix == ".npz" else _load_csv(path, input_shape)
+    return _check(path, arrays, input_shape)
+
+
+def precheck(path) -> None:
+    """Every check that needs no model (format, readable, numeric, [N, T, F], not empty): run
+    before the model loads, a bad data file is refused in a second instead of after TensorFlow
+    has started and the model has been read."""
+    path = _existing(path)
+    if path.suffix == ".npz":
+        _check(path, _load_npz(path), None)
+    else:
+        _csv_table(path, *_csv_rows(path))
+
+
+def _existing(path) -> Path:
     path = Path(path)
     if not path.exists():
         raise BadInput(path, "data file not found")
-    if path.suffix == ".npz":
-        arrays = _load_npz(path)
-    elif path.suffix == ".csv":
-        arrays = _load_csv(path, input_shape)
-    else:
+    if path.suffix not in (".npz", ".csv"):
         raise BadInput(path, f"unsupported data format '{path.suffix}' (use .npz or .csv)")
-    return _check(path, arrays, input_shape)
+    return path
 
 
 def _load_npz(path):
@@ -120,12 +133,15 @@ def _numeric(a, allow_bool=False) -> bool:
 
 
 def _check(path, arrays, input_shape):
-    expected = tuple(int(d) for d in input_shape)
+    """input_shape None: the model is not known yet (precheck), only [N, T, F] is asked for."""
+    expected = tuple(int(d) for d in input_shape) if input_shape is not None else None
     for key in ("x_calib", "x_eval"):
         x = arrays[key]
         if x.size == 0 or len(x) == 0:
             raise BadInput(path, f"empty dataset: '{key}' has no samples")
-        if x.ndim != 3 or tuple(x.shape[1:]) != expected:
+        if expected is None and x.ndim != 3:
+            raise BadInput(path, f"'{key}' has shape {list(x.shape)}: it must be [N, T, F]")
+        if expected is not None and (x.ndim != 3 or tuple(x.shape[1:]) != expected):
             raise BadInput(path, f"'{key}' has shape {list(x.shape)} but the model expects "
                                  f"[N, {expected[0]}, {expected[1]}]")
         if not _numeric(x):

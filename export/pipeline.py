@@ -101,6 +101,8 @@ def export_model(model_path, data_path, out_dir, name=None, task="regression", o
         old["cache_hit"] = True
         return old
 
+    from export.data import precheck
+    precheck(data_path)     # a bad data file is refused before the model (and TensorFlow) loads
     progress(f"[{name}] loading {model_path}")
     source = _prepare_source(model_path, data_path, out_dir, progress, trust_model_code)
     manifest = {

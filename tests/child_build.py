@@ -34,7 +34,7 @@ def built_in_child(request, label: str, build, params, files: list[str],
 
 def filled_cache(cache: Path, files: list[str], argv: list[str], label: str) -> Path:
     """cache once it holds files: when one is missing, `argv <fresh folder>` builds them there and
-    they are copied over. Under the folder's lock, so test workers running in parallel build
+    the folder's files are copied over. Under the folder's lock, so test workers running in parallel build
     once and the others wait for it."""
     from groundfloor.locks import folder_lock
     with folder_lock(cache, f"building the {label} test models", wait_message=lambda m: None):
@@ -47,7 +47,8 @@ def filled_cache(cache: Path, files: list[str], argv: list[str], label: str) -> 
                               capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             pytest.fail(f"building the {label} test models failed:\n{proc.stderr[-3000:]}")
-        for f in files:
-            shutil.copy2(tmp / f, cache / f)
+        for f in sorted(tmp.iterdir(), key=lambda p: p.name in files):   # the files asked for last:
+            if f.is_file():                                                 # they mean "complete"
+                shutil.copy2(f, cache / f.name)
         shutil.rmtree(tmp, ignore_errors=True)
     return cache

@@ -7,11 +7,11 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    """Tiny stream models (float/int8 TFLite, ONNX) shared by test_runtime.py and
-    test_streaming.py: built once per session, TensorFlow conversions are slow."""
-    from fixtures_models import build_demo_artifacts
-    return build_demo_artifacts(tmp_path_factory.mktemp("stream_demo"))
+def demo(request, tmp_path_factory):
+    """Tiny stream models (float/int8 TFLite, ONNX) shared by test_runtime.py, test_streaming.py
+    and test_hardening.py: TensorFlow conversions are slow, they are built once and cached."""
+    from fixtures_models import demo_artifacts
+    return demo_artifacts(request, tmp_path_factory)
 
 
 # The slowest test files, slowest first (a cold run on 2 cores, 2026-12-01): under `make test`

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from child_build import built_in_child
+from child_build import built_in_child, filled_cache
 from tiny_keras import tiny_lstm
 
 T, F, UNITS, N_EVAL, N_CALIB = 8, 2, 4, 24, 256
@@ -224,5 +224,30 @@ def build_demo_artifacts(out_dir, stacked: bool = False, timeout: float = 600.0)
     return {"dir": str(out), "records": records}
 
 
+def demo_artifacts(request, tmp_path_factory) -> dict:
+    """build_demo_artifacts, built once and kept in pytest's cache, keyed by the export and
+    ground-floor code that makes them (a change there rebuilds them) and the tool versions;
+    each session gets its own copy, so no test can change the cached files."""
+    import json
+    from groundfloor.cache import code_hash
+    from groundfloor.versions import tool_versions
+    root = Path(TESTS_DIR).parent
+    code = [*root.glob("export/**/*.py"), *root.glob("groundfloor/*.py"), __file__,
+            Path(TESTS_DIR) / "tiny_keras.py", Path(TESTS_DIR) / "child_build.py"]
+    key = code_hash(code, extra=sorted(tool_versions().items()))
+    cache = Path(request.config.cache.mkdir(f"stream_demo_{key}"))
+    filled_cache(cache, ["records.json"], [sys.executable, __file__, "demo"], "stream demo")
+    out = tmp_path_factory.mktemp("stream_demo")
+    for f in cache.iterdir():
+        if f.is_file() and not f.name.startswith("."):
+            shutil.copy2(f, out / f.name)
+    return {"dir": str(out), "records": json.loads((out / "records.json").read_text())}
+
+
 if __name__ == "__main__":
-    build(Path(sys.argv[1]))
+    if sys.argv[1] == "demo":   # filled_cache's build of demo_artifacts
+        import json
+        made = build_demo_artifacts(Path(sys.argv[2]))
+        (Path(sys.argv[2]) / "records.json").write_text(json.dumps(made["records"]))
+    else:
+        build(Path(sys.argv[1]))

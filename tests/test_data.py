@@ -85,3 +85,20 @@ def test_valid_inputs_keep_their_values(tmp_path):
     d = load_data(_npz(tmp_path, x_calib=x[:6], x_eval=x[6:], y_eval=np.arange(4) > 1, y_calib=np.arange(6)), (4, 2))
     assert d["x_calib"].dtype == np.float32 and np.allclose(d["x_eval"], x[6:])
     assert d["y_eval"].tolist() == [0, 0, 1, 1] and d["y_calib"].tolist() == list(range(6))
+
+
+@pytest.mark.parametrize("kind", ["npz_2d", "csv_text"])
+def test_a_bad_data_file_is_refused_before_the_model_is_read(tmp_path, kind):
+    """The data's own checks run first: the error names the data file although the model file
+    is no model at all (reading it would start TensorFlow, seconds for nothing)."""
+    from export.pipeline import export_model
+    model = tmp_path / "m.h5"
+    model.write_bytes(b"not a model")
+    if kind == "npz_2d":
+        bad, said = _npz(tmp_path, x=np.zeros((10, 3), np.float32)), "must be [N, T, F]"
+    else:
+        bad, said = tmp_path / "d.csv", "line 3, column 'a': non-numeric value 'x'"
+        bad.write_text("a,y\n1,2\nx,3\n")
+    with pytest.raises(BadInput) as e:
+        export_model(model, bad, tmp_path / "out", progress=lambda s: None)
+    assert str(bad) in str(e.value) and said in str(e.value) and not (tmp_path / "out").exists()

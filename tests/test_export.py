@@ -257,3 +257,11 @@ def test_a_converters_key_covers_the_export_modules_it_calls():
     assert all(name.startswith("export") for name in closure)
     assert "export.onnx_export" not in closure          # not called by the TFLite converter
     assert {"export.stream_twins", "export.onnx_export"} <= set(pipeline._export_closure("export.streaming"))
+
+
+@pytest.mark.parametrize("only", ["tflite_int8,nope", ""])
+def test_only_with_an_unknown_artifact_is_one_line_exit_2(tmp_path, capsys, only):
+    code = main(["export", "--model", str(tmp_path / "m.h5"), "--data", str(tmp_path / "d.npz"), "--only", only])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "unknown artifact in --only" in err
+    assert "tflite_int8" in err and not (tmp_path / "artifacts").exists()

@@ -85,18 +85,19 @@ E2E = {
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     """Each E2E model linted as a file and exported (float32 and int8 TFLite, float32 ONNX)."""
+    from export.tfenv import WORKER_PRELOAD
     from groundfloor.isolate import shared_worker
     out = {}
-    for name, build in E2E.items():
-        root = tmp_path_factory.mktemp(name.split(".")[0])
-        build(root / name)
-        x = np.random.default_rng(0).standard_normal((40, 12, 2)).astype(np.float32)
-        x[:, -3:] = 0.0   # padded steps: the mask has something to do
-        np.savez(root / "data.npz", x=x, y=np.zeros((40, 1), np.float32))
-        with shared_worker():
+    with shared_worker(WORKER_PRELOAD):    # one worker for the three, as `edge export` runs several
+        for name, build in E2E.items():
+            root = tmp_path_factory.mktemp(name.split(".")[0])
+            build(root / name)
+            x = np.random.default_rng(0).standard_normal((40, 12, 2)).astype(np.float32)
+            x[:, -3:] = 0.0   # padded steps: the mask has something to do
+            np.savez(root / "data.npz", x=x, y=np.zeros((40, 1), np.float32))
             m = pipeline.export_model(root / name, root / "data.npz", root / "out", only=CONVERTED,
                                       progress=lambda s: None)
-        out[name] = (lint_file(root / name), m, root / "out")
+            out[name] = (lint_file(root / name), m, root / "out")
     return out
 
 
