@@ -18,9 +18,9 @@ def demo(request, tmp_path_factory):
 # each file runs whole on one worker, so starting these first keeps one long file from
 # finishing alone at the end. Only the order matters; files not named follow in their order.
 SLOWEST_FILES_FIRST = [
-    "test_faults.py", "test_reference_e2e.py", "test_sweep.py", "test_hardening.py",
-    "test_import_torch.py", "test_bidirectional_int8.py", "test_isolate_worker.py",
-    "test_lint_export.py", "test_export.py", "test_quantize_search.py", "test_untrusted.py",
+    "test_import_torch.py", "test_reference_e2e.py", "test_sweep.py", "test_hardening.py",
+    "test_faults.py", "test_lint_export.py", "test_bidirectional_int8.py", "test_export.py",
+    "test_isolate_worker.py", "test_untrusted.py", "test_quantize_search.py", "test_quant16x8.py",
 ]
 
 
