@@ -63,8 +63,8 @@ def _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad) -> list:
     """The DSP build's weight arrays, rows by unit (int8 and 16x8 share them: both multiply
     int16 operands by int8 weights with SMLAD)."""
     out = []
-    if Ipad <= 4:    # narrow input: int16 weight pairs, one SMLAD per pair (MV_BLOCK_NARROW)
-        w16 = np.zeros((4 * H, Ipad), np.int16)
+    if Ipad <= 4:    # narrow input: int16 weights (mac_narrow); I = 1: a unit's 4 rows in 2 words
+        w16 = np.zeros((4 * H, 1 if I == 1 else Ipad), np.int16)
         w16[:, :I] = _by_unit(w_in, H)
         out.append(_arr("int16_t", f"{n}_w_in16", w16, aligned=True))
         out.append(f"#define {n}_w_in ((const int8_t *){n}_w_in16)\n")

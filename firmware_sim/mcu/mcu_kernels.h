@@ -223,29 +223,39 @@ static inline int32_t smmulr(int32_t a, int32_t b)
         *(WPP) = wp;                                                                       \
     } while (0)
 
-/* a0..a3 += W x for a narrow input (1 or 2 int16 pairs): int16 weight pairs, one SMLAD each */
-#define NARROW_MAC(A, X) "ldr    %[w0], [%[wp]], #4\n\tsmlad  " A ", %[w0], " X ", " A "\n\t"
+/* *a0..*a3 += W x for a narrow input (I <= 4): int16 weights, two words per LDRD. I = 1: the
+ * unit's 4 weights in 2 words, SMLABB/SMLATB on x0 (5 instructions for 4 rows); else one int16
+ * pair per row and input pair, one SMLAD each. */
+#define NARROW_PAIR(A, XA, B, XB) "ldrd   %[w0], %[w1], [%[wp]], #8\n\t"                     \
+    "smlad  " A ", %[w0], " XA ", " A "\n\tsmlad  " B ", %[w1], " XB ", " B "\n\t"
 #define NARROW_OUTPUTS                                                                       \
-    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [wp] "+r"(wp),           \
-      [w0] "=&r"(w0)
-#define MV_BLOCK_NARROW(WPP, X01, X23, PAIRS)                                               \
-    do {                                                                                   \
-        const int32_t *wp = *(WPP);  /* WPP: not &wp */                                    \
-        int32_t w0;                                                                        \
-        if ((PAIRS) == 1)                                                                  \
-            __asm__ volatile(MAC_BEGIN("gate")                                             \
-                NARROW_MAC("%[a0]", "%[x01]") NARROW_MAC("%[a1]", "%[x01]")                \
-                NARROW_MAC("%[a2]", "%[x01]") NARROW_MAC("%[a3]", "%[x01]")                \
-                MAC_END("gate") NARROW_OUTPUTS : [x01] "r"(X01) : "memory");               \
-        else                                                                               \
-            __asm__ volatile(MAC_BEGIN("gate")                                             \
-                NARROW_MAC("%[a0]", "%[x01]") NARROW_MAC("%[a0]", "%[x23]")                \
-                NARROW_MAC("%[a1]", "%[x01]") NARROW_MAC("%[a1]", "%[x23]")                \
-                NARROW_MAC("%[a2]", "%[x01]") NARROW_MAC("%[a2]", "%[x23]")                \
-                NARROW_MAC("%[a3]", "%[x01]") NARROW_MAC("%[a3]", "%[x23]")                \
-                MAC_END("gate") NARROW_OUTPUTS : [x01] "r"(X01), [x23] "r"(X23) : "memory"); \
-        *(WPP) = wp;                                                                       \
-    } while (0)
+    : [a0] "+r"(*a0), [a1] "+r"(*a1), [a2] "+r"(*a2), [a3] "+r"(*a3), [wp] "+r"(wp),       \
+      [w0] "=&r"(w0), [w1] "=&r"(w1)
+static inline MCU_INLINE void mac_narrow(const int32_t **wpp, int32_t x01, int32_t x23, int I,
+                                         int32_t *a0, int32_t *a1, int32_t *a2, int32_t *a3)
+{
+    const int32_t *wp = *wpp;
+    int32_t w0, w1;
+    if (I == 1)
+        __asm__ volatile(MAC_BEGIN("gate")
+            "ldrd   %[w0], %[w1], [%[wp]], #8\n\t"
+            "smlabb %[a0], %[w0], %[x01], %[a0]\n\tsmlatb %[a1], %[w0], %[x01], %[a1]\n\t"
+            "smlabb %[a2], %[w1], %[x01], %[a2]\n\tsmlatb %[a3], %[w1], %[x01], %[a3]\n\t"
+            MAC_END("gate") NARROW_OUTPUTS : [x01] "r"(x01) : "memory");
+    else if (I == 2)
+        __asm__ volatile(MAC_BEGIN("gate")
+            NARROW_PAIR("%[a0]", "%[x01]", "%[a1]", "%[x01]")
+            NARROW_PAIR("%[a2]", "%[x01]", "%[a3]", "%[x01]")
+            MAC_END("gate") NARROW_OUTPUTS : [x01] "r"(x01) : "memory");
+    else
+        __asm__ volatile(MAC_BEGIN("gate")
+            NARROW_PAIR("%[a0]", "%[x01]", "%[a0]", "%[x23]")
+            NARROW_PAIR("%[a1]", "%[x01]", "%[a1]", "%[x23]")
+            NARROW_PAIR("%[a2]", "%[x01]", "%[a2]", "%[x23]")
+            NARROW_PAIR("%[a3]", "%[x01]", "%[a3]", "%[x23]")
+            MAC_END("gate") NARROW_OUTPUTS : [x01] "r"(x01), [x23] "r"(x23) : "memory");
+    *wpp = wp;
+}
 
 static inline int32_t rq_gate(int32_t a2, int32_t m, int shift, const int generic)
 {
@@ -284,7 +294,7 @@ static inline MCU_INLINE void gates_in_body(
     for (int j = 0; j < p->H; j++, bias += 4, g += 4) {
         int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
         if (narrow)
-            MV_BLOCK_NARROW(&wrow, x01, x23, pairs);
+            mac_narrow(&wrow, x01, x23, p->I, &a0, &a1, &a2, &a3);
         else
             MV_BLOCK(&wrow, x16, x8end, tail, "gate");
         g[0] = (int16_t)MCU_SAT16(p, 0, rq_gate(a0, m[0], sh[0], generic));
@@ -420,7 +430,7 @@ static inline MCU_INLINE void gates_in16_body(const mcu_lstm16_t *p, const int16
     for (int j = 0; j < p->H; j++, cb += 4, g += 4) {
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         if (narrow)
-            MV_BLOCK_NARROW(&wrow, x01, x23, pairs);
+            mac_narrow(&wrow, x01, x23, p->I, &a0, &a1, &a2, &a3);
         else
             MV_BLOCK(&wrow, x16, x8end, tail, "gate");
         g[0] = (int16_t)__ssat(rq64(cb[0], a0, p->rm_in[0], p->tot_in[0]), 16);
