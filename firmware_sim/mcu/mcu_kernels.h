@@ -155,10 +155,20 @@ void mcu_tanh_s16(const int16_t *src, int16_t *dst, int n, int mult, int shift);
 #include <arm_acle.h>
 #define MCU_INLINE __attribute__((always_inline))
 
-static inline int32_t smmulr(int32_t a, int32_t b)
+/* A folded constant multiplier, from the literal pool: one LDR (GCC 12 builds it from a
+ * neighbouring constant with up to three ADDs instead). */
+static inline MCU_INLINE int32_t mcu_literal(int32_t v)
 {
     int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    if (!__builtin_constant_p(v)) return v;
+    __asm__("ldr %0, =%c1" : "=r"(r) : "i"(v));
+    return r;
+}
+
+static inline MCU_INLINE int32_t smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(mcu_literal(b)));
     return r;
 }
 
@@ -280,27 +290,43 @@ static inline void mcu_widen(const int8_t *src, int16_t *dst, int n, int npad, i
     for (; i < npad; i++) dst[i] = 0;
 }
 
-/* The input pass: g[4j + k] = requant_k(bias + W_in x) for gate k of unit j (the rows are
- * interleaved by unit: one 4-row block is one unit's i, f, g, o). */
+/* The input part of one unit's 4 gates, gin[k] = requant_k(bias + W_in x) (the rows are
+ * interleaved by unit: one 4-row block is one unit's i, f, g, o); *WPP advances past the block.
+ * x01, x23: the first two input pairs (the narrow input's registers). */
+static inline MCU_INLINE void unit_gates_in(
+    const mcu_lstm_t *p, const int32_t **wpp, const int32_t *bias, const int16_t *x16,
+    int32_t x01, int32_t x23, int32_t gin[4], const int generic)
+{
+    const int32_t *x8end = (const int32_t *)x16 + ((p->Ipad >> 3) << 2);
+    int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    if (p->Ipad <= 4)
+        mac_narrow(wpp, x01, x23, p->I, &a0, &a1, &a2, &a3);
+    else
+        MV_BLOCK(wpp, x16, x8end, p->Ipad & 4, "gate");
+    gin[0] = MCU_SAT16(p, 0, rq_gate(a0, p->m_in[0], p->s_in[0], generic));
+    gin[1] = MCU_SAT16(p, 1, rq_gate(a1, p->m_in[1], p->s_in[1], generic));
+    gin[2] = MCU_SAT16(p, 2, rq_gate(a2, p->m_in[2], p->s_in[2], generic));
+    gin[3] = MCU_SAT16(p, 3, rq_gate(a3, p->m_in[3], p->s_in[3], generic));
+}
+
+/* A narrow input (Ipad <= 4) is multiplied inside the recurrent pass, unit by unit, so its
+ * gate parts never go through memory; a wider one first in a pass of its own (the MAC loop
+ * and the recurrent one would not fit the registers together). */
+#define MCU_FUSED_INPUT(p) ((p)->Ipad <= 4)
+
+/* The input pass of a wide input: g[4j + k] = gin[k] of unit j. */
 static inline MCU_INLINE void gates_in_body(
     const mcu_lstm_t *p, const int16_t *x16, int16_t *g, const int generic)
 {
-    const int32_t *m = p->m_in;
-    const int8_t *sh = p->s_in;
     const int32_t *wrow = (const int32_t *)p->w_in, *bias = p->b_in;
     const int32_t *x8end = (const int32_t *)x16 + ((p->Ipad >> 3) << 2);
-    const int tail = p->Ipad & 4, pairs = p->Ipad >> 1, narrow = p->Ipad <= 4;
-    const int32_t x01 = ((const int32_t *)x16)[0], x23 = pairs == 2 ? ((const int32_t *)x16)[1] : 0;
     for (int j = 0; j < p->H; j++, bias += 4, g += 4) {
         int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
-        if (narrow)
-            mac_narrow(&wrow, x01, x23, p->I, &a0, &a1, &a2, &a3);
-        else
-            MV_BLOCK(&wrow, x16, x8end, tail, "gate");
-        g[0] = (int16_t)MCU_SAT16(p, 0, rq_gate(a0, m[0], sh[0], generic));
-        g[1] = (int16_t)MCU_SAT16(p, 1, rq_gate(a1, m[1], sh[1], generic));
-        g[2] = (int16_t)MCU_SAT16(p, 2, rq_gate(a2, m[2], sh[2], generic));
-        g[3] = (int16_t)MCU_SAT16(p, 3, rq_gate(a3, m[3], sh[3], generic));
+        MV_BLOCK(&wrow, x16, x8end, p->Ipad & 4, "gate");
+        g[0] = (int16_t)MCU_SAT16(p, 0, rq_gate(a0, p->m_in[0], p->s_in[0], generic));
+        g[1] = (int16_t)MCU_SAT16(p, 1, rq_gate(a1, p->m_in[1], p->s_in[1], generic));
+        g[2] = (int16_t)MCU_SAT16(p, 2, rq_gate(a2, p->m_in[2], p->s_in[2], generic));
+        g[3] = (int16_t)MCU_SAT16(p, 3, rq_gate(a3, p->m_in[3], p->s_in[3], generic));
     }
 }
 
@@ -336,6 +362,23 @@ static inline int32_t rq_product(int32_t x, int32_t m, int right, int32_t half)
     return (v + half + (v >> 31)) >> right;
 }
 
+/* h16[j] = hold[stride j] for j < n: the new hidden state, moved once every unit has read the
+ * old one; stride 1: two values per word copy. */
+static inline MCU_INLINE void mcu_hold_copy(int16_t *h16, const int16_t *hold, int n, const int stride)
+{
+    int j = 0;
+    if (stride != 1) {
+        for (; j < n; j++) h16[j] = hold[stride * j];
+        return;
+    }
+    for (; j + 1 < n; j += 2) {
+        int32_t w;
+        __builtin_memcpy(&w, hold + j, 4);
+        __builtin_memcpy(h16 + j, &w, 4);
+    }
+    if (j < n) h16[j] = hold[j];
+}
+
 /* The cell's constants as locals, for the int8 and the 16x8 recurrent pass (p constant: they
  * fold): the rounding right shifts (>= 1, codegen checks) and halves of f c, i g and o tanh(c),
  * their multipliers, the cell clip, tanh(c)'s input rescaling. MORE: further int32 constants
@@ -354,10 +397,11 @@ static inline int32_t rq_product(int32_t x, int32_t m, int right, int32_t half)
 
 /* The recurrent pass fused with the rest of the step, one hidden unit j at a time: its 4 gate
  * rows (MAC block), gate = sat16(requant(rec) + input part), the activations, c = clip(sat16(
- * f c + i g)), h = sat8(o tanh(c) + zp). The new h16 (2 h) waits in the unit's spent input
- * slot g[4j] until every unit has read the old one. */
+ * f c + i g)), h = sat8(o tanh(c) + zp). The new h16 (2 h) waits in the gates array (g[j] with
+ * a fused input, else unit j's spent slot g[4j]) until every unit has read the old one. */
 static inline MCU_INLINE void rec_cell_body(
-    const mcu_lstm_t *p, int16_t *g, int16_t *c, int8_t *h, int16_t *h16, const int generic)
+    const mcu_lstm_t *p, const int16_t *x16, int16_t *g, int16_t *c, int8_t *h, int16_t *h16,
+    const int generic)
 {
     const int32_t *m = p->m_rec;
     const int8_t *sh = p->s_rec;
@@ -366,11 +410,18 @@ static inline MCU_INLINE void rec_cell_body(
     const int32_t *x8end = (const int32_t *)h16 + ((p->Hpad >> 3) << 2);
     const int tail = p->Hpad & 4;
     MCU_CELL_CONSTANTS(p, MCU_COMMA zp = p->h_zp);
-    int16_t *gj = g;
-    for (int j = 0; j < H; j++, bias += 4, gj += 4) {
-        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    const int fused = MCU_FUSED_INPUT(p);
+    const int32_t *wirow = (const int32_t *)p->w_in, *bin = p->b_in;
+    const int32_t x01 = fused ? ((const int32_t *)x16)[0] : 0;
+    const int32_t x23 = fused && p->Ipad == 4 ? ((const int32_t *)x16)[1] : 0;
+    const int16_t *gj = g;
+    for (int j = 0; j < H; j++, bias += 4, bin += 4, gj += 4) {
+        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3], gin[4];
         MV_BLOCK(&wrow, h16, x8end, tail, "gate");
-#define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + gj[K])
+        if (fused)
+            unit_gates_in(p, &wirow, bin, x16, x01, x23, gin, generic);
+#define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + \
+                                 (fused ? gin[K] : gj[K]))
         int32_t gi = sigmoid_q12(GATE_SUM(0, a0));
         int32_t gf = sigmoid_q12(GATE_SUM(1, a1));
         int32_t gg = GATE_SUM(2, a2);
@@ -385,9 +436,9 @@ static inline MCU_INLINE void rec_cell_body(
         int32_t tc = tanh_of((v * tm + trnd) >> ts);
         int32_t hv = __ssat(rq_product(go * tc, mh, rh, hh) + zp, 8);
         h[j] = (int8_t)hv;
-        gj[0] = (int16_t)(2 * hv);
+        g[fused ? j : 4 * j] = (int16_t)(2 * hv);
     }
-    for (int j = 0; j < H; j++) h16[j] = g[4 * j];
+    mcu_hold_copy(h16, g, H, fused ? 1 : 4);
 }
 
 /* One step: the input pass, then the recurrent pass fused with the cell (see above). Inlined
@@ -403,11 +454,11 @@ static inline MCU_INLINE void mcu_lstm_step_inline(
         x16 = s->x16;
     }
     if (any || p->rq_generic) {
-        gates_in_body(p, x16, s->gates, 1);
-        rec_cell_body(p, s->gates, c, h, h16, 1);
+        if (!MCU_FUSED_INPUT(p)) gates_in_body(p, x16, s->gates, 1);
+        rec_cell_body(p, x16, s->gates, c, h, h16, 1);
     } else {
-        gates_in_body(p, x16, s->gates, 0);
-        rec_cell_body(p, s->gates, c, h, h16, 0);
+        if (!MCU_FUSED_INPUT(p)) gates_in_body(p, x16, s->gates, 0);
+        rec_cell_body(p, x16, s->gates, c, h, h16, 0);
     }
 }
 /* ---------------- the DSP 16x8 LSTM step (inline) ----------------
@@ -441,7 +492,7 @@ static inline MCU_INLINE void gates_in16_body(const mcu_lstm16_t *p, const int16
 }
 
 /* The recurrent pass fused with the cell, one unit at a time, as rec_cell_body; the new h
- * waits in the unit's spent input slot g[4j] until every unit has read the old one. */
+ * waits in g[j] until every unit has read the old one. */
 static inline MCU_INLINE void rec_cell16_body(const mcu_lstm16_t *p, int16_t *g, int16_t *c, int16_t *h)
 {
     const int H = p->H;
@@ -467,9 +518,9 @@ static inline MCU_INLINE void rec_cell16_body(const mcu_lstm16_t *p, int16_t *g,
         v = v < -qc ? -qc : (v > qc ? qc : v);
         c[j] = (int16_t)v;
         int32_t tc = tanh_of((v * tm + trnd) >> ts);
-        gj[0] = (int16_t)__ssat(rq_product(go * tc, mh, rh, hh), 16);
+        g[j] = (int16_t)__ssat(rq_product(go * tc, mh, rh, hh), 16);
     }
-    for (int j = 0; j < H; j++) h[j] = g[4 * j];
+    mcu_hold_copy(h, g, H, 1);
 }
 
 /* One 16x8 step, inlined into the layer's mcu_step_<name> (its constants fold). x16: the input
