@@ -74,6 +74,17 @@ def _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad) -> list:
     return out
 
 
+def _unit_stream(w_in, w_rec, b_in, b_rec, H, I, Hpad) -> np.ndarray:
+    """A narrow-input int8 layer's DSP constants as one int32 stream, per unit j (mcu_kernels.h,
+    MCU_FUSED_INPUT): its 4 recurrent biases, its interleaved recurrent block (Hpad words), its 4
+    input biases, its int16 input weights (I = 1: 2 words, else one pair per word)."""
+    rec = interleave(_by_unit(w_rec, H), 4 * H, Hpad).view("<i4").reshape(H, Hpad)
+    w16 = np.zeros((4 * H, 1 if I == 1 else simd_ipad(I)), np.int16)
+    w16[:, :I] = _by_unit(w_in, H)
+    win = w16.reshape(-1).view("<i4").reshape(H, -1)
+    return np.concatenate([b_rec.reshape(H, 4), rec, b_in.reshape(H, 4), win], axis=1).reshape(-1)
+
+
 def _by_unit(a: np.ndarray, H: int) -> np.ndarray:
     """[4H, ...] in gate order (row k*H + j) -> row 4j + k: one 4-row block of the DSP kernels
     is one hidden unit's i, f, g, o, finished in registers."""
@@ -134,9 +145,15 @@ def _lstm_c(L: LstmLayer, out: list):
     b_rec = 2 * _by_unit(L.bias_rec_eff().reshape(-1), H)
     n = L.name
     out.append("#if MCU_SIMD\n")
-    out += _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad)
-    out.append(_arr("int32_t", f"{n}_b_in", b_in))
-    out.append(_arr("int32_t", f"{n}_b_rec", b_rec))
+    if Ipad <= 4:    # the input multiplied in the recurrent pass: one stream of unit constants
+        out.append(_arr("int32_t", f"{n}_units", _unit_stream(w_in, w_rec, b_in, b_rec, H, I, Hpad),
+                        aligned=True))
+        out.append(f"#define {n}_w_rec ((const int8_t *){n}_units)\n")
+        out += [f"#define {n}_{a} 0\n" for a in ("w_in", "b_in", "b_rec")]
+    else:
+        out += _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad)
+        out.append(_arr("int32_t", f"{n}_b_in", b_in))
+        out.append(_arr("int32_t", f"{n}_b_rec", b_rec))
     out.append("#else\n")
     out.append(_arr("int8_t", f"{n}_w_in", w_in))
     out.append(_arr("int8_t", f"{n}_w_rec", w_rec))
@@ -433,9 +450,9 @@ def _preamble(prog: Program, pl: Plan) -> list:
     out.append("#if MCU_SIMD\n")
     # SIMD: the signed-index tables, each checked on every input it covers (fixedpoint)
     for kind, short in (("sigmoid", "sig"), ("tanh", "tanh")):
-        B, D, _ = fp.signed_table(kind, table)
-        pairs = ", ".join(f"{{{b}, {d}}}" for b, d in zip(B.tolist(), D.tolist()))
-        out.append(f"const mcu_act_entry_t mcu_{short}_tab[{len(B)}] __attribute__((aligned(8))) = "
+        A, D, _ = fp.signed_table(kind, table)
+        pairs = ", ".join(f"{{{a}, {d}}}" for a, d in zip(A.tolist(), D.tolist()))
+        out.append(f"const mcu_act_entry_t mcu_{short}_tab[{len(A)}] __attribute__((aligned(8))) = "
                    f"{{\n    {pairs}\n}};\n")
     out.append("#else\n")
     out.append(_arr("uint16_t", "mcu_sigmoid_table", table, per_line=16, static=False))

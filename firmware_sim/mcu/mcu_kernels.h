@@ -84,7 +84,7 @@ typedef struct {
 /* Signed-index tables (generated into model.c): entry MCU_*_Q0 + q for q = v >> fb. */
 #define MCU_SIG_Q0 192
 #define MCU_TANH_Q0 256
-typedef struct { int32_t b, d; } mcu_act_entry_t;     /* {B, D}: one LDRD */
+typedef struct { int32_t a, d; } mcu_act_entry_t;     /* {A, D}: one LDRD */
 extern const mcu_act_entry_t mcu_sig_tab[2 * MCU_SIG_Q0];
 extern const mcu_act_entry_t mcu_tanh_tab[2 * MCU_TANH_Q0];
 #else
@@ -290,19 +290,17 @@ static inline void mcu_widen(const int8_t *src, int16_t *dst, int n, int npad, i
     for (; i < npad; i++) dst[i] = 0;
 }
 
-/* The input part of one unit's 4 gates, gin[k] = requant_k(bias + W_in x) (the rows are
- * interleaved by unit: one 4-row block is one unit's i, f, g, o); *WPP advances past the block.
- * x01, x23: the first two input pairs (the narrow input's registers). */
+/* The input part of one unit's 4 gates for a narrow input, gin[k] = requant_k(bias + W_in x),
+ * from the unit's constants at *UP (4 doubled biases, then the int16 weights; *UP advances past
+ * them). x01, x23: the input pairs. */
 static inline MCU_INLINE void unit_gates_in(
-    const mcu_lstm_t *p, const int32_t **wpp, const int32_t *bias, const int16_t *x16,
-    int32_t x01, int32_t x23, int32_t gin[4], const int generic)
+    const mcu_lstm_t *p, const int32_t **up, int32_t x01, int32_t x23, int32_t gin[4],
+    const int generic)
 {
-    const int32_t *x8end = (const int32_t *)x16 + ((p->Ipad >> 3) << 2);
-    int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
-    if (p->Ipad <= 4)
-        mac_narrow(wpp, x01, x23, p->I, &a0, &a1, &a2, &a3);
-    else
-        MV_BLOCK(wpp, x16, x8end, p->Ipad & 4, "gate");
+    const int32_t *b = *up;
+    int32_t a0 = b[0], a1 = b[1], a2 = b[2], a3 = b[3];
+    *up = b + 4;
+    mac_narrow(up, x01, x23, p->I, &a0, &a1, &a2, &a3);
     gin[0] = MCU_SAT16(p, 0, rq_gate(a0, p->m_in[0], p->s_in[0], generic));
     gin[1] = MCU_SAT16(p, 1, rq_gate(a1, p->m_in[1], p->s_in[1], generic));
     gin[2] = MCU_SAT16(p, 2, rq_gate(a2, p->m_in[2], p->s_in[2], generic));
@@ -311,7 +309,9 @@ static inline MCU_INLINE void unit_gates_in(
 
 /* A narrow input (Ipad <= 4) is multiplied inside the recurrent pass, unit by unit, so its
  * gate parts never go through memory; a wider one first in a pass of its own (the MAC loop
- * and the recurrent one would not fit the registers together). */
+ * and the recurrent one would not fit the registers together). A fused layer's constants are
+ * one stream, per unit: recurrent biases, recurrent weight block, input biases, input weights
+ * (w_rec points at it: one pointer register for all four). */
 #define MCU_FUSED_INPUT(p) ((p)->Ipad <= 4)
 
 /* The input pass of a wide input: g[4j + k] = gin[k] of unit j. */
@@ -331,26 +331,25 @@ static inline MCU_INLINE void gates_in_body(
 }
 
 /* Sigmoid and tanh through the signed-index tables (fixedpoint.signed_table, checked there on
- * every input): out = (B[q] + frac * D[q]) >> shift with q = v >> fb taken with its sign, so no
- * absolute value, saturation test or sign fix-up per element. */
-/* {B, D} of entry q in one LDRD (GCC 12 splits the two loads and re-adds the table offset) */
-static inline int32_t act_lookup(const mcu_act_entry_t *t0, int32_t q, int32_t frac, int shift)
+ * every input): out = (A[q] + v * D[q]) >> shift with q = v >> fb taken with its sign, so no
+ * absolute value, saturation test or sign fix-up per element, and the interpolation's fraction
+ * folded into A (one MLA; 32-bit wraparound, exact because the interpolated value fits). */
+/* {A, D} of entry q in one LDRD (GCC 12 splits the two loads and re-adds the table offset) */
+static inline int32_t act_lookup(const mcu_act_entry_t *t0, int32_t v, int fb, int shift)
 {
-    int32_t b, d;
-    __asm__("ldrd %0, %1, [%2]" : "=r"(b), "=r"(d) : "r"(t0 + q) : );
-    return (b + frac * d) >> shift;
+    int32_t a, d;
+    __asm__("ldrd %0, %1, [%2]" : "=r"(a), "=r"(d) : "r"(t0 + (v >> fb)) : );
+    return (int32_t)((uint32_t)a + (uint32_t)v * (uint32_t)d) >> shift;
 }
 
 static inline int32_t sigmoid_q12(int32_t x)      /* x: int16 Q3.12 -> Q0.15 */
 {
-    int32_t v = x * 3;
-    return act_lookup(mcu_sig_tab + MCU_SIG_Q0, v >> 9, v & 0x1FF, 10);
+    return act_lookup(mcu_sig_tab + MCU_SIG_Q0, x * 3, 9, 10);
 }
 
 static inline int32_t tanh_of(int32_t v)           /* v: the rescaled input */
 {
-    v = __ssat(v, 17);
-    return act_lookup(mcu_tanh_tab + MCU_TANH_Q0, v >> 8, v & 0xFF, 8);
+    return act_lookup(mcu_tanh_tab + MCU_TANH_Q0, __ssat(v, 17), 8, 8);
 }
 
 /* Exact double-rounding requantization of a product x of two int16 values (|2x| < 2^31) with
@@ -406,20 +405,21 @@ static inline MCU_INLINE void rec_cell_body(
     const int32_t *m = p->m_rec;
     const int8_t *sh = p->s_rec;
     const int H = p->H;
-    const int32_t *wrow = (const int32_t *)p->w_rec, *bias = p->b_rec;
+    const int32_t *wrow = (const int32_t *)p->w_rec, *bias = p->b_rec;   /* fused: the stream */
     const int32_t *x8end = (const int32_t *)h16 + ((p->Hpad >> 3) << 2);
     const int tail = p->Hpad & 4;
     MCU_CELL_CONSTANTS(p, MCU_COMMA zp = p->h_zp);
     const int fused = MCU_FUSED_INPUT(p);
-    const int32_t *wirow = (const int32_t *)p->w_in, *bin = p->b_in;
     const int32_t x01 = fused ? ((const int32_t *)x16)[0] : 0;
     const int32_t x23 = fused && p->Ipad == 4 ? ((const int32_t *)x16)[1] : 0;
     const int16_t *gj = g;
-    for (int j = 0; j < H; j++, bias += 4, bin += 4, gj += 4) {
-        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3], gin[4];
+    for (int j = 0; j < H; j++, gj += 4) {
+        const int32_t *b = fused ? wrow : bias;
+        int32_t a0 = b[0], a1 = b[1], a2 = b[2], a3 = b[3], gin[4];
+        if (fused) wrow += 4; else bias += 4;
         MV_BLOCK(&wrow, h16, x8end, tail, "gate");
         if (fused)
-            unit_gates_in(p, &wirow, bin, x16, x01, x23, gin, generic);
+            unit_gates_in(p, &wrow, x01, x23, gin, generic);
 #define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + \
                                  (fused ? gin[K] : gj[K]))
         int32_t gi = sigmoid_q12(GATE_SUM(0, a0));
