@@ -197,38 +197,36 @@ static inline MCU_INLINE int32_t smmulr(int32_t a, int32_t b)
 #define MAC_BEGIN(WHAT) ".type mcu_mac_" WHAT "_%=, %%function\nmcu_mac_" WHAT "_%=:\n\t"
 #define MAC_END(WHAT) "\n\t.size mcu_mac_" WHAT "_%=, . - mcu_mac_" WHAT "_%=\n\t"
 
+/* 4 columns of a 4-row block: one LDRD of x, two MV_GROUPs */
+#define MV_COLS4                                                                             \
+    "ldrd   %[x01], %[x23], [%[xp]], #8\n\t"                                                  \
+    MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a0]", "%[a1]")                         \
+    MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a2]", "%[a3]")
+#define MCU_UNROLL_COLS 64      /* a block of up to this many columns (known when compiled) is unrolled */
+
 /* a0..a3 += W x for one block of 4 rows: int8 W interleaved in 4x4 blocks (*WPP advances past
- * the block), int16 x, cols a multiple of 4. Inline assembly because GCC 12 neither folds the
+ * the block), int16 x, COLS a multiple of 4. Inline assembly because GCC 12 neither folds the
  * rotate into SXTB16 nor keeps post-incremented LDRDs in this loop (measured 1.44-1.9
- * instructions per MAC from intrinsics vs 1.25 here). */
-#define MV_BLOCK(WPP, X, X8END, TAIL, WHAT)                                                 \
+ * instructions per MAC from intrinsics vs 1.25 here). A block of a layer's step (COLS a
+ * constant, up to MCU_UNROLL_COLS) is unrolled (.rept): no loop compare and branch, no end
+ * pointer; otherwise a loop over 8 columns and a 4-column tail. */
+#define MV_BLOCK(WPP, X, COLS, WHAT)                                                         \
     do {                                                                                   \
         const int32_t *xp = (const int32_t *)(X), *wp = *(WPP);  /* WPP: not &wp */        \
         int32_t x01, x23, w0, w1, t;                                                       \
-        if (xp != (X8END)) {                                                               \
-            __asm__ volatile(                                                              \
-                MAC_BEGIN(WHAT)                                                            \
-                "1:\n\t"                                                                   \
-                "ldrd   %[x01], %[x23], [%[xp]], #8\n\t"                                   \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a0]", "%[a1]")           \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a2]", "%[a3]")           \
-                "ldrd   %[x01], %[x23], [%[xp]], #8\n\t"                                   \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a0]", "%[a1]")           \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a2]", "%[a3]")           \
-                "cmp    %[xp], %[xe]\n\t"                                                  \
-                "bne    1b"                                                                \
-                MAC_END(WHAT)                                                              \
-                MV_OPERANDS : [xe] "r"(X8END) : "cc", "memory");                          \
-        }                                                                                  \
-        if (TAIL) {                                                                        \
-            __asm__ volatile(                                                              \
-                MAC_BEGIN(WHAT)                                                            \
-                "ldrd   %[x01], %[x23], [%[xp]], #8\n\t"                                   \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a0]", "%[a1]")           \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a2]", "%[a3]")           \
-                "@ tail"                                                                   \
-                MAC_END(WHAT)                                                              \
-                MV_OPERANDS : : "memory");                                                 \
+        if (__builtin_constant_p(COLS) && (COLS) <= MCU_UNROLL_COLS) {                     \
+            if (COLS)                                                                      \
+                __asm__ volatile(MAC_BEGIN(WHAT) ".rept %c[n]\n\t" MV_COLS4 ".endr"         \
+                                 MAC_END(WHAT) MV_OPERANDS : [n] "i"((COLS) >> 2) : "memory"); \
+        } else {                                                                           \
+            const int32_t *xe = xp + (((COLS) >> 3) << 2);                                 \
+            if (xp != xe)                                                                  \
+                __asm__ volatile(MAC_BEGIN(WHAT) "1:\n\t" MV_COLS4 MV_COLS4                 \
+                                 "cmp    %[xp], %[xe]\n\tbne    1b" MAC_END(WHAT)          \
+                                 MV_OPERANDS : [xe] "r"(xe) : "cc", "memory");            \
+            if ((COLS) & 4)                                                                \
+                __asm__ volatile(MAC_BEGIN(WHAT) MV_COLS4 "@ tail" MAC_END(WHAT)           \
+                                 MV_OPERANDS : : "memory");                                \
         }                                                                                  \
         *(WPP) = wp;                                                                       \
     } while (0)
@@ -319,10 +317,9 @@ static inline MCU_INLINE void gates_in_body(
     const mcu_lstm_t *p, const int16_t *x16, int16_t *g, const int generic)
 {
     const int32_t *wrow = (const int32_t *)p->w_in, *bias = p->b_in;
-    const int32_t *x8end = (const int32_t *)x16 + ((p->Ipad >> 3) << 2);
     for (int j = 0; j < p->H; j++, bias += 4, g += 4) {
         int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
-        MV_BLOCK(&wrow, x16, x8end, p->Ipad & 4, "gate");
+        MV_BLOCK(&wrow, x16, p->Ipad, "gate");
         g[0] = (int16_t)MCU_SAT16(p, 0, rq_gate(a0, p->m_in[0], p->s_in[0], generic));
         g[1] = (int16_t)MCU_SAT16(p, 1, rq_gate(a1, p->m_in[1], p->s_in[1], generic));
         g[2] = (int16_t)MCU_SAT16(p, 2, rq_gate(a2, p->m_in[2], p->s_in[2], generic));
@@ -406,8 +403,6 @@ static inline MCU_INLINE void rec_cell_body(
     const int8_t *sh = p->s_rec;
     const int H = p->H;
     const int32_t *wrow = (const int32_t *)p->w_rec, *bias = p->b_rec;   /* fused: the stream */
-    const int32_t *x8end = (const int32_t *)h16 + ((p->Hpad >> 3) << 2);
-    const int tail = p->Hpad & 4;
     MCU_CELL_CONSTANTS(p, MCU_COMMA zp = p->h_zp);
     const int fused = MCU_FUSED_INPUT(p);
     const int32_t x01 = fused ? ((const int32_t *)x16)[0] : 0;
@@ -417,7 +412,7 @@ static inline MCU_INLINE void rec_cell_body(
         const int32_t *b = fused ? wrow : bias;
         int32_t a0 = b[0], a1 = b[1], a2 = b[2], a3 = b[3], gin[4];
         if (fused) wrow += 4; else bias += 4;
-        MV_BLOCK(&wrow, h16, x8end, tail, "gate");
+        MV_BLOCK(&wrow, h16, p->Hpad, "gate");
         if (fused)
             unit_gates_in(p, &wrow, x01, x23, gin, generic);
 #define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + \
@@ -475,15 +470,14 @@ static inline MCU_INLINE void gates_in16_body(const mcu_lstm16_t *p, const int16
 {
     const int32_t *wrow = (const int32_t *)p->w_in;
     const int64_t *cb = p->b_in;
-    const int32_t *x8end = (const int32_t *)x16 + ((p->Ipad >> 3) << 2);
-    const int tail = p->Ipad & 4, pairs = p->Ipad >> 1, narrow = p->Ipad <= 4;
+    const int pairs = p->Ipad >> 1, narrow = p->Ipad <= 4;
     const int32_t x01 = ((const int32_t *)x16)[0], x23 = pairs == 2 ? ((const int32_t *)x16)[1] : 0;
     for (int j = 0; j < p->H; j++, cb += 4, g += 4) {
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         if (narrow)
             mac_narrow(&wrow, x01, x23, p->I, &a0, &a1, &a2, &a3);
         else
-            MV_BLOCK(&wrow, x16, x8end, tail, "gate");
+            MV_BLOCK(&wrow, x16, p->Ipad, "gate");
         g[0] = (int16_t)__ssat(rq64(cb[0], a0, p->rm_in[0], p->tot_in[0]), 16);
         g[1] = (int16_t)__ssat(rq64(cb[1], a1, p->rm_in[1], p->tot_in[1]), 16);
         g[2] = (int16_t)__ssat(rq64(cb[2], a2, p->rm_in[2], p->tot_in[2]), 16);
@@ -497,13 +491,11 @@ static inline MCU_INLINE void rec_cell16_body(const mcu_lstm16_t *p, int16_t *g,
 {
     const int H = p->H;
     const int32_t *wrow = (const int32_t *)p->w_rec;
-    const int32_t *x8end = (const int32_t *)h + ((p->Hpad >> 3) << 2);
-    const int tail = p->Hpad & 4;
     MCU_CELL_CONSTANTS(p, );
     int16_t *gj = g;
     for (int j = 0; j < H; j++, gj += 4) {
         int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        MV_BLOCK(&wrow, h, x8end, tail, "gate");
+        MV_BLOCK(&wrow, h, p->Hpad, "gate");
 #define GATE16(K, A) __ssat(__ssat(rq64((int64_t)1 << (p->tot_rec[K] - 1), A, p->rm_rec[K], \
                                         p->tot_rec[K]), 16) + gj[K], 16)
         int32_t gi = sigmoid_q12(GATE16(0, a0));
