@@ -3,7 +3,8 @@
 generate_c(tflite_path, out_dir) writes model.h and model.c. model.c holds both weight
 layouts (#if MCU_SIMD): the natural [rows][cols] layout for the plain-C build and, for the DSP
 (SMLAD/SXTB16) build, rows ordered by hidden unit in interleaved 4x4 blocks with doubled
-biases, plus every quantization constant precomputed by lower.py, the sigmoid/tanh tables,
+biases (an int8 layer with a narrow input, I <= 4: one stream of per-unit constants,
+_unit_stream), plus every quantization constant precomputed by lower.py, the sigmoid/tanh tables,
 one step function per LSTM (mcu_step_<name>: the DSP kernel inlined with the layer's
 constants), and model_invoke() running the steps of the arena plan
 (arena.py): consecutive LSTMs (a stack) run step by step together, so the inner sequences

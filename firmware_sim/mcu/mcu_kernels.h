@@ -11,7 +11,8 @@
  * j), inputs are widened to int16 and doubled once per step (h16 holds 2 h), input zero points
  * are folded into the (doubled) biases offline; the recurrent products of one unit, its gate
  * requantization, activations (signed-index tables, fixedpoint.signed_table), cell and hidden
- * update run in registers, one unit at a time. MCU_SIMD=0
+ * update run in registers, one unit at a time (a narrow input's products too: MCU_FUSED_INPUT).
+ * MCU_SIMD=0
  * is the plain-C build of the same arithmetic, written like TFLite Micro's reference kernels,
  * for any core and for the host (host.py).
  * Both give identical results. */
@@ -404,6 +405,10 @@ static inline MCU_INLINE void rec_cell_body(
     const int H = p->H;
     const int32_t *wrow = (const int32_t *)p->w_rec, *bias = p->b_rec;   /* fused: the stream */
     MCU_CELL_CONSTANTS(p, MCU_COMMA zp = p->h_zp);
+    /* the zero point added inside the rounding shift, (v + hh + zp 2^rh) >> rh: exact, and
+     * within int32 for rh <= 22 (|v| < 2^30) */
+    const int zp_folded = rh <= 22;
+    const int32_t hz = zp_folded ? hh + zp * (1 << rh) : hh;
     const int fused = MCU_FUSED_INPUT(p);
     const int32_t x01 = fused ? ((const int32_t *)x16)[0] : 0;
     const int32_t x23 = fused && p->Ipad == 4 ? ((const int32_t *)x16)[1] : 0;
@@ -429,7 +434,7 @@ static inline MCU_INLINE void rec_cell_body(
         v = v < -qc ? -qc : (v > qc ? qc : v);
         c[j] = (int16_t)v;
         int32_t tc = tanh_of((v * tm + trnd) >> ts);
-        int32_t hv = __ssat(rq_product(go * tc, mh, rh, hh) + zp, 8);
+        int32_t hv = __ssat(rq_product(go * tc, mh, rh, hz) + (zp_folded ? 0 : zp), 8);
         h[j] = (int8_t)hv;
         g[fused ? j : 4 * j] = (int16_t)(2 * hv);
     }
