@@ -350,13 +350,18 @@ static inline int32_t tanh_of(int32_t v)           /* v: the rescaled input */
     return act_lookup(mcu_tanh_tab + MCU_TANH_Q0, __ssat(v, 17), 8, 8);
 }
 
-/* Exact double-rounding requantization of a product x of two int16 values (|2x| < 2^31) with
- * a right shift >= 1 (codegen checks): srdhm(x, m) == smmulr(2x, m), then the rounding shift
- * (v + half + (v < 0 ? -1 : 0)) >> right. */
-static inline int32_t rq_product(int32_t x, int32_t m, int right, int32_t half)
+/* Exact double-rounding requantization of the product g y of an activation g in [0, 32767]
+ * and an int16 y, with a right shift >= 1 (codegen checks): srdhm(x, m) == smmulr(2x, m), then
+ * the rounding shift (v + half + (v < 0 ? -1 : 0)) >> right. y's sign stands for v's: they
+ * differ only where v = 0, which both round alike. m = 2^30 (the cell products, with their
+ * power-of-two scales): v = (x + 1) >> 1, so both roundings are one shift of
+ * g y + 1 + 2 half + 2 (y < 0 ? -1 : 0) by right + 1 (one MLA). */
+static inline int32_t rq_product(int32_t g, int32_t y, int32_t m, int right, int32_t half)
 {
-    int32_t v = smmulr(x << 1, m);
-    return (v + half + (v >> 31)) >> right;
+    if (__builtin_constant_p(m) && m == (1 << 30) && right <= 29)     /* 2 half + |g y| < 2^31 */
+        return (g * y + (1 + 2 * half + 2 * (y >> 31))) >> (right + 1);
+    int32_t v = smmulr((g * y) << 1, m);
+    return (v + half + (y >> 31)) >> right;
 }
 
 /* h16[j] = hold[stride j] for j < n: the new hidden state, moved once every unit has read the
@@ -428,13 +433,13 @@ static inline MCU_INLINE void rec_cell_body(
         gg = cell_sigmoid ? sigmoid_q12(gg) : tanh_of(gg * 3);
         int32_t go = sigmoid_q12(GATE_SUM(3, a3));
 #undef GATE_SUM
-        int32_t fa = MCU_SAT16(p, 12, rq_product(gf * c[j], mf, rf, hf));
-        int32_t ib = MCU_SAT16(p, 13, rq_product(gi * gg, mi, ri, hi));
+        int32_t fa = MCU_SAT16(p, 12, rq_product(gf, c[j], mf, rf, hf));
+        int32_t ib = MCU_SAT16(p, 13, rq_product(gi, gg, mi, ri, hi));
         int32_t v = __ssat(fa + ib, 16);
         v = v < -qc ? -qc : (v > qc ? qc : v);
         c[j] = (int16_t)v;
         int32_t tc = tanh_of((v * tm + trnd) >> ts);
-        int32_t hv = __ssat(rq_product(go * tc, mh, rh, hz) + (zp_folded ? 0 : zp), 8);
+        int32_t hv = __ssat(rq_product(go, tc, mh, rh, hz) + (zp_folded ? 0 : zp), 8);
         h[j] = (int8_t)hv;
         g[fused ? j : 4 * j] = (int16_t)(2 * hv);
     }
@@ -509,13 +514,13 @@ static inline MCU_INLINE void rec_cell16_body(const mcu_lstm16_t *p, int16_t *g,
         gg = cell_sigmoid ? sigmoid_q12(gg) : tanh_of(gg * 3);
         int32_t go = sigmoid_q12(GATE16(3, a3));
 #undef GATE16
-        int32_t fa = __ssat(rq_product(gf * c[j], mf, rf, hf), 16);
-        int32_t ib = __ssat(rq_product(gi * gg, mi, ri, hi), 16);
+        int32_t fa = __ssat(rq_product(gf, c[j], mf, rf, hf), 16);
+        int32_t ib = __ssat(rq_product(gi, gg, mi, ri, hi), 16);
         int32_t v = __ssat(fa + ib, 16);
         v = v < -qc ? -qc : (v > qc ? qc : v);
         c[j] = (int16_t)v;
         int32_t tc = tanh_of((v * tm + trnd) >> ts);
-        g[j] = (int16_t)__ssat(rq_product(go * tc, mh, rh, hh), 16);
+        g[j] = (int16_t)__ssat(rq_product(go, tc, mh, rh, hh), 16);
     }
     mcu_hold_copy(h, g, H, 1);
 }
