@@ -158,7 +158,8 @@ def tanh_int16(x, input_multiplier=0, input_left_shift=0, table=None):
 
 # Signed-index tables for the DSP kernels: out(v) = (B[q] + (v & (2^fb - 1)) * D[q]) >> shift
 # with q = v >> fb (floor), both signs in one table, so neither |v|, the saturation test nor the
-# sign fix-up is computed per element. {kind: (fraction bits fb, final shift, v range covered)}
+# sign fix-up is computed per element (stored folded: signed_table's A). {kind: (fraction bits
+# fb, final shift, v range covered)}
 SIGNED_TABLES = {"sigmoid": (9, 10, (-(3 << 15), (3 << 15) - 1)),     # v = 3 x, x int16
                  "tanh": (8, 8, (-(1 << 16), (1 << 16) - 1))}           # v saturated to 17 bits
 
