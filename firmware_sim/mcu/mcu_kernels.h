@@ -266,6 +266,25 @@ static inline MCU_INLINE void mac_narrow(const int32_t **wpp, int32_t x01, int32
     *wpp = wp;
 }
 
+/* Four int32 constants of a stream, two per post-incremented LDRD (GCC 12 loads them by offset and
+ * adds the step to the pointer separately: one instruction more per unit) */
+static inline MCU_INLINE void load4_post(const int32_t **pp, int32_t *a0, int32_t *a1, int32_t *a2,
+                                         int32_t *a3)
+{
+    const int32_t *q = *pp;
+    __asm__("ldrd %0, %1, [%4], #8\n\tldrd %2, %3, [%4], #8"
+            : "=r"(*a0), "=r"(*a1), "=r"(*a2), "=r"(*a3), "+r"(q));
+    *pp = q;
+}
+
+/* m[0..3] = the 4 gate multipliers at M, two per LDRD, inside the unit loop (volatile: GCC 12
+ * otherwise hoists them out of the loop and reloads each from the stack, 8 loads per unit) */
+static inline MCU_INLINE void load_mults(const int32_t *M, int32_t m[4])
+{
+    __asm__ volatile("ldrd %0, %1, [%4]\n\tldrd %2, %3, [%4, #8]"
+                     : "=r"(m[0]), "=r"(m[1]), "=r"(m[2]), "=r"(m[3]) : "r"(M));
+}
+
 static inline int32_t rq_gate(int32_t a2, int32_t m, int shift, const int generic)
 {
     const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
@@ -296,14 +315,14 @@ static inline MCU_INLINE void unit_gates_in(
     const mcu_lstm_t *p, const int32_t **up, int32_t x01, int32_t x23, int32_t gin[4],
     const int generic)
 {
-    const int32_t *b = *up;
-    int32_t a0 = b[0], a1 = b[1], a2 = b[2], a3 = b[3];
-    *up = b + 4;
+    int32_t a0, a1, a2, a3, m[4];
+    load4_post(up, &a0, &a1, &a2, &a3);
     mac_narrow(up, x01, x23, p->I, &a0, &a1, &a2, &a3);
-    gin[0] = MCU_SAT16(p, 0, rq_gate(a0, p->m_in[0], p->s_in[0], generic));
-    gin[1] = MCU_SAT16(p, 1, rq_gate(a1, p->m_in[1], p->s_in[1], generic));
-    gin[2] = MCU_SAT16(p, 2, rq_gate(a2, p->m_in[2], p->s_in[2], generic));
-    gin[3] = MCU_SAT16(p, 3, rq_gate(a3, p->m_in[3], p->s_in[3], generic));
+    load_mults(p->m_in, m);
+    gin[0] = MCU_SAT16(p, 0, rq_gate(a0, m[0], p->s_in[0], generic));
+    gin[1] = MCU_SAT16(p, 1, rq_gate(a1, m[1], p->s_in[1], generic));
+    gin[2] = MCU_SAT16(p, 2, rq_gate(a2, m[2], p->s_in[2], generic));
+    gin[3] = MCU_SAT16(p, 3, rq_gate(a3, m[3], p->s_in[3], generic));
 }
 
 /* A narrow input (Ipad <= 4) is multiplied inside the recurrent pass, unit by unit, so its
@@ -318,8 +337,9 @@ static inline MCU_INLINE void gates_in_body(
     const mcu_lstm_t *p, const int16_t *x16, int16_t *g, const int generic)
 {
     const int32_t *wrow = (const int32_t *)p->w_in, *bias = p->b_in;
-    for (int j = 0; j < p->H; j++, bias += 4, g += 4) {
-        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
+    for (int j = 0; j < p->H; j++, g += 4) {
+        int32_t a0, a1, a2, a3;
+        load4_post(&bias, &a0, &a1, &a2, &a3);
         MV_BLOCK(&wrow, x16, p->Ipad, "gate");
         g[0] = (int16_t)MCU_SAT16(p, 0, rq_gate(a0, p->m_in[0], p->s_in[0], generic));
         g[1] = (int16_t)MCU_SAT16(p, 1, rq_gate(a1, p->m_in[1], p->s_in[1], generic));
@@ -405,7 +425,6 @@ static inline MCU_INLINE void rec_cell_body(
     const mcu_lstm_t *p, const int16_t *x16, int16_t *g, int16_t *c, int8_t *h, int16_t *h16,
     const int generic)
 {
-    const int32_t *m = p->m_rec;
     const int8_t *sh = p->s_rec;
     const int H = p->H;
     const int32_t *wrow = (const int32_t *)p->w_rec, *bias = p->b_rec;   /* fused: the stream */
@@ -419,12 +438,13 @@ static inline MCU_INLINE void rec_cell_body(
     const int32_t x23 = fused && p->Ipad == 4 ? ((const int32_t *)x16)[1] : 0;
     const int16_t *gj = g;
     for (int j = 0; j < H; j++, gj += 4) {
-        const int32_t *b = fused ? wrow : bias;
-        int32_t a0 = b[0], a1 = b[1], a2 = b[2], a3 = b[3], gin[4];
-        if (fused) wrow += 4; else bias += 4;
+        int32_t a0, a1, a2, a3, gin[4];
+        load4_post(fused ? &wrow : &bias, &a0, &a1, &a2, &a3);
         MV_BLOCK(&wrow, h16, p->Hpad, "gate");
         if (fused)
             unit_gates_in(p, &wrow, x01, x23, gin, generic);
+        int32_t m[4];
+        load_mults(p->m_rec, m);
 #define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + \
                                  (fused ? gin[K] : gj[K]))
         int32_t gi = sigmoid_q12(GATE_SUM(0, a0));
