@@ -381,13 +381,17 @@ def _chain_code(pl: Plan, s, chain) -> list:
         body.append(f"        int8_t *seq = {_tptr(pl, last.out)};\n")
     body.append(f"        for (int t = 0; t < {first.T}; t++) {{\n")
     src, src16 = f"x + t * {first.I}", "0"
+    late = [L for L in chain if L is not last or not last.keep_sequence]   # h read after the loop only
     for L in chain:
-        body.append(f"            {step_fn(L)}({src}, {src16}, h_{L.name}, "
+        h = f"MCU_H_LATE(h_{L.name})" if L in late else f"h_{L.name}"
+        body.append(f"            {step_fn(L)}({src}, {src16}, {h}, "
                     f"h16_{L.name}, c_{L.name}, &scr);\n")
         src, src16 = f"h_{L.name}", f"h16_{L.name}"
     if last.keep_sequence:
         body.append(f"            mcu_copy_s8(seq + t * {last.H}, h_{last.name}, {last.H});\n")
-    body.append("        }\n    }\n")
+    body.append("        }\n")
+    body += [f"        MCU_H_FINISH(h_{L.name}, h16_{L.name}, {L.H});\n" for L in late]
+    body.append("    }\n")
     return body
 
 

@@ -62,6 +62,7 @@ static inline int32_t clamp(int32_t v, int32_t lo, int32_t hi)
 void mcu_fill_s8(int8_t *d, int8_t v, int n) { for (int i = 0; i < n; i++) d[i] = v; }
 void mcu_fill_s16(int16_t *d, int16_t v, int n) { for (int i = 0; i < n; i++) d[i] = v; }
 void mcu_copy_s8(int8_t *d, const int8_t *s, int n) { for (int i = 0; i < n; i++) d[i] = s[i]; }
+void mcu_halve_s16(int8_t *h, const int16_t *h16, int n) { for (int i = 0; i < n; i++) h[i] = (int8_t)(h16[i] >> 1); }
 
 #if MCU_SIMD
 /* ======================= DSP-extension build ======================= */

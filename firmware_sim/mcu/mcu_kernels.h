@@ -104,6 +104,19 @@ void mcu_softmax(const mcu_softmax_t *p, const int8_t *x, int8_t *y);
 void mcu_fill_s8(int8_t *d, int8_t v, int n);
 void mcu_fill_s16(int16_t *d, int16_t v, int n);
 void mcu_copy_s8(int8_t *d, const int8_t *s, int n);
+void mcu_halve_s16(int8_t *h, const int16_t *h16, int n);    /* h = h16 / 2 */
+
+/* The int8 hidden state of a layer that nothing reads between steps (an inner layer of a stack
+ * reads h16; the head reads h after the last step): the DSP build's step does not store it
+ * (step(..., MCU_H_LATE(h), ...): one store and a pointer less per unit) and MCU_H_FINISH
+ * derives it from h16 (2 h) after the last step; the plain build's step reads h itself. */
+#if MCU_SIMD
+#define MCU_H_LATE(h) ((int8_t *)0)
+#define MCU_H_FINISH(h, h16, n) mcu_halve_s16((h), (h16), (n))
+#else
+#define MCU_H_LATE(h) (h)
+#define MCU_H_FINISH(h, h16, n) ((void)0)
+#endif
 
 /* 16x8 models (int16 activations with zero point 0, int8 weights, int64 biases; TFLite
  * Micro's EvalLstm<int16_t, int8_t, int16_t, int64_t> and its int16 FULLY_CONNECTED): int64
@@ -171,6 +184,24 @@ static inline MCU_INLINE int32_t smmulr(int32_t a, int32_t b)
     int32_t r;
     __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(mcu_literal(b)));
     return r;
+}
+
+/* a small constant in a register (GCC 12 rebuilds it with a MOV at each use otherwise) */
+static inline MCU_INLINE int32_t mcu_reg(int32_t v)
+{
+    int32_t r;
+    if (!__builtin_constant_p(v)) return v;
+    __asm__("mov %0, %1" : "=r"(r) : "i"(v));
+    return r;
+}
+
+/* smmlar(a, b, r) = r + smmulr(a, b): the rounding terms added after a requantizing multiply
+ * go in as its accumulator (one ADD less each) */
+static inline MCU_INLINE int32_t smmlar(int32_t a, int32_t b, int32_t r)
+{
+    int32_t v;
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(v) : "r"(a), "r"(mcu_literal(b)), "r"(r));
+    return v;
 }
 
 /* Four SMLADs of one 4-row x 4-column block: two weight words per LDRD, each widened by
@@ -278,11 +309,12 @@ static inline MCU_INLINE void load4_post(const int32_t **pp, int32_t *a0, int32_
 }
 
 /* m[0..3] = the 4 gate multipliers at M, two per LDRD, inside the unit loop (volatile: GCC 12
- * otherwise hoists them out of the loop and reloads each from the stack, 8 loads per unit) */
+ * otherwise hoists them out of the loop and reloads each from the stack, 8 loads per unit);
+ * the first pair early-clobber: the second LDRD still reads M */
 static inline MCU_INLINE void load_mults(const int32_t *M, int32_t m[4])
 {
     __asm__ volatile("ldrd %0, %1, [%4]\n\tldrd %2, %3, [%4, #8]"
-                     : "=r"(m[0]), "=r"(m[1]), "=r"(m[2]), "=r"(m[3]) : "r"(M));
+                     : "=&r"(m[0]), "=&r"(m[1]), "=r"(m[2]), "=r"(m[3]) : "r"(M));
 }
 
 static inline int32_t rq_gate(int32_t a2, int32_t m, int shift, const int generic)
@@ -294,8 +326,8 @@ static inline int32_t rq_gate(int32_t a2, int32_t m, int shift, const int generi
         v = smmulr(a2 << left, m);
         return (v + half + ((v >> 31) & (right ? -1 : 0))) >> right;
     }
-    v = smmulr(a2, m);
-    return (v + half + (v >> 31)) >> right;
+    /* a2's sign for v's: they differ only where v = 0, which both round alike */
+    return smmlar(a2, m, mcu_reg(half) + (a2 >> 31)) >> right;
 }
 
 /* int16 saturation unless the layer's bounds (p->sat) show v cannot leave int16 */
@@ -380,8 +412,7 @@ static inline int32_t rq_product(int32_t g, int32_t y, int32_t m, int right, int
 {
     if (__builtin_constant_p(m) && m == (1 << 30) && right <= 29)     /* 2 half + |g y| < 2^31 */
         return (g * y + (1 + 2 * half + 2 * (y >> 31))) >> (right + 1);
-    int32_t v = smmulr((g * y) << 1, m);
-    return (v + half + (y >> 31)) >> right;
+    return smmlar((g * y) << 1, m, half + (y >> 31)) >> right;
 }
 
 /* h16[j] = hold[stride j] for j < n: the new hidden state, moved once every unit has read the
@@ -460,7 +491,7 @@ static inline MCU_INLINE void rec_cell_body(
         c[j] = (int16_t)v;
         int32_t tc = tanh_of((v * tm + trnd) >> ts);
         int32_t hv = __ssat(rq_product(go, tc, mh, rh, hz) + (zp_folded ? 0 : zp), 8);
-        h[j] = (int8_t)hv;
+        if (h) h[j] = (int8_t)hv;     /* h = 0: kept in h16 only (MCU_H_LATE) */
         g[fused ? j : 4 * j] = (int16_t)(2 * hv);
     }
     mcu_hold_copy(h16, g, H, fused ? 1 : 4);
