@@ -186,12 +186,15 @@ static inline MCU_INLINE int32_t smmulr(int32_t a, int32_t b)
     return r;
 }
 
-/* a small constant in a register (GCC 12 rebuilds it with a MOV at each use otherwise) */
+/* a constant in a register (GCC 12 rebuilds it at each use otherwise, with up to 3 ADDs) */
 static inline MCU_INLINE int32_t mcu_reg(int32_t v)
 {
     int32_t r;
     if (!__builtin_constant_p(v)) return v;
-    __asm__("mov %0, %1" : "=r"(r) : "i"(v));
+    if (v >= 0 && v <= 0xffff)
+        __asm__("movw %0, %1" : "=r"(r) : "i"(v));
+    else
+        __asm__("ldr %0, =%c1" : "=r"(r) : "i"(v));
     return r;
 }
 
@@ -311,10 +314,12 @@ static inline MCU_INLINE void load4_post(const int32_t **pp, int32_t *a0, int32_
 /* m[0..3] = the 4 gate multipliers at M, two per LDRD, inside the unit loop (volatile: GCC 12
  * otherwise hoists them out of the loop and reloads each from the stack, 8 loads per unit);
  * the first pair early-clobber: the second LDRD still reads M */
-static inline MCU_INLINE void load_mults(const int32_t *M, int32_t m[4])
+static inline MCU_INLINE void load_mults(const mcu_lstm_t *p, const int rec, int32_t m[4])
 {
-    __asm__ volatile("ldrd %0, %1, [%4]\n\tldrd %2, %3, [%4, #8]"
-                     : "=&r"(m[0]), "=&r"(m[1]), "=r"(m[2]), "=r"(m[3]) : "r"(M));
+    /* one base for both sets (m_rec follows m_in): one address load per unit less */
+    __asm__ volatile("ldrd %0, %1, [%4, %5]\n\tldrd %2, %3, [%4, %5 + 8]"
+                     : "=&r"(m[0]), "=&r"(m[1]), "=r"(m[2]), "=r"(m[3])
+                     : "r"(p->m_in), "i"(rec ? (int)sizeof p->m_in : 0));
 }
 
 static inline int32_t rq_gate(int32_t a2, int32_t m, int shift, const int generic)
@@ -340,6 +345,26 @@ static inline void mcu_widen(const int8_t *src, int16_t *dst, int n, int npad, i
     for (; i < npad; i++) dst[i] = 0;
 }
 
+/* A fused input's int16 pairs (2 x0, 2 x1), (2 x2, 2 x3) (doubled: see rq_gate), built in
+ * registers from the int8 x, not through the x16 scratch; I = 4: one word load split by SXTB16
+ * (x0, x2) and its ROR #8 form (x1, x3), doubled by SADD16 */
+static inline MCU_INLINE void narrow_pairs(const int8_t *x, int I, int32_t *x01, int32_t *x23)
+{
+    if (I == 4) {
+        uint32_t w, lo, hi;
+        __builtin_memcpy(&w, x, 4);
+        __asm__("sxtb16 %0, %2\n\tsxtb16 %1, %2, ror #8" : "=&r"(lo), "=r"(hi) : "r"(w));
+        lo = __sadd16(lo, lo);
+        hi = __sadd16(hi, hi);
+        *x01 = (int32_t)((lo & 0xffffu) | (hi << 16));
+        *x23 = (int32_t)((hi & 0xffff0000u) | (lo >> 16));
+        return;
+    }
+    const uint32_t v0 = (uint32_t)(2 * x[0]), v1 = I > 1 ? (uint32_t)(2 * x[1]) : 0;
+    *x01 = (int32_t)((v0 & 0xffffu) | (v1 << 16));
+    *x23 = I > 2 ? (int32_t)((uint32_t)(2 * x[2]) & 0xffffu) : 0;
+}
+
 /* The input part of one unit's 4 gates for a narrow input, gin[k] = requant_k(bias + W_in x),
  * from the unit's constants at *UP (4 doubled biases, then the int16 weights; *UP advances past
  * them). x01, x23: the input pairs. */
@@ -350,7 +375,7 @@ static inline MCU_INLINE void unit_gates_in(
     int32_t a0, a1, a2, a3, m[4];
     load4_post(up, &a0, &a1, &a2, &a3);
     mac_narrow(up, x01, x23, p->I, &a0, &a1, &a2, &a3);
-    load_mults(p->m_in, m);
+    load_mults(p, 0, m);
     gin[0] = MCU_SAT16(p, 0, rq_gate(a0, m[0], p->s_in[0], generic));
     gin[1] = MCU_SAT16(p, 1, rq_gate(a1, m[1], p->s_in[1], generic));
     gin[2] = MCU_SAT16(p, 2, rq_gate(a2, m[2], p->s_in[2], generic));
@@ -411,7 +436,7 @@ static inline int32_t tanh_of(int32_t v)           /* v: the rescaled input */
 static inline int32_t rq_product(int32_t g, int32_t y, int32_t m, int right, int32_t half)
 {
     if (__builtin_constant_p(m) && m == (1 << 30) && right <= 29)     /* 2 half + |g y| < 2^31 */
-        return (g * y + (1 + 2 * half + 2 * (y >> 31))) >> (right + 1);
+        return (g * y + (mcu_reg(1 + 2 * half) + 2 * (y >> 31))) >> (right + 1);
     return smmlar((g * y) << 1, m, half + (y >> 31)) >> right;
 }
 
@@ -453,7 +478,7 @@ static inline MCU_INLINE void mcu_hold_copy(int16_t *h16, const int16_t *hold, i
  * f c + i g)), h = sat8(o tanh(c) + zp). The new h16 (2 h) waits in the gates array (g[j] with
  * a fused input, else unit j's spent slot g[4j]) until every unit has read the old one. */
 static inline MCU_INLINE void rec_cell_body(
-    const mcu_lstm_t *p, const int16_t *x16, int16_t *g, int16_t *c, int8_t *h, int16_t *h16,
+    const mcu_lstm_t *p, const int32_t x01, const int32_t x23, int16_t *g, int16_t *c, int8_t *h, int16_t *h16,
     const int generic)
 {
     const int8_t *sh = p->s_rec;
@@ -465,8 +490,6 @@ static inline MCU_INLINE void rec_cell_body(
     const int zp_folded = rh <= 22;
     const int32_t hz = zp_folded ? hh + zp * (1 << rh) : hh;
     const int fused = MCU_FUSED_INPUT(p);
-    const int32_t x01 = fused ? ((const int32_t *)x16)[0] : 0;
-    const int32_t x23 = fused && p->Ipad == 4 ? ((const int32_t *)x16)[1] : 0;
     const int16_t *gj = g;
     for (int j = 0; j < H; j++, gj += 4) {
         int32_t a0, a1, a2, a3, gin[4];
@@ -475,7 +498,7 @@ static inline MCU_INLINE void rec_cell_body(
         if (fused)
             unit_gates_in(p, &wrow, x01, x23, gin, generic);
         int32_t m[4];
-        load_mults(p->m_rec, m);
+        load_mults(p, 1, m);
 #define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + \
                                  (fused ? gin[K] : gj[K]))
         int32_t gi = sigmoid_q12(GATE_SUM(0, a0));
@@ -505,16 +528,22 @@ static inline MCU_INLINE void mcu_lstm_step_inline(
     const mcu_lstm_t *p, const int8_t *x, const int16_t *x16, int8_t *h, int16_t *h16,
     int16_t *c, const mcu_lstm_scratch_t *s, const int any)
 {
-    if (!x16) {
+    int32_t x01 = 0, x23 = 0;                  /* a fused input's pairs */
+    if (MCU_FUSED_INPUT(p) && x16) {
+        x01 = ((const int32_t *)x16)[0];
+        x23 = p->Ipad == 4 ? ((const int32_t *)x16)[1] : 0;
+    } else if (MCU_FUSED_INPUT(p)) {
+        narrow_pairs(x, p->I, &x01, &x23);
+    } else if (!x16) {
         mcu_widen(x, s->x16, p->I, p->Ipad, 2);      /* doubled: see rq_gate */
         x16 = s->x16;
     }
     if (any || p->rq_generic) {
         if (!MCU_FUSED_INPUT(p)) gates_in_body(p, x16, s->gates, 1);
-        rec_cell_body(p, x16, s->gates, c, h, h16, 1);
+        rec_cell_body(p, x01, x23, s->gates, c, h, h16, 1);
     } else {
         if (!MCU_FUSED_INPUT(p)) gates_in_body(p, x16, s->gates, 0);
-        rec_cell_body(p, x16, s->gates, c, h, h16, 0);
+        rec_cell_body(p, x01, x23, s->gates, c, h, h16, 0);
     }
 }
 /* ---------------- the DSP 16x8 LSTM step (inline) ----------------
