@@ -440,14 +440,19 @@ static inline int32_t rq_product(int32_t g, int32_t y, int32_t m, int right, int
     return smmlar((g * y) << 1, m, half + (y >> 31)) >> right;
 }
 
-/* h16[j] = hold[stride j] for j < n: the new hidden state, moved once every unit has read the
- * old one; stride 1: two values per word copy. */
-static inline MCU_INLINE void mcu_hold_copy(int16_t *h16, const int16_t *hold, int n, const int stride)
+/* h16[j] = hold[j] for j < n: the new hidden state, moved once every unit has read the old one. */
+static inline MCU_INLINE void mcu_hold_copy(int16_t *h16, const int16_t *hold, int n)
 {
     int j = 0;
-    if (stride != 1) {
-        for (; j < n; j++) h16[j] = hold[stride * j];
-        return;
+    /* 8 values per LDM/STM pair, through r0-r3 (free after the unit loop; pinned only for this
+     * statement, not clobbered in the whole function: that costs the loop its registers) */
+    const int16_t *src = hold;
+    int16_t *dst = h16;
+    for (; j + 7 < n; j += 8) {
+        register int32_t r0 __asm__("r0"), r1 __asm__("r1"), r2 __asm__("r2"), r3 __asm__("r3");
+        __asm__ volatile("ldmia %[s]!, {r0, r1, r2, r3}\n\tstmia %[d]!, {r0, r1, r2, r3}"
+                         : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3), [s] "+r"(src), [d] "+r"(dst)
+                         : : "memory");
     }
     for (; j + 1 < n; j += 2) {
         int32_t w;
@@ -475,8 +480,9 @@ static inline MCU_INLINE void mcu_hold_copy(int16_t *h16, const int16_t *hold, i
 
 /* The recurrent pass fused with the rest of the step, one hidden unit j at a time: its 4 gate
  * rows (MAC block), gate = sat16(requant(rec) + input part), the activations, c = clip(sat16(
- * f c + i g)), h = sat8(o tanh(c) + zp). The new h16 (2 h) waits in the gates array (g[j] with
- * a fused input, else unit j's spent slot g[4j]) until every unit has read the old one. */
+ * f c + i g)), h = sat8(o tanh(c) + zp). The new h16 (2 h) waits in the gates array, g[j]
+ * (a wide input's unit j/4 <= j has read its slots already), until every unit has read the old
+ * one. */
 static inline MCU_INLINE void rec_cell_body(
     const mcu_lstm_t *p, const int32_t x01, const int32_t x23, int16_t *g, int16_t *c, int8_t *h, int16_t *h16,
     const int generic)
@@ -515,9 +521,9 @@ static inline MCU_INLINE void rec_cell_body(
         int32_t tc = tanh_of((v * tm + trnd) >> ts);
         int32_t hv = __ssat(rq_product(go, tc, mh, rh, hz) + (zp_folded ? 0 : zp), 8);
         if (h) h[j] = (int8_t)hv;     /* h = 0: kept in h16 only (MCU_H_LATE) */
-        g[fused ? j : 4 * j] = (int16_t)(2 * hv);
+        g[j] = (int16_t)(2 * hv);
     }
-    mcu_hold_copy(h16, g, H, fused ? 1 : 4);
+    mcu_hold_copy(h16, g, H);
 }
 
 /* One step: the input pass, then the recurrent pass fused with the cell (see above). Inlined
@@ -602,7 +608,7 @@ static inline MCU_INLINE void rec_cell16_body(const mcu_lstm16_t *p, int16_t *g,
         int32_t tc = tanh_of((v * tm + trnd) >> ts);
         g[j] = (int16_t)__ssat(rq_product(go, tc, mh, rh, hh), 16);
     }
-    mcu_hold_copy(h, g, H, 1);
+    mcu_hold_copy(h, g, H);
 }
 
 /* One 16x8 step, inlined into the layer's mcu_step_<name> (its constants fold). x16: the input
