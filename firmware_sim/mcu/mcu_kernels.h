@@ -18,6 +18,7 @@
  * Both give identical results. */
 #ifndef MCU_KERNELS_H
 #define MCU_KERNELS_H
+#include <stddef.h>
 #include <stdint.h>
 
 /* MCU_SIMD picks the build. Left undefined it follows the compiler: the DSP kernels where the
@@ -314,12 +315,21 @@ static inline MCU_INLINE void load4_post(const int32_t **pp, int32_t *a0, int32_
 /* m[0..3] = the 4 gate multipliers at M, two per LDRD, inside the unit loop (volatile: GCC 12
  * otherwise hoists them out of the loop and reloads each from the stack, 8 loads per unit);
  * the first pair early-clobber: the second LDRD still reads M */
-static inline MCU_INLINE void load_mults(const mcu_lstm_t *p, const int rec, int32_t m[4])
+#define MCU_M_REC_OFFSET ((int)(offsetof(mcu_lstm_t, m_rec) - offsetof(mcu_lstm_t, m_in)))
+static inline MCU_INLINE void load_mults(const int32_t *mb, const int rec, int32_t m[4])
 {
-    /* one base for both sets (m_rec follows m_in): one address load per unit less */
     __asm__ volatile("ldrd %0, %1, [%4, %5]\n\tldrd %2, %3, [%4, %5 + 8]"
                      : "=&r"(m[0]), "=&r"(m[1]), "=r"(m[2]), "=r"(m[3])
-                     : "r"(p->m_in), "i"(rec ? (int)sizeof p->m_in : 0));
+                     : "r"(mb), "i"(rec ? MCU_M_REC_OFFSET : 0));
+}
+
+/* p->m_in's address, taken once per unit for both multiplier sets (m_rec follows m_in; GCC 12
+ * loads the same literal twice otherwise) */
+static inline MCU_INLINE const int32_t *mult_base(const mcu_lstm_t *p)
+{
+    const int32_t *mb = p->m_in;
+    __asm__ volatile("" : "+r"(mb));
+    return mb;
 }
 
 static inline int32_t rq_gate(int32_t a2, int32_t m, int shift, const int generic)
@@ -356,8 +366,8 @@ static inline MCU_INLINE void narrow_pairs(const int8_t *x, int I, int32_t *x01,
         __asm__("sxtb16 %0, %2\n\tsxtb16 %1, %2, ror #8" : "=&r"(lo), "=r"(hi) : "r"(w));
         lo = __sadd16(lo, lo);
         hi = __sadd16(hi, hi);
-        *x01 = (int32_t)((lo & 0xffffu) | (hi << 16));
-        *x23 = (int32_t)((hi & 0xffff0000u) | (lo >> 16));
+        __asm__("pkhbt %0, %2, %3, lsl #16\n\tpkhtb %1, %3, %2, asr #16"    /* GCC 12: 6 ALU ops */
+                : "=&r"(*x01), "=r"(*x23) : "r"(lo), "r"(hi));
         return;
     }
     const uint32_t v0 = (uint32_t)(2 * x[0]), v1 = I > 1 ? (uint32_t)(2 * x[1]) : 0;
@@ -369,13 +379,13 @@ static inline MCU_INLINE void narrow_pairs(const int8_t *x, int I, int32_t *x01,
  * from the unit's constants at *UP (4 doubled biases, then the int16 weights; *UP advances past
  * them). x01, x23: the input pairs. */
 static inline MCU_INLINE void unit_gates_in(
-    const mcu_lstm_t *p, const int32_t **up, int32_t x01, int32_t x23, int32_t gin[4],
-    const int generic)
+    const mcu_lstm_t *p, const int32_t *mb, const int32_t **up, int32_t x01, int32_t x23,
+    int32_t gin[4], const int generic)
 {
     int32_t a0, a1, a2, a3, m[4];
     load4_post(up, &a0, &a1, &a2, &a3);
     mac_narrow(up, x01, x23, p->I, &a0, &a1, &a2, &a3);
-    load_mults(p, 0, m);
+    load_mults(mb, 0, m);
     gin[0] = MCU_SAT16(p, 0, rq_gate(a0, m[0], p->s_in[0], generic));
     gin[1] = MCU_SAT16(p, 1, rq_gate(a1, m[1], p->s_in[1], generic));
     gin[2] = MCU_SAT16(p, 2, rq_gate(a2, m[2], p->s_in[2], generic));
@@ -440,6 +450,17 @@ static inline int32_t rq_product(int32_t g, int32_t y, int32_t m, int right, int
     return smmlar((g * y) << 1, m, half + (y >> 31)) >> right;
 }
 
+/* The cell clip of a sat16 value v: the common clip 32767 only moves -32768 (a compare and a
+ * conditional add, no literal for -32767) */
+static inline int32_t cell_clip(int32_t v, int32_t qc)
+{
+    if (__builtin_constant_p(qc) && qc == 32767) {
+        __asm__("cmn %0, #32768\n\tit eq\n\taddeq %0, %0, #1" : "+r"(v) : : "cc");
+        return v;
+    }
+    return v < -qc ? -qc : (v > qc ? qc : v);
+}
+
 /* h16[j] = hold[j] for j < n: the new hidden state, moved once every unit has read the old one. */
 static inline MCU_INLINE void mcu_hold_copy(int16_t *h16, const int16_t *hold, int n)
 {
@@ -484,8 +505,8 @@ static inline MCU_INLINE void mcu_hold_copy(int16_t *h16, const int16_t *hold, i
  * (a wide input's unit j/4 <= j has read its slots already), until every unit has read the old
  * one. */
 static inline MCU_INLINE void rec_cell_body(
-    const mcu_lstm_t *p, const int32_t x01, const int32_t x23, int16_t *g, int16_t *c, int8_t *h, int16_t *h16,
-    const int generic)
+    const mcu_lstm_t *p, const int32_t x01, const int32_t x23, int16_t *g, int16_t *c, int8_t *h,
+    int16_t *h16, const int generic)
 {
     const int8_t *sh = p->s_rec;
     const int H = p->H;
@@ -501,10 +522,11 @@ static inline MCU_INLINE void rec_cell_body(
         int32_t a0, a1, a2, a3, gin[4];
         load4_post(fused ? &wrow : &bias, &a0, &a1, &a2, &a3);
         MV_BLOCK(&wrow, h16, p->Hpad, "gate");
+        const int32_t *mb = mult_base(p);
         if (fused)
-            unit_gates_in(p, &wrow, x01, x23, gin, generic);
+            unit_gates_in(p, mb, &wrow, x01, x23, gin, generic);
         int32_t m[4];
-        load_mults(p, 1, m);
+        load_mults(mb, 1, m);
 #define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + \
                                  (fused ? gin[K] : gj[K]))
         int32_t gi = sigmoid_q12(GATE_SUM(0, a0));
@@ -516,7 +538,7 @@ static inline MCU_INLINE void rec_cell_body(
         int32_t fa = MCU_SAT16(p, 12, rq_product(gf, c[j], mf, rf, hf));
         int32_t ib = MCU_SAT16(p, 13, rq_product(gi, gg, mi, ri, hi));
         int32_t v = __ssat(fa + ib, 16);
-        v = v < -qc ? -qc : (v > qc ? qc : v);
+        v = cell_clip(v, qc);
         c[j] = (int16_t)v;
         int32_t tc = tanh_of((v * tm + trnd) >> ts);
         int32_t hv = __ssat(rq_product(go, tc, mh, rh, hz) + (zp_folded ? 0 : zp), 8);
@@ -603,7 +625,7 @@ static inline MCU_INLINE void rec_cell16_body(const mcu_lstm16_t *p, int16_t *g,
         int32_t fa = __ssat(rq_product(gf, c[j], mf, rf, hf), 16);
         int32_t ib = __ssat(rq_product(gi, gg, mi, ri, hi), 16);
         int32_t v = __ssat(fa + ib, 16);
-        v = v < -qc ? -qc : (v > qc ? qc : v);
+        v = cell_clip(v, qc);
         c[j] = (int16_t)v;
         int32_t tc = tanh_of((v * tm + trnd) >> ts);
         g[j] = (int16_t)__ssat(rq_product(go, tc, mh, rh, hh), 16);
