@@ -97,7 +97,8 @@ extern const uint16_t mcu_sigmoid_table[256];
 /* One time step. x: int8 input; x16: the same input already widened to int16 and doubled (the
  * previous layer's h16 in a stack) or 0 to widen x here. h/h16: hidden state as int8 and as
  * 2 h in int16 (the DSP build's matrix input, padded with zeros to Hpad; unused by the plain
- * build). */
+ * build); h = 0: h not stored (DSP build, MCU_H_LATE). c: [2 H], the cell state, then room for
+ * the DSP step's new h16 until every unit has read the old one. */
 void mcu_lstm_step(const mcu_lstm_t *p, const int8_t *x, const int16_t *x16, int8_t *h,
                    int16_t *h16, int16_t *c, const mcu_lstm_scratch_t *s);
 void mcu_fc(const mcu_fc_t *p, const int8_t *x, int8_t *y, int32_t *acc, int16_t *x16);
@@ -323,13 +324,13 @@ static inline MCU_INLINE void load_mults(const int32_t *mb, const int rec, int32
                      : "r"(mb), "i"(rec ? MCU_M_REC_OFFSET : 0));
 }
 
-/* p->m_in's address, taken once per unit for both multiplier sets (m_rec follows m_in; GCC 12
- * loads the same literal twice otherwise) */
-static inline MCU_INLINE const int32_t *mult_base(const mcu_lstm_t *p)
+/* A constant address taken once per unit (volatile: not hoisted out of the loop and spilled)
+ * and shared by its uses in the unit (GCC 12 loads the same literal at each use otherwise):
+ * the multipliers' base for both sets (m_rec follows m_in), the activation tables. */
+static inline MCU_INLINE const void *per_unit(const void *a)
 {
-    const int32_t *mb = p->m_in;
-    __asm__ volatile("" : "+r"(mb));
-    return mb;
+    __asm__ volatile("" : "+r"(a));
+    return a;
 }
 
 static inline int32_t rq_gate(int32_t a2, int32_t m, int shift, const int generic)
@@ -427,15 +428,18 @@ static inline int32_t act_lookup(const mcu_act_entry_t *t0, int32_t v, int fb, i
     return (int32_t)((uint32_t)a + (uint32_t)v * (uint32_t)d) >> shift;
 }
 
-static inline int32_t sigmoid_q12(int32_t x)      /* x: int16 Q3.12 -> Q0.15 */
+/* st, tt: mcu_sig_tab + MCU_SIG_Q0, mcu_tanh_tab + MCU_TANH_Q0 */
+static inline int32_t sigmoid_at(const mcu_act_entry_t *st, int32_t x)   /* Q3.12 -> Q0.15 */
 {
-    return act_lookup(mcu_sig_tab + MCU_SIG_Q0, x * 3, 9, 10);
+    return act_lookup(st, x * 3, 9, 10);
 }
 
-static inline int32_t tanh_of(int32_t v)           /* v: the rescaled input */
+static inline int32_t tanh_at(const mcu_act_entry_t *tt, int32_t v)      /* v: the rescaled input */
 {
-    return act_lookup(mcu_tanh_tab + MCU_TANH_Q0, __ssat(v, 17), 8, 8);
+    return act_lookup(tt, __ssat(v, 17), 8, 8);
 }
+#define sigmoid_q12(x) sigmoid_at(mcu_sig_tab + MCU_SIG_Q0, (x))
+#define tanh_of(v) tanh_at(mcu_tanh_tab + MCU_TANH_Q0, (v))
 
 /* Exact double-rounding requantization of the product g y of an activation g in [0, 32767]
  * and an int16 y, with a right shift >= 1 (codegen checks): srdhm(x, m) == smmulr(2x, m), then
@@ -501,9 +505,9 @@ static inline MCU_INLINE void mcu_hold_copy(int16_t *h16, const int16_t *hold, i
 
 /* The recurrent pass fused with the rest of the step, one hidden unit j at a time: its 4 gate
  * rows (MAC block), gate = sat16(requant(rec) + input part), the activations, c = clip(sat16(
- * f c + i g)), h = sat8(o tanh(c) + zp). The new h16 (2 h) waits in the gates array, g[j]
- * (a wide input's unit j/4 <= j has read its slots already), until every unit has read the old
- * one. */
+ * f c + i g)), h = sat8(o tanh(c) + zp). The new h16 (2 h) waits behind the cell state,
+ * c[H + j] (an immediate offset from c's pointer: no pointer of its own), until every unit has
+ * read the old one. */
 static inline MCU_INLINE void rec_cell_body(
     const mcu_lstm_t *p, const int32_t x01, const int32_t x23, int16_t *g, int16_t *c, int8_t *h,
     int16_t *h16, const int generic)
@@ -522,30 +526,35 @@ static inline MCU_INLINE void rec_cell_body(
         int32_t a0, a1, a2, a3, gin[4];
         load4_post(fused ? &wrow : &bias, &a0, &a1, &a2, &a3);
         MV_BLOCK(&wrow, h16, p->Hpad, "gate");
-        const int32_t *mb = mult_base(p);
+        const int32_t *mb = per_unit(p->m_in);
+        /* the sigmoid table's base once per unit where the input is one feature (x01 alone
+         * leaves it a register: measured, GCC 12; elsewhere the unit's spills grow) */
+        const mcu_act_entry_t *st = p->I == 1 ? per_unit(mcu_sig_tab + MCU_SIG_Q0)
+                                              : mcu_sig_tab + MCU_SIG_Q0;
+        const mcu_act_entry_t *tt = mcu_tanh_tab + MCU_TANH_Q0;
         if (fused)
             unit_gates_in(p, mb, &wrow, x01, x23, gin, generic);
         int32_t m[4];
         load_mults(mb, 1, m);
 #define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + \
                                  (fused ? gin[K] : gj[K]))
-        int32_t gi = sigmoid_q12(GATE_SUM(0, a0));
-        int32_t gf = sigmoid_q12(GATE_SUM(1, a1));
+        int32_t gi = sigmoid_at(st, GATE_SUM(0, a0));
+        int32_t gf = sigmoid_at(st, GATE_SUM(1, a1));
         int32_t gg = GATE_SUM(2, a2);
-        gg = cell_sigmoid ? sigmoid_q12(gg) : tanh_of(gg * 3);
-        int32_t go = sigmoid_q12(GATE_SUM(3, a3));
+        gg = cell_sigmoid ? sigmoid_at(st, gg) : tanh_at(tt, gg * 3);
+        int32_t go = sigmoid_at(st, GATE_SUM(3, a3));
 #undef GATE_SUM
         int32_t fa = MCU_SAT16(p, 12, rq_product(gf, c[j], mf, rf, hf));
         int32_t ib = MCU_SAT16(p, 13, rq_product(gi, gg, mi, ri, hi));
         int32_t v = __ssat(fa + ib, 16);
         v = cell_clip(v, qc);
         c[j] = (int16_t)v;
-        int32_t tc = tanh_of((v * tm + trnd) >> ts);
+        int32_t tc = tanh_at(tt, (v * tm + trnd) >> ts);
         int32_t hv = __ssat(rq_product(go, tc, mh, rh, hz) + (zp_folded ? 0 : zp), 8);
         if (h) h[j] = (int8_t)hv;     /* h = 0: kept in h16 only (MCU_H_LATE) */
-        g[j] = (int16_t)(2 * hv);
+        c[H + j] = (int16_t)(2 * hv);
     }
-    mcu_hold_copy(h16, g, H);
+    mcu_hold_copy(h16, c + H, H);
 }
 
 /* One step: the input pass, then the recurrent pass fused with the cell (see above). Inlined
