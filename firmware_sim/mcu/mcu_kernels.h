@@ -372,7 +372,8 @@ static inline MCU_INLINE void narrow_pairs(const int8_t *x, int I, int32_t *x01,
         return;
     }
     const uint32_t v0 = (uint32_t)(2 * x[0]), v1 = I > 1 ? (uint32_t)(2 * x[1]) : 0;
-    *x01 = (int32_t)((v0 & 0xffffu) | (v1 << 16));
+    /* I = 1: SMLABB/SMLATB read the low half only */
+    *x01 = I == 1 ? (int32_t)v0 : (int32_t)((v0 & 0xffffu) | (v1 << 16));
     *x23 = I > 2 ? (int32_t)((uint32_t)(2 * x[2]) & 0xffffu) : 0;
 }
 
