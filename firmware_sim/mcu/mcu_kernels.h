@@ -313,16 +313,15 @@ static inline MCU_INLINE void load4_post(const int32_t **pp, int32_t *a0, int32_
     *pp = q;
 }
 
-/* m[0..3] = the 4 gate multipliers at M, two per LDRD, inside the unit loop (volatile: GCC 12
- * otherwise hoists them out of the loop and reloads each from the stack, 8 loads per unit);
- * the first pair early-clobber: the second LDRD still reads M */
+/* M[0..3] = the 4 gate multipliers at byte offset OFF (0: m_in, MCU_M_REC_OFFSET: m_rec) from
+ * MB, two per LDRD, inside the unit loop (volatile: GCC 12 otherwise hoists them out of the loop
+ * and reloads each from the stack, 8 loads per unit); the first pair early-clobber: the second
+ * LDRD still reads MB. A macro: OFF must be a constant at -O0 too. */
 #define MCU_M_REC_OFFSET ((int)(offsetof(mcu_lstm_t, m_rec) - offsetof(mcu_lstm_t, m_in)))
-static inline MCU_INLINE void load_mults(const int32_t *mb, const int rec, int32_t m[4])
-{
-    __asm__ volatile("ldrd %0, %1, [%4, %5]\n\tldrd %2, %3, [%4, %5 + 8]"
-                     : "=&r"(m[0]), "=&r"(m[1]), "=r"(m[2]), "=r"(m[3])
-                     : "r"(mb), "i"(rec ? MCU_M_REC_OFFSET : 0));
-}
+#define LOAD_MULTS(MB, OFF, M)                                                             \
+    __asm__ volatile("ldrd %0, %1, [%4, %5]\n\tldrd %2, %3, [%4, %5 + 8]"                 \
+                     : "=&r"((M)[0]), "=&r"((M)[1]), "=r"((M)[2]), "=r"((M)[3])            \
+                     : "r"(MB), "i"(OFF))
 
 /* A constant address taken once per unit (volatile: not hoisted out of the loop and spilled)
  * and shared by its uses in the unit (GCC 12 loads the same literal at each use otherwise):
@@ -387,7 +386,7 @@ static inline MCU_INLINE void unit_gates_in(
     int32_t a0, a1, a2, a3, m[4];
     load4_post(up, &a0, &a1, &a2, &a3);
     mac_narrow(up, x01, x23, p->I, &a0, &a1, &a2, &a3);
-    load_mults(mb, 0, m);
+    LOAD_MULTS(mb, 0, m);
     gin[0] = MCU_SAT16(p, 0, rq_gate(a0, m[0], p->s_in[0], generic));
     gin[1] = MCU_SAT16(p, 1, rq_gate(a1, m[1], p->s_in[1], generic));
     gin[2] = MCU_SAT16(p, 2, rq_gate(a2, m[2], p->s_in[2], generic));
@@ -536,7 +535,7 @@ static inline MCU_INLINE void rec_cell_body(
         if (fused)
             unit_gates_in(p, mb, &wrow, x01, x23, gin, generic);
         int32_t m[4];
-        load_mults(mb, 1, m);
+        LOAD_MULTS(mb, MCU_M_REC_OFFSET, m);
 #define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + \
                                  (fused ? gin[K] : gj[K]))
         int32_t gi = sigmoid_at(st, GATE_SUM(0, a0));
