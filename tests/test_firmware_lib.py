@@ -195,8 +195,8 @@ def test_library_folder_sizes_readme_and_atomic_replace(mcu_models, tmp_path, ca
     out = tmp_path / "fw"
     r = _folder(mcu_models, "stacked", out, cache)
     files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert files == {"model.h", "model.c", "mcu_kernels.h", "mcu_kernels.c", "main.c", "Makefile",
-                     "CMakeLists.txt", "cmake/arm-none-eabi.cmake", "README.md", "model.json"}
+    assert files == {"model.h", "model.c", "mcu_kernels.h", "mcu_dsp.h", "mcu_kernels.c", "main.c",
+                     "Makefile", "CMakeLists.txt", "cmake/arm-none-eabi.cmake", "README.md", "model.json"}
     sizes = r["sizes"]
     assert sizes["status"] == "ok" and set(sizes["cores"]) == {"cortex-m4", "cortex-m7", "cortex-m3", "cortex-m0"}
     m4, m0 = sizes["cores"]["cortex-m4"], sizes["cores"]["cortex-m0"]

@@ -139,15 +139,16 @@ def test_bad_profile_and_input(mcu_models, tmp_path):
 
 def test_narrow_lstm_cost_and_memory(mcu_models, tmp_path):
     """LSTM(8) on 4 inputs, 32 steps (per-element overhead dominates): bit-exact with TFLite
-    Micro, its instructions per gate MAC and its RAM held where the fused DSP kernels put them
-    (measured 4.55 and 0.11 of TFLite Micro's reported arena on M4, 2026-12-01)."""
+    Micro, its instructions per gate MAC within the issue's 3.5 and its RAM held where the fused
+    DSP kernels put them (measured 3.43, the input multiplied inside the recurrent pass, and 0.15
+    of TFLite Micro's reported arena on M4, 2026-12-01)."""
     from firmware_sim.mcu import run_emulated
     path, x = mcu_models["narrow"]["tflite"], mcu_models["narrow"]["x_eval"][:3]
     r = run_emulated(path, x, PROFILE, workdir=tmp_path, plain_samples=1)
     _check_common(r, 3)
     assert r["plain"]["outputs_identical"] and r["tflm"]["max_lsb_diff"] == 0
     ins = r["instructions"]
-    assert ins["per_inference"] / ins["gate_macs"] <= 5.0
+    assert ins["per_inference"] / ins["gate_macs"] <= 3.5
     if r["tflm"].get("arena_reported_bytes"):
         assert r["ram_bytes"] <= 0.3 * r["tflm"]["arena_reported_bytes"]
 

@@ -32,8 +32,8 @@ Modules:
   libfiles      the folder's Makefile, CMake files and README
   debug/        the per-layer int8 drift debugger built on the reference (see its __init__)
 C sources: mcu_kernels.c/.h (the int8 kernels, SIMD and plain, and the 16x8 ones: int16
-activations, int64 biases, and the int16 softmax; the DSP LSTM steps are inline in the header,
-compiled into model.c per layer), mcu_main.c (the harness),
+activations, int64 biases, and the int16 softmax; the DSP LSTM steps are inline in mcu_dsp.h,
+which the header includes, compiled into model.c per layer), mcu_main.c (the harness),
 mcu_startup.c/.h, mcu_link.ld (the linker script template), mcu_icount_plugin.c (TCG plugin),
 mcu_host.c (the host library's harness), mcu_lib_example.c (the library folder's example main.c).
 """

@@ -93,7 +93,8 @@ def _chain_buffers(life: _Lifetimes, s, chain, steps):
         life.use(f"h_{L.name}", L.H if L.bits == 8 else ceil4(L.H) * 2, s)
         if L.bits == 8:                               # the DSP build's doubled int16 copy
             life.use(f"h16_{L.name}", ceil4(L.H) * 2, s)
-        life.use(f"c_{L.name}", 2 * L.H, s)
+        # int8: c, then the DSP step's new h16 held until every unit has read the old one
+        life.use(f"c_{L.name}", (4 if L.bits == 8 else 2) * L.H, s)
     if chain[-1].keep_sequence:
         life.tensor(chain[-1].out, s)
 

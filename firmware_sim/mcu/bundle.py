@@ -34,7 +34,7 @@ from .toolchain import HERE, ModelTooLarge, ToolMissing
 GENERATOR = "lstm-edge edge firmware"
 CORES = ("cortex-m4", "cortex-m7", "cortex-m3", "cortex-m0")
 COPIED = {"mcu_kernels.c": "mcu_kernels.c", "mcu_kernels.h": "mcu_kernels.h",
-          "mcu_lib_example.c": "main.c"}
+          "mcu_dsp.h": "mcu_dsp.h", "mcu_lib_example.c": "main.c"}
 
 
 class LibraryMismatch(RuntimeError):

@@ -3,7 +3,8 @@
 generate_c(tflite_path, out_dir) writes model.h and model.c. model.c holds both weight
 layouts (#if MCU_SIMD): the natural [rows][cols] layout for the plain-C build and, for the DSP
 (SMLAD/SXTB16) build, rows ordered by hidden unit in interleaved 4x4 blocks with doubled
-biases, plus every quantization constant precomputed by lower.py, the sigmoid/tanh tables,
+biases (an int8 layer with a narrow input, I <= 4: one stream of per-unit constants,
+_unit_stream), plus every quantization constant precomputed by lower.py, the sigmoid/tanh tables,
 one step function per LSTM (mcu_step_<name>: the DSP kernel inlined with the layer's
 constants), and model_invoke() running the steps of the arena plan
 (arena.py): consecutive LSTMs (a stack) run step by step together, so the inner sequences
@@ -63,8 +64,8 @@ def _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad) -> list:
     """The DSP build's weight arrays, rows by unit (int8 and 16x8 share them: both multiply
     int16 operands by int8 weights with SMLAD)."""
     out = []
-    if Ipad <= 4:    # narrow input: int16 weight pairs, one SMLAD per pair (MV_BLOCK_NARROW)
-        w16 = np.zeros((4 * H, Ipad), np.int16)
+    if Ipad <= 4:    # narrow input: int16 weights (mac_narrow); I = 1: a unit's 4 rows in 2 words
+        w16 = np.zeros((4 * H, 1 if I == 1 else Ipad), np.int16)
         w16[:, :I] = _by_unit(w_in, H)
         out.append(_arr("int16_t", f"{n}_w_in16", w16, aligned=True))
         out.append(f"#define {n}_w_in ((const int8_t *){n}_w_in16)\n")
@@ -72,6 +73,17 @@ def _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad) -> list:
         out.append(_arr("int8_t", f"{n}_w_in", interleave(_by_unit(w_in, H), 4 * H, Ipad), aligned=True))
     out.append(_arr("int8_t", f"{n}_w_rec", interleave(_by_unit(w_rec, H), 4 * H, Hpad), aligned=True))
     return out
+
+
+def _unit_stream(w_in, w_rec, b_in, b_rec, H, I, Hpad) -> np.ndarray:
+    """A narrow-input int8 layer's DSP constants as one int32 stream, per unit j (mcu_kernels.h,
+    MCU_FUSED_INPUT): its 4 recurrent biases, its interleaved recurrent block (Hpad words), its 4
+    input biases, its int16 input weights (I = 1: 2 words, else one pair per word)."""
+    rec = interleave(_by_unit(w_rec, H), 4 * H, Hpad).view("<i4").reshape(H, Hpad)
+    w16 = np.zeros((4 * H, 1 if I == 1 else simd_ipad(I)), np.int16)
+    w16[:, :I] = _by_unit(w_in, H)
+    win = w16.reshape(-1).view("<i4").reshape(H, -1)
+    return np.concatenate([b_rec.reshape(H, 4), rec, b_in.reshape(H, 4), win], axis=1).reshape(-1)
 
 
 def _by_unit(a: np.ndarray, H: int) -> np.ndarray:
@@ -134,9 +146,15 @@ def _lstm_c(L: LstmLayer, out: list):
     b_rec = 2 * _by_unit(L.bias_rec_eff().reshape(-1), H)
     n = L.name
     out.append("#if MCU_SIMD\n")
-    out += _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad)
-    out.append(_arr("int32_t", f"{n}_b_in", b_in))
-    out.append(_arr("int32_t", f"{n}_b_rec", b_rec))
+    if Ipad <= 4:    # the input multiplied in the recurrent pass: one stream of unit constants
+        out.append(_arr("int32_t", f"{n}_units", _unit_stream(w_in, w_rec, b_in, b_rec, H, I, Hpad),
+                        aligned=True))
+        out.append(f"#define {n}_w_rec ((const int8_t *){n}_units)\n")
+        out += [f"#define {n}_{a} 0\n" for a in ("w_in", "b_in", "b_rec")]
+    else:
+        out += _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad)
+        out.append(_arr("int32_t", f"{n}_b_in", b_in))
+        out.append(_arr("int32_t", f"{n}_b_rec", b_rec))
     out.append("#else\n")
     out.append(_arr("int8_t", f"{n}_w_in", w_in))
     out.append(_arr("int8_t", f"{n}_w_rec", w_rec))
@@ -363,13 +381,17 @@ def _chain_code(pl: Plan, s, chain) -> list:
         body.append(f"        int8_t *seq = {_tptr(pl, last.out)};\n")
     body.append(f"        for (int t = 0; t < {first.T}; t++) {{\n")
     src, src16 = f"x + t * {first.I}", "0"
+    late = [L for L in chain if L is not last or not last.keep_sequence]   # h read after the loop only
     for L in chain:
-        body.append(f"            {step_fn(L)}({src}, {src16}, h_{L.name}, "
+        h = f"MCU_H_LATE(h_{L.name})" if L in late else f"h_{L.name}"
+        body.append(f"            {step_fn(L)}({src}, {src16}, {h}, "
                     f"h16_{L.name}, c_{L.name}, &scr);\n")
         src, src16 = f"h_{L.name}", f"h16_{L.name}"
     if last.keep_sequence:
         body.append(f"            mcu_copy_s8(seq + t * {last.H}, h_{last.name}, {last.H});\n")
-    body.append("        }\n    }\n")
+    body.append("        }\n")
+    body += [f"        MCU_H_FINISH(h_{L.name}, h16_{L.name}, {L.H});\n" for L in late]
+    body.append("    }\n")
     return body
 
 
@@ -433,9 +455,9 @@ def _preamble(prog: Program, pl: Plan) -> list:
     out.append("#if MCU_SIMD\n")
     # SIMD: the signed-index tables, each checked on every input it covers (fixedpoint)
     for kind, short in (("sigmoid", "sig"), ("tanh", "tanh")):
-        B, D, _ = fp.signed_table(kind, table)
-        pairs = ", ".join(f"{{{b}, {d}}}" for b, d in zip(B.tolist(), D.tolist()))
-        out.append(f"const mcu_act_entry_t mcu_{short}_tab[{len(B)}] __attribute__((aligned(8))) = "
+        A, D, _ = fp.signed_table(kind, table)
+        pairs = ", ".join(f"{{{a}, {d}}}" for a, d in zip(A.tolist(), D.tolist()))
+        out.append(f"const mcu_act_entry_t mcu_{short}_tab[{len(A)}] __attribute__((aligned(8))) = "
                    f"{{\n    {pairs}\n}};\n")
     out.append("#else\n")
     out.append(_arr("uint16_t", "mcu_sigmoid_table", table, per_line=16, static=False))

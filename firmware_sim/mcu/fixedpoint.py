@@ -158,14 +158,17 @@ def tanh_int16(x, input_multiplier=0, input_left_shift=0, table=None):
 
 # Signed-index tables for the DSP kernels: out(v) = (B[q] + (v & (2^fb - 1)) * D[q]) >> shift
 # with q = v >> fb (floor), both signs in one table, so neither |v|, the saturation test nor the
-# sign fix-up is computed per element. {kind: (fraction bits fb, final shift, v range covered)}
+# sign fix-up is computed per element (stored folded: signed_table's A). {kind: (fraction bits
+# fb, final shift, v range covered)}
 SIGNED_TABLES = {"sigmoid": (9, 10, (-(3 << 15), (3 << 15) - 1)),     # v = 3 x, x int16
                  "tanh": (8, 8, (-(1 << 16), (1 << 16) - 1))}           # v saturated to 17 bits
 
 
 def signed_table(kind: str, table=None):
-    """(B int32[n], D int16[n], index of q = 0) for `kind`, checked on every v it covers against
-    sigmoid_of_input / tanh_of_input (raises ValueError if one code differs)."""
+    """(A int32[n], D int16[n], index of q = 0) for `kind`: out = (A[q] + v D[q]) >> shift with
+    q = v >> fb, in 32-bit wraparound arithmetic (A = B - (q << fb) D folds the fraction
+    v & (2^fb - 1) of the interpolation B + frac D into the entry: one MLA, no mask). Checked on
+    every v it covers against sigmoid_of_input / tanh_of_input (ValueError if one code differs)."""
     t = _a(SIGMOID_TABLE if table is None else table)
     fb, shift, (lo, hi) = SIGNED_TABLES[kind]
     qs = np.arange(lo >> fb, (hi >> fb) + 1)
@@ -182,13 +185,14 @@ def signed_table(kind: str, table=None):
             B[n], D[n] = (t[q] << 8) - (1 << 23) + 128, t[q + 1] - t[q]
         else:
             B[n], D[n] = (1 << 23) + 127 - (t[-q] << 8), t[-q] - t[-q - 1]
+    A = wrap32(B - (qs << fb) * D)
     v = np.arange(lo, hi + 1)
     idx = (v >> fb) - qs[0]
-    got = (B[idx] + (v & ((1 << fb) - 1)) * D[idx]) >> shift
+    got = wrap32(A[idx] + v * D[idx]) >> shift
     want = (sigmoid_of_input if kind == "sigmoid" else tanh_of_input)(v, t)
     if not np.array_equal(got, want) or np.abs(D).max() >= 1 << 15:
         raise ValueError(f"signed {kind} table does not reproduce the interpolated table")
-    return B, D, int(-qs[0])
+    return A, D, int(-qs[0])
 
 
 def tanh_params(cell_state_scale_power: int) -> tuple[int, int]:

@@ -43,7 +43,7 @@ from .toolchain import HERE, ToolMissing, cache_root, host_cc
 
 HOST_CFLAGS = ("-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall", "-Wno-unused-function")
 HOST_SOURCES = ("mcu_kernels.c", "mcu_host.c")       # compiled with the generated model.c
-HASHED_SOURCES = HOST_SOURCES + ("mcu_kernels.h",)
+HASHED_SOURCES = HOST_SOURCES + ("mcu_kernels.h", "mcu_dsp.h")
 LIBRARY, META = "libmodel.so", "model.json"
 ABI = 1                                              # mcu_host.c's MCU_HOST_ABI
 INFO_KEYS = ("input_bytes", "output_bytes", "arena_bytes", "simd")

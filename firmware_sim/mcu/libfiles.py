@@ -42,7 +42,7 @@ all: $(BUILD)/libmodel.a
 $(BUILD):
 \tmkdir -p $@
 
-$(BUILD)/%.o: %.c model.h mcu_kernels.h | $(BUILD)
+$(BUILD)/%.o: %.c model.h mcu_kernels.h mcu_dsp.h | $(BUILD)
 \t$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libmodel.a: $(LIB_OBJS)
@@ -241,8 +241,8 @@ of {i['arena_bytes']:,} B. Bit-exact with TFLite Micro's {kind} kernels (see Ver
 ## Files
 
 - `model.h`, `model.c`: the API and the model (weights in both layouts, chosen at compile time)
-- `mcu_kernels.h`, `mcu_kernels.c`: the integer kernels. `MCU_SIMD` follows the compiler: the DSP
-  kernels (SMLAD/SXTB16) where `__ARM_FEATURE_DSP` is set (Cortex-M4/M7/M33/M55), plain C
+- `mcu_kernels.h`, `mcu_kernels.c`, `mcu_dsp.h` (the DSP steps, inline): the integer kernels.
+  `MCU_SIMD` follows the compiler: the DSP kernels (SMLAD/SXTB16) where `__ARM_FEATURE_DSP` is set (Cortex-M4/M7/M33/M55), plain C
   elsewhere (Cortex-M0/M0+/M3, a host). `-DMCU_SIMD=0` forces plain C; both give the same codes.
 - `main.c`: an example interrupt-driven sampling loop
 - `Makefile`, `CMakeLists.txt`, `cmake/arm-none-eabi.cmake`: arm-none-eabi builds

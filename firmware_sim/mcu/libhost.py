@@ -48,7 +48,8 @@ def build_library_host(tflite_path, cache_dir=None, extra_cflags=()) -> dict:
     cc, version = compiler()
     cflags = (*HOST_CFLAGS, EXPORT, *extra_cflags)
     key = key_of("mcu-lib-host", ABI, lib.header, lib.source,
-                 code_hash([HERE / "mcu_kernels.c", HERE / "mcu_kernels.h"]), version, list(cflags))
+                 code_hash([HERE / n for n in ("mcu_kernels.c", "mcu_kernels.h", "mcu_dsp.h")]),
+                 version, list(cflags))
     entry = Path(cache_dir or cache_root() / "host") / key
     meta = _cached_meta(entry, key)
     cached = meta is not None

@@ -214,7 +214,8 @@ def _state8(s: Stage, layout: Layout):
     s.dst = layout.add(f"{n}_H", "int8_t", L.H, f"{L.name} hidden state h")
     s.dst16 = layout.add(f"{n}_H16", "int16_t", ceil4(L.H), f"{L.name} h as int16, "
                          "zero-padded (the DSP build's matrix input)")
-    layout.add(f"{n}_C", "int16_t", L.H, f"{L.name} cell state c")
+    layout.add(f"{n}_C", "int16_t", 2 * L.H, f"{L.name} cell state c, then the DSP step's "
+               "new h16 until every unit has read the old one")
 
 
 def _scratch8(stages: list, layout: Layout) -> dict:

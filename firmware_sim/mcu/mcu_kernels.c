@@ -62,6 +62,7 @@ static inline int32_t clamp(int32_t v, int32_t lo, int32_t hi)
 void mcu_fill_s8(int8_t *d, int8_t v, int n) { for (int i = 0; i < n; i++) d[i] = v; }
 void mcu_fill_s16(int16_t *d, int16_t v, int n) { for (int i = 0; i < n; i++) d[i] = v; }
 void mcu_copy_s8(int8_t *d, const int8_t *s, int n) { for (int i = 0; i < n; i++) d[i] = s[i]; }
+void mcu_halve_s16(int8_t *h, const int16_t *h16, int n) { for (int i = 0; i < n; i++) h[i] = (int8_t)(h16[i] >> 1); }
 
 #if MCU_SIMD
 /* ======================= DSP-extension build ======================= */
@@ -71,10 +72,9 @@ static NOINLINE void fc_matvec(const int8_t *w, const int16_t *x, int rows, int 
                                const int32_t *bias, int32_t *out)
 {
     const int32_t *wrow = (const int32_t *)w;
-    const int32_t *x8end = (const int32_t *)x + ((cols >> 3) << 2);
     for (int r = 0; r < rows; r += 4) {
         int32_t a0 = bias[r], a1 = bias[r + 1], a2 = bias[r + 2], a3 = bias[r + 3];
-        MV_BLOCK(&wrow, x, x8end, cols & 4, "fc");
+        MV_BLOCK(&wrow, x, cols, "fc");
         out[r] = a0; out[r + 1] = a1; out[r + 2] = a2; out[r + 3] = a3;
     }
 }

@@ -11,12 +11,14 @@
  * j), inputs are widened to int16 and doubled once per step (h16 holds 2 h), input zero points
  * are folded into the (doubled) biases offline; the recurrent products of one unit, its gate
  * requantization, activations (signed-index tables, fixedpoint.signed_table), cell and hidden
- * update run in registers, one unit at a time. MCU_SIMD=0
+ * update run in registers, one unit at a time (a narrow input's products too: MCU_FUSED_INPUT).
+ * MCU_SIMD=0
  * is the plain-C build of the same arithmetic, written like TFLite Micro's reference kernels,
  * for any core and for the host (host.py).
  * Both give identical results. */
 #ifndef MCU_KERNELS_H
 #define MCU_KERNELS_H
+#include <stddef.h>
 #include <stdint.h>
 
 /* MCU_SIMD picks the build. Left undefined it follows the compiler: the DSP kernels where the
@@ -84,7 +86,7 @@ typedef struct {
 /* Signed-index tables (generated into model.c): entry MCU_*_Q0 + q for q = v >> fb. */
 #define MCU_SIG_Q0 192
 #define MCU_TANH_Q0 256
-typedef struct { int32_t b, d; } mcu_act_entry_t;     /* {B, D}: one LDRD */
+typedef struct { int32_t a, d; } mcu_act_entry_t;     /* {A, D}: one LDRD */
 extern const mcu_act_entry_t mcu_sig_tab[2 * MCU_SIG_Q0];
 extern const mcu_act_entry_t mcu_tanh_tab[2 * MCU_TANH_Q0];
 #else
@@ -95,7 +97,8 @@ extern const uint16_t mcu_sigmoid_table[256];
 /* One time step. x: int8 input; x16: the same input already widened to int16 and doubled (the
  * previous layer's h16 in a stack) or 0 to widen x here. h/h16: hidden state as int8 and as
  * 2 h in int16 (the DSP build's matrix input, padded with zeros to Hpad; unused by the plain
- * build). */
+ * build); h = 0: h not stored (DSP build, MCU_H_LATE). c: [2 H], the cell state, then room for
+ * the DSP step's new h16 until every unit has read the old one. */
 void mcu_lstm_step(const mcu_lstm_t *p, const int8_t *x, const int16_t *x16, int8_t *h,
                    int16_t *h16, int16_t *c, const mcu_lstm_scratch_t *s);
 void mcu_fc(const mcu_fc_t *p, const int8_t *x, int8_t *y, int32_t *acc, int16_t *x16);
@@ -103,6 +106,19 @@ void mcu_softmax(const mcu_softmax_t *p, const int8_t *x, int8_t *y);
 void mcu_fill_s8(int8_t *d, int8_t v, int n);
 void mcu_fill_s16(int16_t *d, int16_t v, int n);
 void mcu_copy_s8(int8_t *d, const int8_t *s, int n);
+void mcu_halve_s16(int8_t *h, const int16_t *h16, int n);    /* h = h16 / 2 */
+
+/* The int8 hidden state of a layer that nothing reads between steps (an inner layer of a stack
+ * reads h16; the head reads h after the last step): the DSP build's step does not store it
+ * (step(..., MCU_H_LATE(h), ...): one store and a pointer less per unit) and MCU_H_FINISH
+ * derives it from h16 (2 h) after the last step; the plain build's step reads h itself. */
+#if MCU_SIMD
+#define MCU_H_LATE(h) ((int8_t *)0)
+#define MCU_H_FINISH(h, h16, n) mcu_halve_s16((h), (h16), (n))
+#else
+#define MCU_H_LATE(h) (h)
+#define MCU_H_FINISH(h, h16, n) ((void)0)
+#endif
 
 /* 16x8 models (int16 activations with zero point 0, int8 weights, int64 biases; TFLite
  * Micro's EvalLstm<int16_t, int8_t, int16_t, int64_t> and its int16 FULLY_CONNECTED): int64
@@ -151,332 +167,7 @@ void mcu_sigmoid_s16(int16_t *d, int n);
 void mcu_tanh_s16(const int16_t *src, int16_t *dst, int n, int mult, int shift);
 
 #if MCU_SIMD
-/* ======================= the DSP-extension LSTM step (inline) ======================= */
-#include <arm_acle.h>
-#define MCU_INLINE __attribute__((always_inline))
-
-static inline int32_t smmulr(int32_t a, int32_t b)
-{
-    int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-
-/* Four SMLADs of one 4-row x 4-column block: two weight words per LDRD, each widened by
- * SXTB16 (bytes stored c0,c2,c1,c3 so the plain and the ROR #8 forms give column pairs
- * (c0,c1) and (c2,c3)); x01/x23 are the int16 input pairs. */
-#define MV_GROUP(W0, W1, X01, X23, A0, A1)                 \
-    "ldrd   " W0 ", " W1 ", [%[wp]], #8\n\t"               \
-    "sxtb16 %[t], " W0 "\n\t"                                \
-    "smlad  " A0 ", %[t], " X01 ", " A0 "\n\t"               \
-    "sxtb16 " W0 ", " W0 ", ror #8\n\t"                      \
-    "smlad  " A0 ", " W0 ", " X23 ", " A0 "\n\t"             \
-    "sxtb16 %[t], " W1 "\n\t"                                \
-    "smlad  " A1 ", %[t], " X01 ", " A1 "\n\t"               \
-    "sxtb16 " W1 ", " W1 ", ror #8\n\t"                      \
-    "smlad  " A1 ", " W1 ", " X23 ", " A1 "\n\t"
-
-#define MV_OPERANDS                                                                          \
-    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xp] "+r"(xp),           \
-      [wp] "+r"(wp), [x01] "=&r"(x01), [x23] "=&r"(x23), [w0] "=&r"(w0), [w1] "=&r"(w1),   \
-      [t] "=&r"(t)
-
-/* Each MAC loop is a local function symbol of its own (mcu_mac_<what>_<n>, n unique per asm
- * statement), so the instruction counts (toolchain.symbols splits the enclosing function
- * around it) separate the products from the code fused around them. */
-#define MAC_BEGIN(WHAT) ".type mcu_mac_" WHAT "_%=, %%function\nmcu_mac_" WHAT "_%=:\n\t"
-#define MAC_END(WHAT) "\n\t.size mcu_mac_" WHAT "_%=, . - mcu_mac_" WHAT "_%=\n\t"
-
-/* a0..a3 += W x for one block of 4 rows: int8 W interleaved in 4x4 blocks (*WPP advances past
- * the block), int16 x, cols a multiple of 4. Inline assembly because GCC 12 neither folds the
- * rotate into SXTB16 nor keeps post-incremented LDRDs in this loop (measured 1.44-1.9
- * instructions per MAC from intrinsics vs 1.25 here). */
-#define MV_BLOCK(WPP, X, X8END, TAIL, WHAT)                                                 \
-    do {                                                                                   \
-        const int32_t *xp = (const int32_t *)(X), *wp = *(WPP);  /* WPP: not &wp */        \
-        int32_t x01, x23, w0, w1, t;                                                       \
-        if (xp != (X8END)) {                                                               \
-            __asm__ volatile(                                                              \
-                MAC_BEGIN(WHAT)                                                            \
-                "1:\n\t"                                                                   \
-                "ldrd   %[x01], %[x23], [%[xp]], #8\n\t"                                   \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a0]", "%[a1]")           \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a2]", "%[a3]")           \
-                "ldrd   %[x01], %[x23], [%[xp]], #8\n\t"                                   \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a0]", "%[a1]")           \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a2]", "%[a3]")           \
-                "cmp    %[xp], %[xe]\n\t"                                                  \
-                "bne    1b"                                                                \
-                MAC_END(WHAT)                                                              \
-                MV_OPERANDS : [xe] "r"(X8END) : "cc", "memory");                          \
-        }                                                                                  \
-        if (TAIL) {                                                                        \
-            __asm__ volatile(                                                              \
-                MAC_BEGIN(WHAT)                                                            \
-                "ldrd   %[x01], %[x23], [%[xp]], #8\n\t"                                   \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a0]", "%[a1]")           \
-                MV_GROUP("%[w0]", "%[w1]", "%[x01]", "%[x23]", "%[a2]", "%[a3]")           \
-                "@ tail"                                                                   \
-                MAC_END(WHAT)                                                              \
-                MV_OPERANDS : : "memory");                                                 \
-        }                                                                                  \
-        *(WPP) = wp;                                                                       \
-    } while (0)
-
-/* a0..a3 += W x for a narrow input (1 or 2 int16 pairs): int16 weight pairs, one SMLAD each */
-#define NARROW_MAC(A, X) "ldr    %[w0], [%[wp]], #4\n\tsmlad  " A ", %[w0], " X ", " A "\n\t"
-#define NARROW_OUTPUTS                                                                       \
-    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [wp] "+r"(wp),           \
-      [w0] "=&r"(w0)
-#define MV_BLOCK_NARROW(WPP, X01, X23, PAIRS)                                               \
-    do {                                                                                   \
-        const int32_t *wp = *(WPP);  /* WPP: not &wp */                                    \
-        int32_t w0;                                                                        \
-        if ((PAIRS) == 1)                                                                  \
-            __asm__ volatile(MAC_BEGIN("gate")                                             \
-                NARROW_MAC("%[a0]", "%[x01]") NARROW_MAC("%[a1]", "%[x01]")                \
-                NARROW_MAC("%[a2]", "%[x01]") NARROW_MAC("%[a3]", "%[x01]")                \
-                MAC_END("gate") NARROW_OUTPUTS : [x01] "r"(X01) : "memory");               \
-        else                                                                               \
-            __asm__ volatile(MAC_BEGIN("gate")                                             \
-                NARROW_MAC("%[a0]", "%[x01]") NARROW_MAC("%[a0]", "%[x23]")                \
-                NARROW_MAC("%[a1]", "%[x01]") NARROW_MAC("%[a1]", "%[x23]")                \
-                NARROW_MAC("%[a2]", "%[x01]") NARROW_MAC("%[a2]", "%[x23]")                \
-                NARROW_MAC("%[a3]", "%[x01]") NARROW_MAC("%[a3]", "%[x23]")                \
-                MAC_END("gate") NARROW_OUTPUTS : [x01] "r"(X01), [x23] "r"(X23) : "memory"); \
-        *(WPP) = wp;                                                                       \
-    } while (0)
-
-static inline int32_t rq_gate(int32_t a2, int32_t m, int shift, const int generic)
-{
-    const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    const int32_t half = right ? 1 << (right - 1) : 0;
-    int32_t v;
-    if (generic) {
-        v = smmulr(a2 << left, m);
-        return (v + half + ((v >> 31) & (right ? -1 : 0))) >> right;
-    }
-    v = smmulr(a2, m);
-    return (v + half + (v >> 31)) >> right;
-}
-
-/* int16 saturation unless the layer's bounds (p->sat) show v cannot leave int16 */
-#define MCU_SAT16(p, bit, v) ((((p)->sat >> (bit)) & 1) ? __ssat((v), 16) : (v))
-
-static inline void mcu_widen(const int8_t *src, int16_t *dst, int n, int npad, int scale)
-{
-    int i = 0;
-    for (; i < n; i++) dst[i] = (int16_t)(src[i] * scale);
-    for (; i < npad; i++) dst[i] = 0;
-}
-
-/* The input pass: g[4j + k] = requant_k(bias + W_in x) for gate k of unit j (the rows are
- * interleaved by unit: one 4-row block is one unit's i, f, g, o). */
-static inline MCU_INLINE void gates_in_body(
-    const mcu_lstm_t *p, const int16_t *x16, int16_t *g, const int generic)
-{
-    const int32_t *m = p->m_in;
-    const int8_t *sh = p->s_in;
-    const int32_t *wrow = (const int32_t *)p->w_in, *bias = p->b_in;
-    const int32_t *x8end = (const int32_t *)x16 + ((p->Ipad >> 3) << 2);
-    const int tail = p->Ipad & 4, pairs = p->Ipad >> 1, narrow = p->Ipad <= 4;
-    const int32_t x01 = ((const int32_t *)x16)[0], x23 = pairs == 2 ? ((const int32_t *)x16)[1] : 0;
-    for (int j = 0; j < p->H; j++, bias += 4, g += 4) {
-        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
-        if (narrow)
-            MV_BLOCK_NARROW(&wrow, x01, x23, pairs);
-        else
-            MV_BLOCK(&wrow, x16, x8end, tail, "gate");
-        g[0] = (int16_t)MCU_SAT16(p, 0, rq_gate(a0, m[0], sh[0], generic));
-        g[1] = (int16_t)MCU_SAT16(p, 1, rq_gate(a1, m[1], sh[1], generic));
-        g[2] = (int16_t)MCU_SAT16(p, 2, rq_gate(a2, m[2], sh[2], generic));
-        g[3] = (int16_t)MCU_SAT16(p, 3, rq_gate(a3, m[3], sh[3], generic));
-    }
-}
-
-/* Sigmoid and tanh through the signed-index tables (fixedpoint.signed_table, checked there on
- * every input): out = (B[q] + frac * D[q]) >> shift with q = v >> fb taken with its sign, so no
- * absolute value, saturation test or sign fix-up per element. */
-/* {B, D} of entry q in one LDRD (GCC 12 splits the two loads and re-adds the table offset) */
-static inline int32_t act_lookup(const mcu_act_entry_t *t0, int32_t q, int32_t frac, int shift)
-{
-    int32_t b, d;
-    __asm__("ldrd %0, %1, [%2]" : "=r"(b), "=r"(d) : "r"(t0 + q) : );
-    return (b + frac * d) >> shift;
-}
-
-static inline int32_t sigmoid_q12(int32_t x)      /* x: int16 Q3.12 -> Q0.15 */
-{
-    int32_t v = x * 3;
-    return act_lookup(mcu_sig_tab + MCU_SIG_Q0, v >> 9, v & 0x1FF, 10);
-}
-
-static inline int32_t tanh_of(int32_t v)           /* v: the rescaled input */
-{
-    v = __ssat(v, 17);
-    return act_lookup(mcu_tanh_tab + MCU_TANH_Q0, v >> 8, v & 0xFF, 8);
-}
-
-/* Exact double-rounding requantization of a product x of two int16 values (|2x| < 2^31) with
- * a right shift >= 1 (codegen checks): srdhm(x, m) == smmulr(2x, m), then the rounding shift
- * (v + half + (v < 0 ? -1 : 0)) >> right. */
-static inline int32_t rq_product(int32_t x, int32_t m, int right, int32_t half)
-{
-    int32_t v = smmulr(x << 1, m);
-    return (v + half + (v >> 31)) >> right;
-}
-
-/* The cell's constants as locals, for the int8 and the 16x8 recurrent pass (p constant: they
- * fold): the rounding right shifts (>= 1, codegen checks) and halves of f c, i g and o tanh(c),
- * their multipliers, the cell clip, tanh(c)'s input rescaling. MORE: further int32 constants
- * declared with the multipliers (the int8 step's h zero point), in this order because with
- * -fno-schedule-insns the declaration order is the generic step's instruction order. */
-#define MCU_COMMA ,
-#define MCU_CELL_CONSTANTS(p, MORE)                                                        \
-    const int cell_sigmoid = (p)->cell_sigmoid;                                            \
-    const int rf = -(p)->s_fc, ri = -(p)->s_ig, rh = -(p)->s_h;                            \
-    const int32_t hf = 1 << (rf - 1), hi = 1 << (ri - 1), hh = 1 << (rh - 1);              \
-    const int32_t mf = (p)->m_fc, mi = (p)->m_ig, mh = (p)->m_h MORE;                      \
-    const int32_t qc = (p)->qclip ? (p)->qclip : 32768;                                    \
-    const int32_t tm = (p)->tanh_mult ? (p)->tanh_mult : (3 << (p)->tanh_shift);           \
-    const int ts = (p)->tanh_mult ? (p)->tanh_shift : 0;                                   \
-    const int32_t trnd = ts ? (1 << (ts - 1)) : 0
-
-/* The recurrent pass fused with the rest of the step, one hidden unit j at a time: its 4 gate
- * rows (MAC block), gate = sat16(requant(rec) + input part), the activations, c = clip(sat16(
- * f c + i g)), h = sat8(o tanh(c) + zp). The new h16 (2 h) waits in the unit's spent input
- * slot g[4j] until every unit has read the old one. */
-static inline MCU_INLINE void rec_cell_body(
-    const mcu_lstm_t *p, int16_t *g, int16_t *c, int8_t *h, int16_t *h16, const int generic)
-{
-    const int32_t *m = p->m_rec;
-    const int8_t *sh = p->s_rec;
-    const int H = p->H;
-    const int32_t *wrow = (const int32_t *)p->w_rec, *bias = p->b_rec;
-    const int32_t *x8end = (const int32_t *)h16 + ((p->Hpad >> 3) << 2);
-    const int tail = p->Hpad & 4;
-    MCU_CELL_CONSTANTS(p, MCU_COMMA zp = p->h_zp);
-    int16_t *gj = g;
-    for (int j = 0; j < H; j++, bias += 4, gj += 4) {
-        int32_t a0 = bias[0], a1 = bias[1], a2 = bias[2], a3 = bias[3];
-        MV_BLOCK(&wrow, h16, x8end, tail, "gate");
-#define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + gj[K])
-        int32_t gi = sigmoid_q12(GATE_SUM(0, a0));
-        int32_t gf = sigmoid_q12(GATE_SUM(1, a1));
-        int32_t gg = GATE_SUM(2, a2);
-        gg = cell_sigmoid ? sigmoid_q12(gg) : tanh_of(gg * 3);
-        int32_t go = sigmoid_q12(GATE_SUM(3, a3));
-#undef GATE_SUM
-        int32_t fa = MCU_SAT16(p, 12, rq_product(gf * c[j], mf, rf, hf));
-        int32_t ib = MCU_SAT16(p, 13, rq_product(gi * gg, mi, ri, hi));
-        int32_t v = __ssat(fa + ib, 16);
-        v = v < -qc ? -qc : (v > qc ? qc : v);
-        c[j] = (int16_t)v;
-        int32_t tc = tanh_of((v * tm + trnd) >> ts);
-        int32_t hv = __ssat(rq_product(go * tc, mh, rh, hh) + zp, 8);
-        h[j] = (int8_t)hv;
-        gj[0] = (int16_t)(2 * hv);
-    }
-    for (int j = 0; j < H; j++) h16[j] = g[4 * j];
-}
-
-/* One step: the input pass, then the recurrent pass fused with the cell (see above). Inlined
- * into each layer's mcu_step_<name> in model.c (any = 0), where p is a constant: every shift,
- * multiplier and size folds into the code. any = 1 (mcu_lstm_step, a layer not known at
- * compile time): the generic rescaling only, exact for every layer, so the body is there once. */
-static inline MCU_INLINE void mcu_lstm_step_inline(
-    const mcu_lstm_t *p, const int8_t *x, const int16_t *x16, int8_t *h, int16_t *h16,
-    int16_t *c, const mcu_lstm_scratch_t *s, const int any)
-{
-    if (!x16) {
-        mcu_widen(x, s->x16, p->I, p->Ipad, 2);      /* doubled: see rq_gate */
-        x16 = s->x16;
-    }
-    if (any || p->rq_generic) {
-        gates_in_body(p, x16, s->gates, 1);
-        rec_cell_body(p, s->gates, c, h, h16, 1);
-    } else {
-        gates_in_body(p, x16, s->gates, 0);
-        rec_cell_body(p, s->gates, c, h, h16, 0);
-    }
-}
-/* ---------------- the DSP 16x8 LSTM step (inline) ----------------
- * The MAC blocks of the int8 step read int16 inputs already: the int16 activations go in as
- * they are (not doubled). Each row's products sum exactly in int32 (codegen checks 32768 x
- * sum|w| < 2^31), and TFLite's 64-bit rescaling (bias + acc) * rm + round, >> tot, is one SMLAL
- * onto the folded constant bias * rm + round and a 64-bit shift. */
-static inline int32_t rq64(int64_t c, int32_t acc, int32_t rm, int tot)
-{
-    return (int32_t)((c + (int64_t)acc * rm) >> tot);
-}
-
-static inline MCU_INLINE void gates_in16_body(const mcu_lstm16_t *p, const int16_t *x16, int16_t *g)
-{
-    const int32_t *wrow = (const int32_t *)p->w_in;
-    const int64_t *cb = p->b_in;
-    const int32_t *x8end = (const int32_t *)x16 + ((p->Ipad >> 3) << 2);
-    const int tail = p->Ipad & 4, pairs = p->Ipad >> 1, narrow = p->Ipad <= 4;
-    const int32_t x01 = ((const int32_t *)x16)[0], x23 = pairs == 2 ? ((const int32_t *)x16)[1] : 0;
-    for (int j = 0; j < p->H; j++, cb += 4, g += 4) {
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        if (narrow)
-            MV_BLOCK_NARROW(&wrow, x01, x23, pairs);
-        else
-            MV_BLOCK(&wrow, x16, x8end, tail, "gate");
-        g[0] = (int16_t)__ssat(rq64(cb[0], a0, p->rm_in[0], p->tot_in[0]), 16);
-        g[1] = (int16_t)__ssat(rq64(cb[1], a1, p->rm_in[1], p->tot_in[1]), 16);
-        g[2] = (int16_t)__ssat(rq64(cb[2], a2, p->rm_in[2], p->tot_in[2]), 16);
-        g[3] = (int16_t)__ssat(rq64(cb[3], a3, p->rm_in[3], p->tot_in[3]), 16);
-    }
-}
-
-/* The recurrent pass fused with the cell, one unit at a time, as rec_cell_body; the new h
- * waits in the unit's spent input slot g[4j] until every unit has read the old one. */
-static inline MCU_INLINE void rec_cell16_body(const mcu_lstm16_t *p, int16_t *g, int16_t *c, int16_t *h)
-{
-    const int H = p->H;
-    const int32_t *wrow = (const int32_t *)p->w_rec;
-    const int32_t *x8end = (const int32_t *)h + ((p->Hpad >> 3) << 2);
-    const int tail = p->Hpad & 4;
-    MCU_CELL_CONSTANTS(p, );
-    int16_t *gj = g;
-    for (int j = 0; j < H; j++, gj += 4) {
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        MV_BLOCK(&wrow, h, x8end, tail, "gate");
-#define GATE16(K, A) __ssat(__ssat(rq64((int64_t)1 << (p->tot_rec[K] - 1), A, p->rm_rec[K], \
-                                        p->tot_rec[K]), 16) + gj[K], 16)
-        int32_t gi = sigmoid_q12(GATE16(0, a0));
-        int32_t gf = sigmoid_q12(GATE16(1, a1));
-        int32_t gg = GATE16(2, a2);
-        gg = cell_sigmoid ? sigmoid_q12(gg) : tanh_of(gg * 3);
-        int32_t go = sigmoid_q12(GATE16(3, a3));
-#undef GATE16
-        int32_t fa = __ssat(rq_product(gf * c[j], mf, rf, hf), 16);
-        int32_t ib = __ssat(rq_product(gi * gg, mi, ri, hi), 16);
-        int32_t v = __ssat(fa + ib, 16);
-        v = v < -qc ? -qc : (v > qc ? qc : v);
-        c[j] = (int16_t)v;
-        int32_t tc = tanh_of((v * tm + trnd) >> ts);
-        gj[0] = (int16_t)__ssat(rq_product(go * tc, mh, rh, hh), 16);
-    }
-    for (int j = 0; j < H; j++) h[j] = g[4 * j];
-}
-
-/* One 16x8 step, inlined into the layer's mcu_step_<name> (its constants fold). x16: the input
- * padded with zeros to Ipad (the previous layer's h in a stack), or 0 to pad x into scratch. */
-static inline MCU_INLINE void mcu_lstm16_step_inline(
-    const mcu_lstm16_t *p, const int16_t *x, const int16_t *x16, int16_t *h, int16_t *c,
-    int16_t *gates, int16_t *scratch)
-{
-    if (!x16) {
-        int i = 0;
-        for (; i < p->I; i++) scratch[i] = x[i];
-        for (; i < p->Ipad; i++) scratch[i] = 0;
-        x16 = scratch;
-    }
-    gates_in16_body(p, x16, gates);
-    rec_cell16_body(p, gates, c, h);
-}
+#include "mcu_dsp.h"     /* the DSP-extension steps, inline */
 #endif /* MCU_SIMD */
 
 #endif
