@@ -75,15 +75,19 @@ def _simd_weights(n, w_in, w_rec, H, I, Ipad, Hpad) -> list:
     return out
 
 
-def _unit_stream(w_in, w_rec, b_in, b_rec, H, I, Hpad) -> np.ndarray:
+def _unit_stream(w_in, w_rec, b_in, b_rec, H, I, Hpad, mults) -> np.ndarray:
     """A narrow-input int8 layer's DSP constants as one int32 stream, per unit j (mcu_kernels.h,
     MCU_FUSED_INPUT): its 4 recurrent biases, its interleaved recurrent block (Hpad words), its 4
-    input biases, its int16 input weights (I = 1: 2 words, else one pair per word)."""
+    input biases, its int16 input weights (I = 1: 2 words, else one pair per word), then the
+    layer's 8 gate multipliers m_in, m_rec (the same in every unit: read through the stream
+    pointer, no base address of their own per unit; 32 bytes of flash a unit)."""
     rec = interleave(_by_unit(w_rec, H), 4 * H, Hpad).view("<i4").reshape(H, Hpad)
     w16 = np.zeros((4 * H, 1 if I == 1 else simd_ipad(I)), np.int16)
     w16[:, :I] = _by_unit(w_in, H)
     win = w16.reshape(-1).view("<i4").reshape(H, -1)
-    return np.concatenate([b_rec.reshape(H, 4), rec, b_in.reshape(H, 4), win], axis=1).reshape(-1)
+    m = np.tile(np.asarray(mults, np.int64).reshape(1, 8), (H, 1))
+    return np.concatenate([b_rec.reshape(H, 4), rec, b_in.reshape(H, 4), win, m],
+                          axis=1).reshape(-1)
 
 
 def _by_unit(a: np.ndarray, H: int) -> np.ndarray:
@@ -147,7 +151,8 @@ def _lstm_c(L: LstmLayer, out: list):
     n = L.name
     out.append("#if MCU_SIMD\n")
     if Ipad <= 4:    # the input multiplied in the recurrent pass: one stream of unit constants
-        out.append(_arr("int32_t", f"{n}_units", _unit_stream(w_in, w_rec, b_in, b_rec, H, I, Hpad),
+        out.append(_arr("int32_t", f"{n}_units", _unit_stream(w_in, w_rec, b_in, b_rec, H, I, Hpad,
+                                                     list(L.m_in) + list(L.m_rec)),
                         aligned=True))
         out.append(f"#define {n}_w_rec ((const int8_t *){n}_units)\n")
         out += [f"#define {n}_{a} 0\n" for a in ("w_in", "b_in", "b_rec")]

@@ -212,16 +212,16 @@ static inline MCU_INLINE void narrow_pairs(const int8_t *x, int I, int32_t *x01,
 }
 
 /* The input part of one unit's 4 gates for a narrow input, gin[k] = requant_k(bias + W_in x),
- * from the unit's constants at *UP (4 doubled biases, then the int16 weights; *UP advances past
+ * from the unit's constants at *UP (4 doubled biases, the int16 weights, m_in; *UP advances past
  * them). x01, x23: the input pairs. */
 static inline MCU_INLINE void unit_gates_in(
-    const mcu_lstm_t *p, const int32_t *mb, const int32_t **up, int32_t x01, int32_t x23,
+    const mcu_lstm_t *p, const int32_t **up, int32_t x01, int32_t x23,
     int32_t gin[4], const int generic)
 {
     int32_t a0, a1, a2, a3, m[4];
     load4_post(up, &a0, &a1, &a2, &a3);
     mac_narrow(up, x01, x23, p->I, &a0, &a1, &a2, &a3);
-    LOAD_MULTS(mb, 0, m);
+    load4_post(up, &m[0], &m[1], &m[2], &m[3]);     /* the stream's m_in */
     gin[0] = MCU_SAT16(p, 0, rq_gate(a0, m[0], p->s_in[0], generic));
     gin[1] = MCU_SAT16(p, 1, rq_gate(a1, m[1], p->s_in[1], generic));
     gin[2] = MCU_SAT16(p, 2, rq_gate(a2, m[2], p->s_in[2], generic));
@@ -231,8 +231,9 @@ static inline MCU_INLINE void unit_gates_in(
 /* A narrow input (Ipad <= 4) is multiplied inside the recurrent pass, unit by unit, so its
  * gate parts never go through memory; a wider one first in a pass of its own (the MAC loop
  * and the recurrent one would not fit the registers together). A fused layer's constants are
- * one stream, per unit: recurrent biases, recurrent weight block, input biases, input weights
- * (w_rec points at it: one pointer register for all four). */
+ * one stream, per unit: recurrent biases, recurrent weight block, input biases, input weights,
+ * the 8 gate multipliers m_in, m_rec (w_rec points at it: one pointer register for all; the
+ * multipliers' own base would be one literal load more per unit). */
 #define MCU_FUSED_INPUT(p) ((p)->Ipad <= 4)
 
 /* The input pass of a wide input: g[4j + k] = gin[k] of unit j. */
@@ -361,16 +362,18 @@ static inline MCU_INLINE void rec_cell_body(
         int32_t a0, a1, a2, a3, gin[4];
         load4_post(fused ? &wrow : &bias, &a0, &a1, &a2, &a3);
         MV_BLOCK(&wrow, h16, p->Hpad, "gate");
-        const int32_t *mb = per_unit(p->m_in);
         /* the sigmoid table's base once per unit where the input is one feature (x01 alone
          * leaves it a register: measured, GCC 12; elsewhere the unit's spills grow) */
         const mcu_act_entry_t *st = p->I == 1 ? per_unit(mcu_sig_tab + MCU_SIG_Q0)
                                               : mcu_sig_tab + MCU_SIG_Q0;
         const mcu_act_entry_t *tt = mcu_tanh_tab + MCU_TANH_Q0;
-        if (fused)
-            unit_gates_in(p, mb, &wrow, x01, x23, gin, generic);
         int32_t m[4];
-        LOAD_MULTS(mb, MCU_M_REC_OFFSET, m);
+        if (fused) {                   /* the multipliers follow in the stream (_unit_stream) */
+            unit_gates_in(p, &wrow, x01, x23, gin, generic);
+            load4_post(&wrow, &m[0], &m[1], &m[2], &m[3]);
+        } else {
+            LOAD_MULTS(per_unit(p->m_in), MCU_M_REC_OFFSET, m);
+        }
 #define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + \
                                  (fused ? gin[K] : gj[K]))
         int32_t gi = sigmoid_at(st, GATE_SUM(0, a0));
