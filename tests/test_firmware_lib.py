@@ -232,9 +232,9 @@ def test_shipped_makefile_and_cmake_build_as_given(mcu_models, tmp_path, cache):
     out = tmp_path / "fw"
     write_library(mcu_models["classifier"]["tflite"], out, name="classifier")
     syms = build_folder_as_shipped(out)
-    assert LIBRARY_API <= syms["build"] and "mcu_sig_tab" in syms["build"]   # Cortex-M4: the DSP kernels' tables
+    assert LIBRARY_API <= syms["build"] and "mcu_act_tab" in syms["build"]   # Cortex-M4: the DSP kernels' tables
     m0 = syms["build-m0"]
-    assert LIBRARY_API <= m0 and "mcu_matvec_plain" in m0 and "mcu_sig_tab" not in m0
+    assert LIBRARY_API <= m0 and "mcu_matvec_plain" in m0 and "mcu_act_tab" not in m0
     if "cbuild" not in syms:
         pytest.skip("cmake not installed")
     assert LIBRARY_API <= syms["cbuild"]

@@ -140,7 +140,7 @@ def test_bad_profile_and_input(mcu_models, tmp_path):
 def test_narrow_lstm_cost_and_memory(mcu_models, tmp_path):
     """LSTM(8) on 4 inputs, 32 steps (per-element overhead dominates): bit-exact with TFLite
     Micro, its instructions per gate MAC within the issue's 3.5 and its RAM held where the fused
-    DSP kernels put them (measured 3.43, the input multiplied inside the recurrent pass, and 0.15
+    DSP kernels put them (measured 3.37, the input multiplied inside the recurrent pass, and 0.15
     of TFLite Micro's reported arena on M4, 2026-12-01)."""
     from firmware_sim.mcu import run_emulated
     path, x = mcu_models["narrow"]["tflite"], mcu_models["narrow"]["x_eval"][:3]

@@ -160,7 +160,7 @@ static inline MCU_INLINE void load4_post(const int32_t **pp, int32_t *a0, int32_
 
 /* A constant address taken once per unit (volatile: not hoisted out of the loop and spilled)
  * and shared by its uses in the unit (GCC 12 loads the same literal at each use otherwise):
- * the multipliers' base for both sets (m_rec follows m_in), the activation tables. */
+ * the multipliers' base for both sets (m_rec follows m_in) of a layer without a stream. */
 static inline MCU_INLINE const void *per_unit(const void *a)
 {
     __asm__ volatile("" : "+r"(a));
@@ -212,16 +212,16 @@ static inline MCU_INLINE void narrow_pairs(const int8_t *x, int I, int32_t *x01,
 }
 
 /* The input part of one unit's 4 gates for a narrow input, gin[k] = requant_k(bias + W_in x),
- * from the unit's constants at *UP (4 doubled biases, then the int16 weights; *UP advances past
+ * from the unit's constants at *UP (4 doubled biases, the int16 weights, m_in; *UP advances past
  * them). x01, x23: the input pairs. */
 static inline MCU_INLINE void unit_gates_in(
-    const mcu_lstm_t *p, const int32_t *mb, const int32_t **up, int32_t x01, int32_t x23,
+    const mcu_lstm_t *p, const int32_t **up, int32_t x01, int32_t x23,
     int32_t gin[4], const int generic)
 {
     int32_t a0, a1, a2, a3, m[4];
     load4_post(up, &a0, &a1, &a2, &a3);
     mac_narrow(up, x01, x23, p->I, &a0, &a1, &a2, &a3);
-    LOAD_MULTS(mb, 0, m);
+    load4_post(up, &m[0], &m[1], &m[2], &m[3]);     /* the stream's m_in */
     gin[0] = MCU_SAT16(p, 0, rq_gate(a0, m[0], p->s_in[0], generic));
     gin[1] = MCU_SAT16(p, 1, rq_gate(a1, m[1], p->s_in[1], generic));
     gin[2] = MCU_SAT16(p, 2, rq_gate(a2, m[2], p->s_in[2], generic));
@@ -231,8 +231,9 @@ static inline MCU_INLINE void unit_gates_in(
 /* A narrow input (Ipad <= 4) is multiplied inside the recurrent pass, unit by unit, so its
  * gate parts never go through memory; a wider one first in a pass of its own (the MAC loop
  * and the recurrent one would not fit the registers together). A fused layer's constants are
- * one stream, per unit: recurrent biases, recurrent weight block, input biases, input weights
- * (w_rec points at it: one pointer register for all four). */
+ * one stream, per unit: recurrent biases, recurrent weight block, input biases, input weights,
+ * the 8 gate multipliers m_in, m_rec (w_rec points at it: one pointer register for all; the
+ * multipliers' own base would be one literal load more per unit). */
 #define MCU_FUSED_INPUT(p) ((p)->Ipad <= 4)
 
 /* The input pass of a wide input: g[4j + k] = gin[k] of unit j. */
@@ -255,26 +256,30 @@ static inline MCU_INLINE void gates_in_body(
  * every input): out = (A[q] + v * D[q]) >> shift with q = v >> fb taken with its sign, so no
  * absolute value, saturation test or sign fix-up per element, and the interpolation's fraction
  * folded into A (one MLA; 32-bit wraparound, exact because the interpolated value fits). */
-/* {A, D} of entry q in one LDRD (GCC 12 splits the two loads and re-adds the table offset) */
-static inline int32_t act_lookup(const mcu_act_entry_t *t0, int32_t v, int fb, int shift)
+/* {A, D} of entry q (its sigmoid half at byte offset 0, tanh at 8) in one LDRD (GCC 12 splits
+ * the two loads and re-adds the table offset) */
+static inline int32_t act_lookup(const mcu_act_pair_t *t0, int half, int32_t v, int fb, int shift)
 {
     int32_t a, d;
-    __asm__("ldrd %0, %1, [%2]" : "=r"(a), "=r"(d) : "r"(t0 + (v >> fb)) : );
+    if (half)       /* not an "i" operand: half is no constant at -O0 */
+        __asm__("ldrd %0, %1, [%2, #8]" : "=r"(a), "=r"(d) : "r"(t0 + (v >> fb)));
+    else
+        __asm__("ldrd %0, %1, [%2]" : "=r"(a), "=r"(d) : "r"(t0 + (v >> fb)));
     return (int32_t)((uint32_t)a + (uint32_t)v * (uint32_t)d) >> shift;
 }
 
-/* st, tt: mcu_sig_tab + MCU_SIG_Q0, mcu_tanh_tab + MCU_TANH_Q0 */
-static inline int32_t sigmoid_at(const mcu_act_entry_t *st, int32_t x)   /* Q3.12 -> Q0.15 */
+/* at: mcu_act_tab + MCU_ACT_Q0 (one base address for both) */
+static inline int32_t sigmoid_at(const mcu_act_pair_t *at, int32_t x)   /* Q3.12 -> Q0.15 */
 {
-    return act_lookup(st, x * 3, 9, 10);
+    return act_lookup(at, 0, x * 3, 9, 10);
 }
 
-static inline int32_t tanh_at(const mcu_act_entry_t *tt, int32_t v)      /* v: the rescaled input */
+static inline int32_t tanh_at(const mcu_act_pair_t *at, int32_t v)      /* v: the rescaled input */
 {
-    return act_lookup(tt, __ssat(v, 17), 8, 8);
+    return act_lookup(at, 1, __ssat(v, 17), 8, 8);
 }
-#define sigmoid_q12(x) sigmoid_at(mcu_sig_tab + MCU_SIG_Q0, (x))
-#define tanh_of(v) tanh_at(mcu_tanh_tab + MCU_TANH_Q0, (v))
+#define sigmoid_q12(x) sigmoid_at(mcu_act_tab + MCU_ACT_Q0, (x))
+#define tanh_of(v) tanh_at(mcu_act_tab + MCU_ACT_Q0, (v))
 
 /* Exact double-rounding requantization of the product g y of an activation g in [0, 32767]
  * and an int16 y, with a right shift >= 1 (codegen checks): srdhm(x, m) == smmulr(2x, m), then
@@ -361,30 +366,28 @@ static inline MCU_INLINE void rec_cell_body(
         int32_t a0, a1, a2, a3, gin[4];
         load4_post(fused ? &wrow : &bias, &a0, &a1, &a2, &a3);
         MV_BLOCK(&wrow, h16, p->Hpad, "gate");
-        const int32_t *mb = per_unit(p->m_in);
-        /* the sigmoid table's base once per unit where the input is one feature (x01 alone
-         * leaves it a register: measured, GCC 12; elsewhere the unit's spills grow) */
-        const mcu_act_entry_t *st = p->I == 1 ? per_unit(mcu_sig_tab + MCU_SIG_Q0)
-                                              : mcu_sig_tab + MCU_SIG_Q0;
-        const mcu_act_entry_t *tt = mcu_tanh_tab + MCU_TANH_Q0;
-        if (fused)
-            unit_gates_in(p, mb, &wrow, x01, x23, gin, generic);
+        const mcu_act_pair_t *at = mcu_act_tab + MCU_ACT_Q0;     /* sigmoid and tanh */
         int32_t m[4];
-        LOAD_MULTS(mb, MCU_M_REC_OFFSET, m);
+        if (fused) {                   /* the multipliers follow in the stream (_unit_stream) */
+            unit_gates_in(p, &wrow, x01, x23, gin, generic);
+            load4_post(&wrow, &m[0], &m[1], &m[2], &m[3]);
+        } else {
+            LOAD_MULTS(per_unit(p->m_in), MCU_M_REC_OFFSET, m);
+        }
 #define GATE_SUM(K, A) MCU_SAT16(p, 8 + K, MCU_SAT16(p, 4 + K, rq_gate(A, m[K], sh[K], generic)) + \
                                  (fused ? gin[K] : gj[K]))
-        int32_t gi = sigmoid_at(st, GATE_SUM(0, a0));
-        int32_t gf = sigmoid_at(st, GATE_SUM(1, a1));
+        int32_t gi = sigmoid_at(at, GATE_SUM(0, a0));
+        int32_t gf = sigmoid_at(at, GATE_SUM(1, a1));
         int32_t gg = GATE_SUM(2, a2);
-        gg = cell_sigmoid ? sigmoid_at(st, gg) : tanh_at(tt, gg * 3);
-        int32_t go = sigmoid_at(st, GATE_SUM(3, a3));
+        gg = cell_sigmoid ? sigmoid_at(at, gg) : tanh_at(at, gg * 3);
+        int32_t go = sigmoid_at(at, GATE_SUM(3, a3));
 #undef GATE_SUM
         int32_t fa = MCU_SAT16(p, 12, rq_product(gf, c[j], mf, rf, hf));
         int32_t ib = MCU_SAT16(p, 13, rq_product(gi, gg, mi, ri, hi));
         int32_t v = __ssat(fa + ib, 16);
         v = cell_clip(v, qc);
         c[j] = (int16_t)v;
-        int32_t tc = tanh_at(tt, (v * tm + trnd) >> ts);
+        int32_t tc = tanh_at(at, (v * tm + trnd) >> ts);
         int32_t hv = __ssat(rq_product(go, tc, mh, rh, hz) + (zp_folded ? 0 : zp), 8);
         if (h) h[j] = (int8_t)hv;     /* h = 0: kept in h16 only (MCU_H_LATE) */
         c[H + j] = (int16_t)(2 * hv);

@@ -83,12 +83,13 @@ typedef struct {
 } mcu_softmax_t;
 
 #if MCU_SIMD
-/* Signed-index tables (generated into model.c): entry MCU_*_Q0 + q for q = v >> fb. */
-#define MCU_SIG_Q0 192
-#define MCU_TANH_Q0 256
+/* The signed-index sigmoid and tanh tables (generated into model.c), interleaved: entry
+ * MCU_ACT_Q0 + q holds both at q = v >> fb, so one base address serves both (sigmoid's q
+ * range, +-192, padded with zeros to tanh's). */
+#define MCU_ACT_Q0 256
 typedef struct { int32_t a, d; } mcu_act_entry_t;     /* {A, D}: one LDRD */
-extern const mcu_act_entry_t mcu_sig_tab[2 * MCU_SIG_Q0];
-extern const mcu_act_entry_t mcu_tanh_tab[2 * MCU_TANH_Q0];
+typedef struct { mcu_act_entry_t sig, tanh; } mcu_act_pair_t;
+extern const mcu_act_pair_t mcu_act_tab[2 * MCU_ACT_Q0];
 #else
 /* The 256-entry sigmoid table (generated into model.c). */
 extern const uint16_t mcu_sigmoid_table[256];
