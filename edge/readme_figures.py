@@ -75,7 +75,8 @@ def device_table(benches: dict) -> list[str]:
                 continue
             ins = e.get("instructions") or {}
             per_mac = ins["per_inference"] / ins["gate_macs"] if ins.get("gate_macs") else None
-            rows.append(f"| {m} | {dev} | {ins.get('per_inference', 0):,.0f} | {_fmt(per_mac, 3)} | "
+            per_mac = "n/a" if per_mac is None else f"{per_mac:.3f}"   # 1.997 is not 2: the bar is 2.0
+            rows.append(f"| {m} | {dev} | {ins.get('per_inference', 0):,.0f} | {per_mac} | "
                         f"{_fmt(e.get('ram_vs_tflm_arena'), 3)} | {host.get('windows_equal_to_tflm')} of "
                         f"{host.get('windows')} windows |")
     return rows
