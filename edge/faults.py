@@ -49,11 +49,7 @@ def build_model(out_dir: str) -> dict:
     return {"ok": True}
 
 
-def _command(stage: str, work: Path, short: bool = False) -> list:
-    return _stage_command(stage, work) + (SHORT_ARGS[stage] if short else [])
-
-
-def _stage_command(stage: str, work: Path) -> list:
+def _command(stage: str, work: Path) -> list:
     base = [sys.executable, "-m", "edge.cli", "--config", str(work / "edge.toml")]
     if stage == "export":
         return base + ["export", "--model", str(work / "faulty.h5"), "--data", str(work / "faulty.npz"),
@@ -140,7 +136,7 @@ def campaign(work: Path, kills: int, seed: int, progress=print, short: bool = Fa
     if not r.ok:
         raise RuntimeError(f"building the test model failed: {r.error}")
     rng = random.Random(seed)
-    commands = {stage: _command(stage, work, short) for stage in STAGES}
+    commands = {stage: _command(stage, work) + (SHORT_ARGS[stage] if short else []) for stage in STAGES}
     full = {}
     for stage in STAGES:   # one clean pass: how long each stage takes, so kills land inside it
         t0 = time.perf_counter()

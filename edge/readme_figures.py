@@ -74,8 +74,8 @@ def device_table(benches: dict) -> list[str]:
             if e.get("status") != "ok":
                 continue
             ins = e.get("instructions") or {}
-            per_mac = ins["per_inference"] / ins["gate_macs"] if ins.get("gate_macs") else None
-            per_mac = "n/a" if per_mac is None else f"{per_mac:.3f}"   # 1.997 is not 2: the bar is 2.0
+            # three decimals: 1.997 must not print as 2 beside a target of 2.0
+            per_mac = f"{ins['per_inference'] / ins['gate_macs']:.3f}" if ins.get("gate_macs") else "n/a"
             rows.append(f"| {m} | {dev} | {ins.get('per_inference', 0):,.0f} | {per_mac} | "
                         f"{_fmt(e.get('ram_vs_tflm_arena'), 3)} | {host.get('windows_equal_to_tflm')} of "
                         f"{host.get('windows')} windows |")
